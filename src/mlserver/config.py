@@ -1,0 +1,64 @@
+"""Server settings: every default lives here, and only `Settings.from_env` reads the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mlserver.errors import ConfigurationError
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "MLSERVER_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Tunables of one app; pass overrides to `create_app` or read them with `from_env`."""
+
+    #: Largest request body accepted, in bytes (413 above it).
+    max_body_bytes: int = 64 * 1024 * 1024
+    #: Threads of the training pool the app owns when no executor is given.
+    training_threads: int = 2
+    #: Deserialized model versions kept in memory per process.
+    model_cache_size: int = 16
+    #: Seconds a RUNNING version stays claimed without a heartbeat before it counts as interrupted.
+    lease_seconds: float = 30.0
+    #: Seconds between heartbeats (and sweeps for expired leases); a third of the lease.
+    heartbeat_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value <= 0:
+                raise ConfigurationError(f"setting {field.name} must be positive, got {value!r}")
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ConfigurationError("heartbeat_seconds must be shorter than lease_seconds")
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with `changes` applied; unknown names raise ConfigurationError."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigurationError(f"unknown settings: {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `MLSERVER_<NAME>` variables (e.g. MLSERVER_MAX_BODY_BYTES)."""
+        environ = os.environ if environ is None else environ
+        changes: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            kind = int if field.type in ("int", int) else float
+            try:
+                changes[field.name] = kind(raw)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{ENV_PREFIX}{field.name.upper()} must be a number, got {raw!r}"
+                ) from None
+        return cls(**changes)  # type: ignore[arg-type]

@@ -1,0 +1,107 @@
+"""The one exception tree of mlserver; `mlserver.http.errors` maps it to status codes.
+
+MLServerError
+├── ConfigurationError      the server was wired wrongly (bad wrapper name, unknown serializer)
+├── InvalidPayload          a request parameter is missing or malformed
+├── ModelNotFound           no wrapper is registered under that name
+├── KeyNotFound             the model-key names no version
+├── NotReady                the key exists but its state forbids the operation (RUNNING, FAILED)
+├── UnsupportedOperation    the wrapper does not offer the operation (e.g. update)
+├── PayloadTooLarge         the request body is above the configured limit
+├── UnsupportedMediaType    the request body is not JSON
+├── UnprocessableData       well-formed data the model cannot take
+│   └── SchemaMismatch      its columns differ from the training schema
+└── StoreError              the store failed or returned something it should not have
+    └── IntegrityError      a stored blob does not match its sha256
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ConfigurationError",
+    "IntegrityError",
+    "InvalidPayload",
+    "KeyNotFound",
+    "MLServerError",
+    "ModelNotFound",
+    "NotReady",
+    "PayloadTooLarge",
+    "SchemaMismatch",
+    "StoreError",
+    "UnprocessableData",
+    "UnsupportedMediaType",
+    "UnsupportedOperation",
+]
+
+
+class MLServerError(Exception):
+    """Root of every error mlserver raises on purpose."""
+
+
+class ConfigurationError(MLServerError):
+    """The server was wired wrongly; raised at start-up, never for a request."""
+
+
+class InvalidPayload(MLServerError):
+    """A request parameter is missing or malformed; `parameter` names it."""
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class ModelNotFound(MLServerError):
+    """No wrapper is registered under the requested model name."""
+
+
+class KeyNotFound(MLServerError):
+    """The model-key names no stored version of the model."""
+
+
+class NotReady(MLServerError):
+    """The key exists, but its newest state (`status`) does not allow the operation."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UnsupportedOperation(MLServerError):
+    """The wrapper does not offer the operation; `allowed` lists the verbs it does take."""
+
+    def __init__(self, message: str, allowed: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.allowed = tuple(allowed)
+
+
+class PayloadTooLarge(MLServerError):
+    """The request body is larger than the configured limit."""
+
+
+class UnsupportedMediaType(MLServerError):
+    """The request body has a media type the server does not read."""
+
+
+class UnprocessableData(MLServerError):
+    """Well-formed data the model cannot take."""
+
+
+class SchemaMismatch(UnprocessableData):
+    """Columns differ from the training schema; `missing` and `unexpected` name them."""
+
+    def __init__(
+        self, message: str, missing: Sequence[str] = (), unexpected: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+
+
+class StoreError(MLServerError):
+    """The store failed; the message never carries credentials or SQL."""
+
+
+class IntegrityError(StoreError):
+    """A stored blob does not match the sha256 recorded when it was written."""

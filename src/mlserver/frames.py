@@ -1,0 +1,371 @@
+"""pandas JSON in every orient <-> DataFrame/Series, the training schema, and data hashing.
+
+`x` and `y` arrive either as the text `DataFrame.to_json(orient=...)` wrote or as the JSON value
+itself. Both are parsed with orjson (exact float64, unlike `read_json`'s default parser) and built
+into frames the way `pandas.read_json` would: labels that spell integers become integers, so the
+same data gives the same frame, and the same key, whatever the orient or form it came in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from mlserver.errors import InvalidPayload, SchemaMismatch
+
+__all__ = [
+    "ORIENTS",
+    "Schema",
+    "Table",
+    "align_target",
+    "decode_frame",
+    "decode_target",
+    "encode_frame",
+    "name_key",
+    "training_key",
+]
+
+ORIENTS = ("columns", "split", "records", "index", "values", "table")
+
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A decoded `x`: the frame plus how it came, so the answer can go back the same way."""
+
+    frame: pd.DataFrame
+    orient: str
+    as_string: bool
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Column labels and dtypes of the training features, stored with every version."""
+
+    columns: tuple[Hashable, ...]
+    dtypes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> Schema:
+        return cls(tuple(frame.columns), tuple(str(t) for t in frame.dtypes))
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"name": c, "dtype": t} for c, t in zip(self.columns, self.dtypes, strict=True)]
+
+    @classmethod
+    def from_json(cls, fields: Sequence[Mapping[str, Any]]) -> Schema:
+        return cls(tuple(f["name"] for f in fields), tuple(f["dtype"] for f in fields))
+
+    def conform(self, frame: pd.DataFrame, positional: bool = False) -> pd.DataFrame:
+        """`frame` with the training columns in training order and compatible dtypes.
+
+        `positional` frames carry no column names (orient `values`): they are matched by
+        position. Raises SchemaMismatch naming missing/unexpected columns or bad dtypes.
+        """
+        if positional and len(frame.columns) == len(self.columns):
+            frame = frame.set_axis(list(self.columns), axis=1)
+        if tuple(frame.columns) != self.columns:
+            given = set(frame.columns)
+            missing = [c for c in self.columns if c not in given]
+            expected = set(self.columns)
+            unexpected = [c for c in frame.columns if c not in expected]
+            if missing or unexpected:
+                parts = []
+                if missing:
+                    parts.append(f"missing columns {_names(missing)}")
+                if unexpected:
+                    parts.append(f"unexpected columns {_names(unexpected)}")
+                raise SchemaMismatch(
+                    "x does not match the training schema: " + "; ".join(parts),
+                    missing=[str(c) for c in missing],
+                    unexpected=[str(c) for c in unexpected],
+                )
+            if frame.columns.has_duplicates:
+                raise SchemaMismatch("x has duplicate column names")
+            frame = frame[list(self.columns)]
+        return self._cast(frame)
+
+    def _cast(self, frame: pd.DataFrame) -> pd.DataFrame:
+        wrong = []
+        casts = {}
+        for column, trained, given in zip(self.columns, self.dtypes, frame.dtypes, strict=True):
+            if str(given) == trained:
+                continue
+            trained_numeric = _is_numeric(trained)
+            if trained_numeric != pd.api.types.is_numeric_dtype(given):
+                # NOTE: an all-null column parses as float/object; let the model judge it.
+                if not frame[column].isna().all():
+                    wrong.append(f"{column!r} is {given}, trained as {trained}")
+                continue
+            if trained_numeric and _lossless(frame[column], trained):
+                casts[column] = trained
+        if wrong:
+            raise SchemaMismatch("x has columns of the wrong type: " + "; ".join(wrong))
+        return frame.astype(casts) if casts else frame
+
+
+def _is_numeric(dtype: str) -> bool:
+    try:
+        return pd.api.types.is_numeric_dtype(pd.api.types.pandas_dtype(dtype))
+    except TypeError:
+        return False
+
+
+def _lossless(column: pd.Series, dtype: str) -> bool:
+    try:
+        cast = column.astype(dtype)
+    except (TypeError, ValueError):
+        return False
+    return bool((cast == column).all())
+
+
+def _names(labels: Sequence[Hashable]) -> str:
+    return ", ".join(repr(label) for label in labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _parse(value: Any, parameter: str) -> tuple[Any, bool]:
+    """The JSON value of a parameter and whether it came as pandas-JSON text."""
+    if isinstance(value, str | bytes):
+        try:
+            return orjson.loads(value), True
+        except orjson.JSONDecodeError as exc:
+            raise InvalidPayload(f"{parameter}: not valid JSON text ({exc})", parameter) from None
+    return value, False
+
+
+def _label(label: Any) -> Any:
+    return int(label) if isinstance(label, str) and _INTEGER.fullmatch(label) else label
+
+
+def _axis(labels: Sequence[Any]) -> pd.Index:
+    """Labels as `read_json` would type them: integer-like strings become integers."""
+    converted = [_label(label) for label in labels]
+    if converted and all(isinstance(label, int) for label in converted):
+        return pd.Index(converted, dtype="int64")
+    return pd.Index(labels)
+
+
+def _shape_error(parameter: str, orient: str, expected: str) -> InvalidPayload:
+    return InvalidPayload(f"{parameter}: orient {orient!r} expects {expected}", parameter)
+
+
+def _frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
+    """A DataFrame from the parsed JSON of `DataFrame.to_json(orient=orient)`."""
+    if orient == "split":
+        if not isinstance(value, dict) or not isinstance(value.get("data"), list):
+            raise _shape_error(parameter, orient, 'an object with "columns", "index", "data"')
+        data = value["data"]
+        if not all(isinstance(row, list) for row in data):
+            raise _shape_error(parameter, orient, '"data" as a list of rows')
+        columns = value.get("columns")
+        index = value.get("index")
+        try:
+            frame = pd.DataFrame(data, columns=None if columns is None else _axis(columns))
+        except ValueError as exc:
+            raise InvalidPayload(f"{parameter}: {exc}", parameter) from None
+        if index is not None:
+            if not isinstance(index, list) or len(index) != len(frame):
+                raise _shape_error(parameter, orient, '"index" with one label per row')
+            frame.index = _axis(index)
+        return frame
+    if orient == "records":
+        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+            raise _shape_error(parameter, orient, "a list of objects, one per row")
+        frame = pd.DataFrame(value)
+        frame.columns = _axis(list(frame.columns))
+        return frame
+    if orient == "values":
+        if not isinstance(value, list) or not all(isinstance(r, list) for r in value):
+            raise _shape_error(parameter, orient, "a list of rows (lists)")
+        try:
+            return pd.DataFrame(value)
+        except ValueError as exc:
+            raise InvalidPayload(f"{parameter}: {exc}", parameter) from None
+    if orient in ("columns", "index"):
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            outer = "column" if orient == "columns" else "row"
+            raise _shape_error(parameter, orient, f"an object of objects, one per {outer}")
+        frame = pd.DataFrame.from_dict(value, orient=orient)
+        frame.index = _axis(list(frame.index))
+        frame.columns = _axis(list(frame.columns))
+        return frame
+    if orient == "table":
+        text = orjson.dumps(value).decode()
+        try:
+            frame = pd.read_json(io.StringIO(text), orient="table", precise_float=True)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidPayload(
+                f"{parameter}: not valid pandas JSON in orient 'table' ({exc})", parameter
+            ) from None
+        return frame
+    raise InvalidPayload(f"orient must be one of {', '.join(ORIENTS)}; got {orient!r}", "orient")
+
+
+def decode_frame(value: Any, orient: str, parameter: str = "x") -> Table:
+    """Decode `x` (pandas-JSON text or the JSON value) into a DataFrame."""
+    if value is None:
+        raise InvalidPayload(f"missing parameter {parameter!r}", parameter)
+    parsed, as_string = _parse(value, parameter)
+    frame = _frame(parsed, orient, parameter)
+    if frame.empty:
+        raise InvalidPayload(f"{parameter} has no rows or no columns", parameter)
+    return Table(frame, orient, as_string)
+
+
+def decode_target(value: Any, orient: str, parameter: str = "y") -> pd.Series | pd.DataFrame:
+    """Decode `y`: a Series in its own pandas JSON, or a DataFrame; one column becomes 1-d."""
+    if value is None:
+        raise InvalidPayload(f"missing parameter {parameter!r}", parameter)
+    parsed, _ = _parse(value, parameter)
+    series = _series(parsed, orient)
+    if series is not None:
+        target: pd.Series | pd.DataFrame = series
+    else:
+        target = _frame(parsed, orient, parameter)
+        if target.shape[1] == 1:
+            target = target.iloc[:, 0]
+    if len(target) == 0:
+        raise InvalidPayload(f"{parameter} has no rows", parameter)
+    return target
+
+
+def _series(value: Any, orient: str) -> pd.Series | None:
+    """The Series that `Series.to_json(orient)` wrote, or None if `value` is a frame's JSON."""
+    if orient == "split" and isinstance(value, dict) and isinstance(value.get("data"), list):
+        data = value["data"]
+        if "columns" in value or any(isinstance(v, list) for v in data):
+            return None
+        series = pd.Series(data, name=value.get("name"))
+        index = value.get("index")
+        if isinstance(index, list) and len(index) == len(series):
+            series.index = _axis(index)
+        return series
+    if orient in ("records", "values") and isinstance(value, list):
+        if any(isinstance(v, list | dict) for v in value):
+            return None
+        return pd.Series(value)
+    if orient in ("columns", "index") and isinstance(value, dict):
+        if any(isinstance(v, list | dict) for v in value.values()):
+            return None
+        return pd.Series(list(value.values()), index=_axis(list(value)))
+    return None
+
+
+def align_target(x: pd.DataFrame, y: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """`y` in the row order of `x`: by label when both carry the same labels, else by position."""
+    if len(y) != len(x):
+        raise InvalidPayload(f"x has {len(x)} rows but y has {len(y)}", "y")
+    if y.index.equals(x.index):
+        return y
+    if not y.index.has_duplicates and set(y.index) == set(x.index):
+        return y.loc[x.index]
+    return y.set_axis(x.index, axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def _key(label: Any) -> str:
+    return label if isinstance(label, str) else str(label)
+
+
+def _rows(frame: pd.DataFrame) -> list[list[Any]]:
+    # PERF: column-wise tolist() converts numpy scalars to Python in C; zip makes the rows.
+    return [list(row) for row in zip(*(frame[c].tolist() for c in frame.columns), strict=True)]
+
+
+def encode_frame(frame: pd.DataFrame, orient: str) -> Any:
+    """The JSON value `frame.to_json(orient=orient)` would hold, at full float64 precision."""
+    columns = list(frame.columns)
+    index = frame.index.tolist()
+    if orient == "split":
+        return {"columns": columns, "index": index, "data": _rows(frame)}
+    if orient == "records":
+        keys = [_key(c) for c in columns]
+        return [dict(zip(keys, row, strict=True)) for row in _rows(frame)]
+    if orient == "values":
+        return _rows(frame)
+    if orient == "columns":
+        keys = [_key(i) for i in index]
+        return {_key(c): dict(zip(keys, frame[c].tolist(), strict=True)) for c in columns}
+    if orient == "index":
+        keys = [_key(c) for c in columns]
+        return {
+            _key(i): dict(zip(keys, row, strict=True))
+            for i, row in zip(index, _rows(frame), strict=True)
+        }
+    if orient == "table":
+        schema = pd.io.json.build_table_schema(frame)
+        index_name = frame.index.name if frame.index.name is not None else "index"
+        flat = frame.reset_index(names=index_name)
+        keys = [_key(c) for c in flat.columns]
+        return {
+            "schema": schema,
+            "data": [dict(zip(keys, row, strict=True)) for row in _rows(flat)],
+        }
+    raise InvalidPayload(f"orient must be one of {', '.join(ORIENTS)}; got {orient!r}", "orient")
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes for a response: exact floats, NaN as null, numpy values and datetimes handled."""
+    return orjson.dumps(value, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys
+
+
+def training_key(
+    x: pd.DataFrame,
+    y: pd.Series | pd.DataFrame | None,
+    modkwargs: Mapping[str, Any],
+    algkwargs: Mapping[str, Any],
+) -> str:
+    """A URL-safe key that is equal exactly when decoded data and kwargs are equal."""
+    digest = hashlib.sha256(b"mlserver-data-v1\0")
+    for part in (x, y):
+        if part is None:
+            digest.update(b"\0none\0")
+            continue
+        frame = part.to_frame() if isinstance(part, pd.Series) else part
+        # NOTE: hash_pandas_object ignores column names, so they go in separately, typed.
+        header = [
+            type(part).__name__,
+            [[type(c).__name__, _key(c), str(t)] for c, t in frame.dtypes.items()],
+            [type(n).__name__ for n in frame.index.names],
+        ]
+        digest.update(orjson.dumps(header, default=str))
+        hashes = pd.util.hash_pandas_object(frame, index=True)
+        digest.update(hashes.to_numpy().tobytes())
+    kwargs = [dict(modkwargs), dict(algkwargs)]
+    digest.update(orjson.dumps(kwargs, option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()[:32]
+
+
+def name_key(name: str) -> str:
+    """The key a `name` stands for: deterministic, URL-safe, never equal to a data key."""
+    return hashlib.sha256(b"mlserver-name-v1\0" + name.encode()).hexdigest()[:32]

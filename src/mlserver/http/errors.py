@@ -1,0 +1,90 @@
+"""The one map from mlserver's exception tree to HTTP status codes and error bodies."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+import orjson
+
+from mlserver import errors
+
+__all__ = ["ApiError", "install"]
+
+log = logging.getLogger("mlserver.http")
+
+# Most specific first is not needed: the lookup walks each exception's MRO.
+_CODES: dict[type[errors.MLServerError], tuple[str, str]] = {
+    errors.InvalidPayload: (falcon.HTTP_400, "Invalid parameter"),
+    errors.ModelNotFound: (falcon.HTTP_404, "Unknown model"),
+    errors.KeyNotFound: (falcon.HTTP_404, "Unknown model-key"),
+    errors.UnsupportedOperation: (falcon.HTTP_405, "Method not allowed"),
+    errors.NotReady: (falcon.HTTP_409, "Not ready"),
+    errors.PayloadTooLarge: (falcon.HTTP_413, "Payload too large"),
+    errors.UnsupportedMediaType: (falcon.HTTP_415, "Unsupported media type"),
+    errors.UnprocessableData: (falcon.HTTP_422, "Unprocessable data"),
+    errors.SchemaMismatch: (falcon.HTTP_422, "Schema mismatch"),
+    errors.StoreError: (falcon.HTTP_503, "Store unavailable"),
+    errors.IntegrityError: (falcon.HTTP_500, "Stored model is corrupt"),
+    errors.ConfigurationError: (falcon.HTTP_500, "Server misconfigured"),
+}
+
+
+class ApiError(falcon.HTTPError):
+    """An HTTPError whose body carries extra fields (e.g. the blocking `status` of a 409)."""
+
+    def __init__(self, status: str, title: str, description: str, **extra: Any) -> None:
+        super().__init__(status, title=title, description=description)
+        self.extra = extra
+
+    def to_dict(self, obj_type: type = dict) -> Any:
+        body = super().to_dict(obj_type)
+        body.update(self.extra)
+        return body
+
+
+def _status_of(exc: errors.MLServerError) -> tuple[str, str]:
+    for cls in type(exc).__mro__:
+        if cls in _CODES:
+            return _CODES[cls]
+    return falcon.HTTP_500, "Internal error"
+
+
+def _domain_error(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
+    status, title = _status_of(exc)  # type: ignore[arg-type]
+    if isinstance(exc, errors.UnsupportedOperation):
+        raise falcon.HTTPMethodNotAllowed(list(exc.allowed), title=title, description=str(exc))
+    if status == falcon.HTTP_500:
+        log.error("event=server_error path=%s error=%r", req.path, str(exc))
+    extra: dict[str, Any] = {}
+    if isinstance(exc, errors.NotReady):
+        extra["status"] = exc.status
+    if isinstance(exc, errors.InvalidPayload) and exc.parameter:
+        extra["parameter"] = exc.parameter
+    if isinstance(exc, errors.SchemaMismatch) and (exc.missing or exc.unexpected):
+        extra.update(missing=exc.missing, unexpected=exc.unexpected)
+    raise ApiError(status, title, str(exc), **extra)
+
+
+def _unexpected_error(
+    req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict
+) -> None:
+    log.exception("event=unhandled_error method=%s path=%s", req.method, req.path)
+    raise falcon.HTTPInternalServerError(
+        title="Internal error", description="an internal error occurred; it has been logged"
+    )
+
+
+def _serialize(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    body = exc.to_dict()
+    body.setdefault("description", body.get("title", ""))
+    resp.data = orjson.dumps(body)
+    resp.content_type = falcon.MEDIA_JSON
+
+
+def install(app: falcon.App) -> None:
+    """Register the handlers: domain errors by code, anything else a logged generic 500."""
+    app.add_error_handler(Exception, _unexpected_error)
+    app.add_error_handler(errors.MLServerError, _domain_error)
+    app.set_error_serializer(_serialize)

@@ -1,0 +1,206 @@
+"""Thin Falcon resources: read parameters, call one Service method, write JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import falcon
+import orjson
+
+from mlserver.errors import InvalidPayload, PayloadTooLarge, UnsupportedMediaType
+from mlserver.frames import dumps
+from mlserver.service import Service
+from mlserver.store.base import Version
+
+__all__ = ["HealthResource", "ModelResource", "ModelsResource", "ReadyResource"]
+
+_KEY_NAMES = ("model-key", "model_key")
+_PARAMETERS = {
+    "PUT": {"x", "y", "orient", "modkwargs", "algkwargs", "retrain", "name"},
+    "POST": {"x", "orient", *_KEY_NAMES},
+    "PATCH": {"x", "y", "orient", *_KEY_NAMES},
+    "DELETE": {*_KEY_NAMES},
+    "GET": {*_KEY_NAMES},
+}
+
+
+def _send(resp: falcon.Response, body: Any, status: str = falcon.HTTP_200) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = dumps(body)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _status_body(version: Version) -> dict[str, Any]:
+    return {
+        "model-key": version.key,
+        "status": version.status.value,
+        "version": version.version,
+        "started": _iso(version.started),
+        "finished": _iso(version.finished),
+        "error": version.error,
+        "metadata": dict(version.metadata),
+    }
+
+
+def _running_body(version: Version) -> dict[str, Any]:
+    return {"model-key": version.key, "status": version.status.value, "version": version.version}
+
+
+class _Params:
+    """The request's parameters: query string merged with the JSON object body."""
+
+    def __init__(self, req: falcon.Request, max_bytes: int, body: bool) -> None:
+        self.values: dict[str, Any] = dict(req.params)
+        if body:
+            for name, value in _read_json(req, max_bytes).items():
+                if name in self.values and self.values[name] != value:
+                    raise InvalidPayload(f"{name} given twice with different values", name)
+                self.values[name] = value
+        unknown = sorted(set(self.values) - _PARAMETERS[req.method])
+        if unknown:
+            allowed = ", ".join(sorted(_PARAMETERS[req.method]))
+            raise InvalidPayload(
+                f"unknown parameter(s) for {req.method}: {', '.join(unknown)}; allowed: {allowed}",
+                unknown[0],
+            )
+
+    def get(self, name: str) -> Any:
+        return self.values.get(name)
+
+    def key(self) -> Any:
+        given = [self.values[n] for n in _KEY_NAMES if n in self.values]
+        if len(given) == 2 and given[0] != given[1]:
+            raise InvalidPayload("model-key and model_key disagree", "model-key")
+        return given[0] if given else None
+
+
+def _read_json(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
+    """The JSON object in the body ({} when there is none), bounded by `max_bytes`."""
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"request body of {length} bytes is above the {max_bytes}-byte limit")
+    media = (req.content_type or "").split(";")[0].strip().lower()
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"request body is above the {max_bytes}-byte limit")
+    if not raw.strip():
+        return {}
+    if media and media != falcon.MEDIA_JSON and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"request body must be application/json, not {media}")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayload(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidPayload("request body must be a JSON object of parameters")
+    return body
+
+
+class ModelResource:
+    """`/{model}`: the five verbs."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.max_bytes = service.settings.max_body_bytes
+
+    def _params(self, req: falcon.Request, model: str, body: bool = True) -> _Params:
+        # Unknown model (404) or a verb it lacks (405) come before any parameter check.
+        self.service.check_verb(model, req.method)
+        return _Params(req, self.max_bytes, body)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
+        p = self._params(req, model)
+        claim = self.service.fit(
+            model,
+            x=p.get("x"),
+            y=p.get("y"),
+            orient=p.get("orient"),
+            modkwargs=p.get("modkwargs"),
+            algkwargs=p.get("algkwargs"),
+            retrain=p.get("retrain"),
+            name=p.get("name"),
+        )
+        if claim.created:
+            _send(resp, _running_body(claim.version), falcon.HTTP_202)
+        else:
+            _send(resp, _status_body(claim.version))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
+        p = self._params(req, model)
+        result = self.service.predict(model, key=p.key(), x=p.get("x"), orient=p.get("orient"))
+        _send(
+            resp,
+            {
+                "model-key": result.key,
+                "version": result.version,
+                "orient": result.orient,
+                "y": result.y,
+            },
+        )
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
+        p = self._params(req, model)
+        version = self.service.update(
+            model, key=p.key(), x=p.get("x"), y=p.get("y"), orient=p.get("orient")
+        )
+        _send(resp, _running_body(version), falcon.HTTP_202)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
+        p = self._params(req, model)
+        key = p.key()
+        deleted = self.service.delete(model, key=key)
+        _send(resp, {"model-key": key, "deleted": deleted})
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
+        p = self._params(req, model, body=False)
+        key = p.key()
+        if key is None:
+            _send(resp, {"model": model, "keys": _key_list(self.service.keys(model))})
+        else:
+            _send(resp, _status_body(self.service.status(model, key=key)))
+
+
+def _key_list(versions: Iterable[Version]) -> list[dict[str, Any]]:
+    return [
+        {
+            "model-key": v.key,
+            "status": v.status.value,
+            "version": v.version,
+            "finished": _iso(v.finished),
+        }
+        for v in versions
+    ]
+
+
+class HealthResource:
+    """`/health`: the process is alive and answering."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _send(resp, {"status": "ok"})
+
+
+class ReadyResource:
+    """`/ready`: the store answers, so requests can be served."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.service.ready()
+        _send(resp, {"status": "ready"})
+
+
+class ModelsResource:
+    """`/models`: what is registered and which verbs each model takes."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _send(resp, {"models": self.service.models()})

@@ -1,0 +1,57 @@
+"""The serializer interface and the resolver that accepts a short name or an instance."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import Any
+
+from mlserver.errors import ConfigurationError
+
+__all__ = ["Serializer", "resolve_serializer"]
+
+
+class Serializer(ABC):
+    """Turns a fitted model into bytes for the store and back.
+
+    Implementations are stateless apart from their options, so one instance can serve every
+    thread. `schema` is the training schema (`mlserver.frames.Schema`); backends that compile
+    the model for a fixed input layout need it, the others ignore it.
+    """
+
+    #: Short name stored with every version, used to find the serializer again on load.
+    name: str
+
+    @abstractmethod
+    def dumps(self, model: Any, schema: Any = None) -> bytes:
+        """Bytes that `loads` turns back into an equivalent fitted model."""
+
+    @abstractmethod
+    def loads(self, data: bytes) -> Any:
+        """The fitted model `dumps` wrote."""
+
+    def library_versions(self) -> dict[str, str]:
+        """Versions of the libraries the bytes depend on, recorded with each version."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# Short aliases -> "module:Class", imported on first use so optional backends cost nothing.
+_ALIASES = {
+    "joblib": "mlserver.serializers.joblib:JoblibSerializer",
+}
+
+
+def resolve_serializer(spec: str | Serializer | type[Serializer]) -> Serializer:
+    """A serializer instance from an alias ("joblib"), a Serializer class or an instance."""
+    if isinstance(spec, Serializer):
+        return spec
+    if isinstance(spec, type) and issubclass(spec, Serializer):
+        return spec()
+    if isinstance(spec, str) and spec in _ALIASES:
+        module_name, _, class_name = _ALIASES[spec].partition(":")
+        return getattr(importlib.import_module(module_name), class_name)()
+    known = ", ".join(sorted(_ALIASES))
+    raise ConfigurationError(f"unknown serializer {spec!r}; known: {known}")

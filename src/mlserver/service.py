@@ -1,0 +1,380 @@
+"""The use cases behind the five verbs (fit, predict, update, delete, status); no HTTP here.
+
+Inputs are the decoded JSON values of a request's parameters; outputs are store Versions and
+Predictions. Every check that can refuse a request runs before anything is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import sklearn
+
+from mlserver.cache import ModelCache
+from mlserver.config import Settings
+from mlserver.errors import (
+    InvalidPayload,
+    KeyNotFound,
+    NotReady,
+    UnprocessableData,
+    UnsupportedOperation,
+)
+from mlserver.frames import (
+    ORIENTS,
+    Schema,
+    align_target,
+    decode_frame,
+    decode_target,
+    encode_frame,
+    name_key,
+    training_key,
+)
+from mlserver.jobs import Jobs, TrainingTask
+from mlserver.registry import Registry
+from mlserver.serializers.base import Serializer, resolve_serializer
+from mlserver.store.base import Claim, Store, Version
+from mlserver.wrapper import ModelWrapper
+
+__all__ = ["Prediction", "Service"]
+
+log = logging.getLogger("mlserver.service")
+
+DEFAULT_TARGET = "y"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predictions in the orient and form (`y` is text when `x` was text) `x` came in."""
+
+    key: str
+    version: int
+    orient: str
+    y: Any
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    model: Any
+    schema: Schema
+    targets: tuple[Any, ...]
+
+
+def _mlserver_version() -> str:
+    try:
+        return importlib_metadata.version("ml-server")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def verbs(wrapper: ModelWrapper) -> list[str]:
+    """HTTP verbs a model answers: PATCH only when its wrapper can update."""
+    allowed = ["GET", "PUT", "POST", "DELETE"]
+    if wrapper.supports_update:
+        allowed.insert(3, "PATCH")
+    return allowed
+
+
+class Service:
+    """Fit, predict, update, delete and report on models of one registry, in one store."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        *,
+        settings: Settings | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.settings = settings or Settings()
+        self._owns_executor = executor is None
+        self.executor = executor or ThreadPoolExecutor(
+            self.settings.training_threads, thread_name_prefix="mlserver-train"
+        )
+        self.cache = ModelCache(self.settings.model_cache_size)
+        self.jobs = Jobs(store, self.executor, self.settings)
+        self._libraries = {
+            "python": platform.python_version(),
+            "mlserver": _mlserver_version(),
+            "scikit-learn": sklearn.__version__,
+            "pandas": pd.__version__,
+            "numpy": np.__version__,
+        }
+
+    # -- use cases -------------------------------------------------------------------------
+
+    def check_verb(self, model: str, verb: str) -> ModelWrapper:
+        """The model's wrapper; ModelNotFound, or UnsupportedOperation if it lacks `verb`."""
+        wrapper = self.registry.get(model)
+        if verb.upper() not in verbs(wrapper):
+            raise UnsupportedOperation(
+                f"model {model!r} does not support {verb.upper()}", allowed=verbs(wrapper)
+            )
+        return wrapper
+
+    def fit(
+        self,
+        model: str,
+        *,
+        x: Any,
+        y: Any = None,
+        orient: str | None = None,
+        modkwargs: Any = None,
+        algkwargs: Any = None,
+        retrain: Any = False,
+        name: Any = None,
+    ) -> Claim:
+        """Start training unless the key already has a FINISHED (and no `retrain`) or RUNNING
+        version; `Claim.created` tells which."""
+        wrapper = self.registry.get(model)
+        orient = _orient(orient)
+        table = decode_frame(x, orient, "x")
+        target = None if y is None else align_target(table.frame, decode_target(y, orient))
+        modkwargs = _kwargs(modkwargs, "modkwargs")
+        algkwargs = _kwargs(algkwargs, "algkwargs")
+        retrain = _flag(retrain, "retrain")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidPayload("name must be a non-empty string", "name")
+        key = (
+            name_key(name)
+            if name is not None
+            else training_key(table.frame, target, modkwargs, algkwargs)
+        )
+        try:
+            estimator = wrapper.make_model(**modkwargs)
+        except Exception as exc:  # whatever the user's constructor rejects is a 400
+            raise InvalidPayload(f"modkwargs rejected by {model}: {exc}", "modkwargs") from None
+
+        claim = self.store.claim(
+            model,
+            key,
+            worker=self.jobs.worker,
+            lease_seconds=self.settings.lease_seconds,
+            retrain=retrain,
+        )
+        if claim.created:
+            schema = Schema.of(table.frame)
+            task = TrainingTask(
+                wrapper, table.frame, target, model=estimator, algkwargs=algkwargs, schema=schema
+            )
+            metadata = self._metadata(wrapper, table.frame, target, schema)
+            metadata["kwargs"] = {"modkwargs": modkwargs, "algkwargs": algkwargs}
+            if name is not None:
+                metadata["name"] = name
+            self.jobs.submit(claim.version, task, metadata)
+        return claim
+
+    def predict(self, model: str, *, key: Any, x: Any, orient: str | None = None) -> Prediction:
+        """Predict with the newest FINISHED version, also while a newer one trains."""
+        wrapper = self.registry.get(model)
+        key = _key(key)
+        orient = _orient(orient)
+        table = decode_frame(x, orient, "x")
+        version = self._newest_finished(model, key)
+        loaded = self._load(wrapper, version)
+        frame = loaded.schema.conform(table.frame, positional=orient == "values")
+        try:
+            raw = wrapper.predict(loaded.model, frame)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise UnprocessableData(f"the model cannot predict on x: {exc}") from None
+        predictions = _prediction_frame(raw, frame.index, loaded.targets)
+        y = encode_frame(predictions, orient)
+        if table.as_string:
+            y = orjson.dumps(y, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        return Prediction(key=key, version=version.version, orient=orient, y=y)
+
+    def update(
+        self, model: str, *, key: Any, x: Any, y: Any = None, orient: str | None = None
+    ) -> Version:
+        """Start a job that updates the newest FINISHED version with new data."""
+        wrapper = self.check_verb(model, "PATCH")
+        key = _key(key)
+        orient = _orient(orient)
+        table = decode_frame(x, orient, "x")
+        target = None if y is None else align_target(table.frame, decode_target(y, orient))
+        base = self._newest_finished(model, key)
+        schema = Schema.from_json(base.metadata["features"])
+        frame = schema.conform(table.frame, positional=orient == "values")
+        blob = self.store.load_blob(base)
+        version, claimed_base = self.store.claim_update(
+            model, key, worker=self.jobs.worker, lease_seconds=self.settings.lease_seconds
+        )
+        if claimed_base.id != base.id:  # a newer version finished in between
+            blob = self.store.load_blob(claimed_base)
+        metadata = self._metadata(wrapper, frame, target, schema)
+        metadata["base_version"] = claimed_base.version
+        metadata["kwargs"] = claimed_base.metadata.get("kwargs", {})
+        if "name" in claimed_base.metadata:
+            metadata["name"] = claimed_base.metadata["name"]
+        task = TrainingTask(wrapper, frame, target, base_blob=blob, schema=schema)
+        self.jobs.submit(version, task, metadata)
+        return version
+
+    def delete(self, model: str, *, key: Any) -> int:
+        """Delete every version of a key; a job still training it is discarded when it ends."""
+        self.registry.get(model)
+        key = _key(key)
+        deleted = self.store.delete(model, key)
+        if not deleted:
+            raise KeyNotFound(f"model-key {key!r} has no versions of {model!r}")
+        return deleted
+
+    def status(self, model: str, *, key: Any) -> Version:
+        """The newest version of a key, whatever its status."""
+        self.registry.get(model)
+        key = _key(key)
+        version = self.store.newest(model, key)
+        if version is None:
+            raise KeyNotFound(f"model-key {key!r} has no versions of {model!r}")
+        return version
+
+    def keys(self, model: str) -> list[Version]:
+        """The newest version of every key of a model."""
+        self.registry.get(model)
+        return self.store.keys(model)
+
+    def models(self) -> list[dict[str, Any]]:
+        """What each registered model offers, for `GET /models`."""
+        return [
+            {
+                "model": wrapper.name,
+                "serializer": wrapper.get_serializer().name,
+                "verbs": verbs(wrapper),
+                "update": wrapper.supports_update,
+                "description": _first_line(type(wrapper).__doc__),
+            }
+            for wrapper in self.registry
+        ]
+
+    def ready(self) -> None:
+        """Raise StoreError unless the store answers."""
+        self.store.ping()
+
+    def close(self) -> None:
+        """Stop heartbeats and, if the executor is ours, wait for running jobs to end."""
+        self.jobs.close()
+        if self._owns_executor:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _newest_finished(self, model: str, key: str) -> Version:
+        version = self.store.newest(model, key, finished=True)
+        if version is not None:
+            return version
+        newest = self.store.newest(model, key)
+        if newest is None:
+            raise KeyNotFound(f"model-key {key!r} has no versions of {model!r}")
+        detail = f": {newest.error}" if newest.error else ""
+        raise NotReady(
+            f"no version of {key!r} has finished; the newest is {newest.status}{detail}",
+            newest.status.value,
+        )
+
+    def _load(self, wrapper: ModelWrapper, version: Version) -> _Loaded:
+        def load() -> _Loaded:
+            serializer = self._serializer_for(wrapper, version)
+            model = serializer.loads(self.store.load_blob(version))
+            schema = Schema.from_json(version.metadata["features"])
+            targets = tuple(version.metadata.get("targets") or (DEFAULT_TARGET,))
+            return _Loaded(model, schema, targets)
+
+        return self.cache.get(version.id, load)
+
+    @staticmethod
+    def _serializer_for(wrapper: ModelWrapper, version: Version) -> Serializer:
+        own = wrapper.get_serializer()
+        if version.serializer in (None, own.name):
+            return own
+        return resolve_serializer(version.serializer)
+
+    def _metadata(
+        self,
+        wrapper: ModelWrapper,
+        x: pd.DataFrame,
+        y: pd.Series | pd.DataFrame | None,
+        schema: Schema,
+    ) -> dict[str, Any]:
+        if y is None:
+            targets: list[Any] = []
+        elif isinstance(y, pd.Series):
+            targets = [DEFAULT_TARGET if y.name is None else y.name]
+        else:
+            targets = list(y.columns)
+        return {
+            "rows": len(x),
+            "n_features": x.shape[1],
+            "features": schema.to_json(),
+            "targets": targets,
+            "libraries": {**self._libraries, **wrapper.get_serializer().library_versions()},
+        }
+
+
+def _prediction_frame(raw: Any, index: pd.Index, targets: tuple[Any, ...]) -> pd.DataFrame:
+    """Predictions as a frame on `x`'s index, columns named after the training targets."""
+    if isinstance(raw, pd.DataFrame | pd.Series):
+        raw = raw.to_numpy()
+    values = np.asarray(raw)
+    if values.ndim == 1:
+        name = targets[0] if len(targets) == 1 else DEFAULT_TARGET
+        return pd.DataFrame({name: values}, index=index)
+    if values.ndim == 2:
+        columns = list(targets) if len(targets) == values.shape[1] else None
+        return pd.DataFrame(values, index=index, columns=columns)
+    raise UnprocessableData(f"the model returned predictions of shape {values.shape}")
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _orient(orient: Any) -> str:
+    if orient is None:
+        return "columns"
+    if orient not in ORIENTS:
+        raise InvalidPayload(
+            f"orient must be one of {', '.join(ORIENTS)}; got {orient!r}", "orient"
+        )
+    return orient
+
+
+def _key(key: Any) -> str:
+    if key is None or key == "":
+        raise InvalidPayload("missing parameter 'model-key'", "model-key")
+    if not isinstance(key, str):
+        raise InvalidPayload("model-key must be a string", "model-key")
+    return key
+
+
+def _kwargs(value: Any, parameter: str) -> dict[str, Any]:
+    """A kwargs object; JSON text of an object is accepted as the original clients sent it."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise InvalidPayload(f"{parameter} must be a JSON object", parameter) from None
+    if not isinstance(value, dict):
+        raise InvalidPayload(f"{parameter} must be a JSON object", parameter)
+    return value
+
+
+def _flag(value: Any, parameter: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidPayload(f"{parameter} must be true or false, got {value!r}", parameter)

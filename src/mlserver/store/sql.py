@@ -1,0 +1,348 @@
+"""SQLStore: versions in SQLite or PostgreSQL through peewee, one row per version."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import orjson
+import peewee
+from playhouse import db_url
+
+from mlserver.errors import ConfigurationError, IntegrityError, KeyNotFound, NotReady, StoreError
+from mlserver.store._tables import make_version_table
+from mlserver.store.base import Claim, Status, Store, Version
+
+__all__ = ["SQLStore"]
+
+INTERRUPTED = "interrupted: the process running this job stopped before it finished"
+
+T = TypeVar("T")
+
+
+def _now() -> datetime:
+    # Stored naive in UTC: SQLite has no time zones and PostgreSQL's `timestamp` keeps none.
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn database failures into StoreError; the message names the failure, not the SQL."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except peewee.PeeweeException as exc:
+            raise StoreError(f"database error in {method.__name__}: {type(exc).__name__}") from exc
+
+    return wrapper
+
+
+def _open(url: str, busy_timeout: float, max_connections: int) -> peewee.Database:
+    scheme = urlparse(url).scheme
+    if scheme not in db_url.schemes:
+        raise ConfigurationError(
+            f"unsupported store URL scheme {scheme!r}; use sqlite:///path.db or postgresql://..."
+        )
+    if scheme.startswith("sqlite"):
+        # NOTE: WAL lets readers run beside the one writer; IMMEDIATE transactions take the
+        # write lock up front so concurrent claims wait (busy timeout) instead of deadlocking.
+        return db_url.connect(
+            url,
+            pragmas={"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1},
+            timeout=busy_timeout,
+            lock_type="IMMEDIATE",
+            check_same_thread=False,
+        )
+    if scheme in ("postgres", "postgresql"):
+        url = url.replace(f"{scheme}://", "postgresql+pool://", 1)
+        scheme = "postgresql+pool"
+    if scheme.endswith("+pool"):
+        return db_url.connect(url, max_connections=max_connections, stale_timeout=300)
+    return db_url.connect(url)
+
+
+class SQLStore(Store):
+    """A Store on any database peewee's `playhouse.db_url` reads; the schema is created on
+    first use. PostgreSQL URLs get a connection pool; SQLite runs in WAL mode."""
+
+    def __init__(self, url: str, *, busy_timeout: float = 30.0, max_connections: int = 32) -> None:
+        try:
+            self._db = _open(url, busy_timeout, max_connections)
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigurationError(f"bad store URL: {exc}") from None
+        self.url = url
+        self._rows = make_version_table(self._db)
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        # Every column but the blob: listings and status reads never drag model bytes along.
+        self._meta_columns = [f for f in self._rows._meta.sorted_fields if f.name != "blob"]
+
+    def __repr__(self) -> str:
+        return f"SQLStore({urlparse(self.url)._replace(netloc='…').geturl()!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _session(self) -> peewee.ConnectionContext:
+        """One connection per call, returned (or closed) at the end: nothing leaks per thread."""
+        if not self._schema_ready:
+            self._create_schema()
+        return self._db.connection_context()
+
+    def _create_schema(self) -> None:
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with self._db.connection_context():
+                try:
+                    self._db.create_tables([self._rows], safe=True)
+                except (peewee.IntegrityError, peewee.ProgrammingError):
+                    # Another process created it between our check and our CREATE: the
+                    # second pass finds everything and creates nothing.
+                    self._db.create_tables([self._rows], safe=True)
+            self._schema_ready = True
+
+    def _version(self, row: Any) -> Version:
+        return Version(
+            id=row.id,
+            model=row.model,
+            key=row.key,
+            version=row.version,
+            status=Status(row.status),
+            created=_aware(row.created),
+            started=_aware(row.started),
+            finished=_aware(row.finished),
+            serializer=row.serializer,
+            sha256=row.sha256,
+            size=row.size,
+            error=row.error,
+            worker=row.worker,
+            metadata=orjson.loads(row.metadata or "{}"),
+        )
+
+    def _select(self) -> peewee.ModelSelect:
+        return self._rows.select(*self._meta_columns)
+
+    def _newest_row(self, model: str, key: str, finished: bool = False) -> Any:
+        rows = self._rows
+        query = self._select().where((rows.model == model) & (rows.key == key))
+        if finished:
+            query = query.where(rows.status == Status.FINISHED.value)
+        return query.order_by(rows.version.desc()).first()
+
+    def _insert_running(
+        self, model: str, key: str, number: int, worker: str, lease_seconds: float
+    ) -> Any:
+        now = _now()
+        return self._rows.create(
+            model=model,
+            key=key,
+            version=number,
+            status=Status.RUNNING.value,
+            created=now,
+            started=now,
+            lease_expires=now + timedelta(seconds=lease_seconds),
+            worker=worker,
+        )
+
+    # -- Store ---------------------------------------------------------------------------------
+
+    @_guarded
+    def claim(
+        self, model: str, key: str, *, worker: str, lease_seconds: float, retrain: bool
+    ) -> Claim:
+        with self._session():
+            try:
+                with self._db.atomic():
+                    newest = self._newest_row(model, key)
+                    if newest is not None and (
+                        newest.status == Status.RUNNING.value
+                        or (newest.status == Status.FINISHED.value and not retrain)
+                    ):
+                        return Claim(self._version(newest), created=False)
+                    number = 1 if newest is None else newest.version + 1
+                    row = self._insert_running(model, key, number, worker, lease_seconds)
+                    return Claim(self._version(row), created=True)
+            except peewee.IntegrityError:
+                # Another process claimed the key between our read and our insert.
+                return Claim(self._version(self._newest_row(model, key)), created=False)
+
+    @_guarded
+    def claim_update(
+        self, model: str, key: str, *, worker: str, lease_seconds: float
+    ) -> tuple[Version, Version]:
+        with self._session():
+            try:
+                with self._db.atomic():
+                    newest = self._newest_row(model, key)
+                    if newest is None:
+                        raise KeyNotFound(f"model-key {key!r} has no versions of {model!r}")
+                    if newest.status == Status.RUNNING.value:
+                        raise NotReady(
+                            f"version {newest.version} of {key!r} is still RUNNING", "RUNNING"
+                        )
+                    base = self._newest_row(model, key, finished=True)
+                    if base is None:
+                        raise NotReady(
+                            f"no version of {key!r} has finished; the newest is {newest.status}",
+                            newest.status,
+                        )
+                    row = self._insert_running(
+                        model, key, newest.version + 1, worker, lease_seconds
+                    )
+                    return self._version(row), self._version(base)
+            except peewee.IntegrityError:
+                raise NotReady(f"another job of {key!r} started just now", "RUNNING") from None
+
+    @_guarded
+    def finish(
+        self,
+        version_id: int,
+        *,
+        blob: bytes,
+        sha256: str,
+        serializer: str,
+        metadata: Mapping[str, Any],
+    ) -> bool:
+        rows = self._rows
+        with self._session():
+            updated = (
+                rows.update(
+                    status=Status.FINISHED.value,
+                    finished=_now(),
+                    lease_expires=None,
+                    blob=blob,
+                    sha256=sha256,
+                    size=len(blob),
+                    serializer=serializer,
+                    metadata=orjson.dumps(metadata, default=str).decode(),
+                )
+                .where((rows.id == version_id) & (rows.status == Status.RUNNING.value))
+                .execute()
+            )
+        return updated == 1
+
+    @_guarded
+    def fail(self, version_id: int, error: str) -> bool:
+        rows = self._rows
+        with self._session():
+            updated = (
+                rows.update(
+                    status=Status.FAILED.value, finished=_now(), lease_expires=None, error=error
+                )
+                .where((rows.id == version_id) & (rows.status == Status.RUNNING.value))
+                .execute()
+            )
+        return updated == 1
+
+    @_guarded
+    def heartbeat(self, worker: str, lease_seconds: float) -> int:
+        rows = self._rows
+        with self._session():
+            return (
+                rows.update(lease_expires=_now() + timedelta(seconds=lease_seconds))
+                .where((rows.worker == worker) & (rows.status == Status.RUNNING.value))
+                .execute()
+            )
+
+    @_guarded
+    def expire(self, *, dead_workers: tuple[str, ...] = ()) -> int:
+        rows = self._rows
+        now = _now()
+        lost = rows.lease_expires < now
+        if dead_workers:
+            lost |= rows.worker.in_(list(dead_workers))
+        with self._session():
+            return (
+                rows.update(
+                    status=Status.FAILED.value, finished=now, lease_expires=None, error=INTERRUPTED
+                )
+                .where((rows.status == Status.RUNNING.value) & lost)
+                .execute()
+            )
+
+    @_guarded
+    def running_workers(self) -> list[str]:
+        rows = self._rows
+        with self._session():
+            query = (
+                rows.select(rows.worker)
+                .where(rows.status == Status.RUNNING.value)
+                .distinct()
+                .tuples()
+            )
+            return [worker for (worker,) in query if worker]
+
+    @_guarded
+    def newest(self, model: str, key: str, *, finished: bool = False) -> Version | None:
+        with self._session():
+            row = self._newest_row(model, key, finished=finished)
+            return None if row is None else self._version(row)
+
+    @_guarded
+    def keys(self, model: str) -> list[Version]:
+        rows = self._rows
+        newest = (
+            rows.select(rows.key, peewee.fn.MAX(rows.version).alias("top"))
+            .where(rows.model == model)
+            .group_by(rows.key)
+            .alias("newest")
+        )
+        query = (
+            self._select()
+            .join(newest, on=((rows.key == newest.c.key) & (rows.version == newest.c.top)))
+            .where(rows.model == model)
+            .order_by(rows.created, rows.id)
+        )
+        with self._session():
+            return [self._version(row) for row in query]
+
+    @_guarded
+    def load_blob(self, version: Version) -> bytes:
+        rows = self._rows
+        with self._session():
+            found = (
+                rows.select(rows.blob, rows.sha256)
+                .where((rows.id == version.id) & (rows.status == Status.FINISHED.value))
+                .tuples()
+                .first()
+            )
+        if found is None or found[0] is None:
+            raise KeyNotFound(
+                f"version {version.version} of {version.key!r} was deleted or has no model"
+            )
+        # NOTE: PostgreSQL returns bytea as memoryview; hash and hand out real bytes.
+        blob, expected = bytes(found[0]), found[1]
+        if hashlib.sha256(blob).hexdigest() != expected:
+            raise IntegrityError(
+                f"stored model {version.model}/{version.key} v{version.version} "
+                "does not match its sha256; refusing to load it"
+            )
+        return blob
+
+    @_guarded
+    def delete(self, model: str, key: str) -> int:
+        rows = self._rows
+        with self._session():
+            return rows.delete().where((rows.model == model) & (rows.key == key)).execute()
+
+    @_guarded
+    def ping(self) -> None:
+        with self._session():
+            self._db.execute_sql("SELECT 1")
+
+    def close(self) -> None:
+        close_all = getattr(self._db, "close_all", None)
+        if callable(close_all):
+            close_all()
+        elif not self._db.is_closed():
+            self._db.close()

@@ -1,0 +1,116 @@
+"""What a user writes per model: how to build, fit, predict and (optionally) update it."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from mlserver.serializers.base import Serializer, resolve_serializer
+
+__all__ = ["ModelWrapper", "wrap_estimator"]
+
+
+class ModelWrapper(ABC):
+    """One servable model. Subclass it, set `name`, implement `make_model`; the rest defaults
+    to scikit-learn conventions::
+
+        class Iris(ModelWrapper):
+            name = "iris"
+            def make_model(self, **modkwargs):
+                return LogisticRegression(**modkwargs)
+
+    Wrappers know nothing of HTTP or storage. `fit` and `update` run on the training executor,
+    `predict` on request threads, always on a model of its own (never one that is serving).
+    """
+
+    #: The route (`/{name}`): URL-safe, unique within a registry.
+    name: ClassVar[str]
+    #: How fitted models become bytes: an alias ("joblib") or a Serializer.
+    serializer: ClassVar[str | Serializer] = "joblib"
+
+    @abstractmethod
+    def make_model(self, **modkwargs: Any) -> Any:
+        """A fresh, unfitted model; errors here reach the client as a 400 before any training."""
+
+    def fit(self, model: Any, x: Any, y: Any = None, **algkwargs: Any) -> Any:
+        """Fit `model` and return the fitted model (`model.fit(x, y, **algkwargs)`)."""
+        fitted = model.fit(x, y, **algkwargs)
+        return model if fitted is None else fitted
+
+    def predict(self, model: Any, x: Any) -> Any:
+        """Predictions for the rows of `x`: one value per row."""
+        return model.predict(x)
+
+    def update(self, model: Any, x: Any, y: Any = None) -> Any:
+        """Return `model` updated with new data. Override it to accept PATCH."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement update")
+
+    def metadata(self, model: Any, x: Any, y: Any = None) -> dict[str, Any]:
+        """Extra JSON-serializable facts stored with each fitted version."""
+        return {}
+
+    @property
+    def supports_update(self) -> bool:
+        """Whether this wrapper overrides `update` (only then does the model accept PATCH)."""
+        return type(self).update is not ModelWrapper.update
+
+    def get_serializer(self) -> Serializer:
+        """The serializer instance this wrapper's `serializer` attribute names."""
+        return resolve_serializer(self.serializer)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {getattr(self, 'name', '?')!r}>"
+
+
+def wrap_estimator(
+    estimator: type,
+    name: str,
+    *,
+    serializer: str | Serializer = "joblib",
+    update: str | None = None,
+) -> ModelWrapper:
+    """A wrapper for a scikit-learn-style estimator class, without writing a subclass.
+
+    `update` names the estimator method that learns from new data (e.g. "partial_fit");
+    with it the model accepts PATCH. Unknown or ill-typed constructor arguments are caught
+    in `make_model`, so they reach the client as a 400 instead of a failed job.
+    """
+    if update is not None and not callable(getattr(estimator, update, None)):
+        raise TypeError(f"{estimator.__name__} has no method {update!r}")
+    namespace: dict[str, Any] = {
+        "name": name,
+        "serializer": serializer,
+        "make_model": _make_estimator(estimator),
+        "__doc__": f"{estimator.__module__}.{estimator.__qualname__} served as {name!r}.",
+    }
+    if update is not None:
+        namespace["update"] = _updater(update)
+    cls = type(f"{estimator.__name__}Wrapper", (ModelWrapper,), namespace)
+    return cls()
+
+
+def _make_estimator(estimator: type):
+    def make_model(self: ModelWrapper, **modkwargs: Any) -> Any:
+        parameters = inspect.signature(estimator).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        unknown = sorted(set(modkwargs) - set(parameters))
+        if unknown and not takes_any:
+            raise TypeError(f"{estimator.__name__} got unknown parameter(s): {', '.join(unknown)}")
+        model = estimator(**modkwargs)
+        # NOTE: scikit-learn checks parameter types only in fit; do it now so a bad type is a
+        # 400 at PUT instead of a FAILED version later.
+        validate = getattr(model, "_validate_params", None)
+        if callable(validate):
+            validate()
+        return model
+
+    return make_model
+
+
+def _updater(method: str):
+    def update(self: ModelWrapper, model: Any, x: Any, y: Any = None) -> Any:
+        updated = getattr(model, method)(x, y)
+        return model if updated is None else updated
+
+    return update
