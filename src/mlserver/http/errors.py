@@ -34,8 +34,8 @@ _CODES: dict[type[errors.MLServerError], tuple[str, str]] = {
 class ApiError(falcon.HTTPError):
     """An HTTPError whose body carries extra fields (e.g. the blocking `status` of a 409)."""
 
-    def __init__(self, status: str, title: str, description: str, **extra: Any) -> None:
-        super().__init__(status, title=title, description=description)
+    def __init__(self, code: str, title: str, description: str, extra: dict[str, Any]) -> None:
+        super().__init__(code, title=title, description=description)
         self.extra = extra
 
     def to_dict(self, obj_type: type = dict) -> Any:
@@ -64,7 +64,7 @@ def _domain_error(req: falcon.Request, resp: falcon.Response, exc: Exception, pa
         extra["parameter"] = exc.parameter
     if isinstance(exc, errors.SchemaMismatch) and (exc.missing or exc.unexpected):
         extra.update(missing=exc.missing, unexpected=exc.unexpected)
-    raise ApiError(status, title, str(exc), **extra)
+    raise ApiError(status, title, str(exc), extra)
 
 
 def _unexpected_error(

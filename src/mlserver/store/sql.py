@@ -54,6 +54,11 @@ def _open(url: str, busy_timeout: float, max_connections: int) -> peewee.Databas
             f"unsupported store URL scheme {scheme!r}; use sqlite:///path.db or postgresql://..."
         )
     if scheme.startswith("sqlite"):
+        if db_url.parse(url).get("database") in (None, "", ":memory:"):
+            # NOTE: each call opens its own connection, and each would see a new empty database.
+            raise ConfigurationError(
+                f"SQLite needs a file: sqlite:///path/to/models.db, not {url!r}"
+            )
         # NOTE: WAL lets readers run beside the one writer; IMMEDIATE transactions take the
         # write lock up front so concurrent claims wait (busy timeout) instead of deadlocking.
         return db_url.connect(

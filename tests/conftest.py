@@ -1,0 +1,54 @@
+"""Fixtures: real stores on a SQLite file and, when reachable, on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import peewee
+import pytest
+from playhouse import db_url
+
+from mlserver.store import SQLStore
+from mlserver.store._tables import TABLE_NAME
+
+POSTGRES_URL = os.environ.get("MLSERVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("MLSERVER_REQUIRE_POSTGRES") == "1"
+
+
+def _reset_postgres() -> str | None:
+    """Drop the versions table so each test starts empty; the reason it cannot, if any."""
+    try:
+        db = db_url.connect(POSTGRES_URL)
+        with db.connection_context():
+            db.execute_sql(f"DROP TABLE IF EXISTS {TABLE_NAME}")
+    except peewee.OperationalError as exc:
+        return f"PostgreSQL at {POSTGRES_URL} is not reachable: {str(exc).strip()}"
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A fresh, empty store URL on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'models.db'}"
+    reason = _reset_postgres()
+    if reason:
+        if REQUIRE_POSTGRES:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SQLStore]:
+    """A real SQLStore on each backend."""
+    store = SQLStore(store_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    """A SQLite file in the test's own directory."""
+    return f"sqlite:///{tmp_path / 'models.db'}"

@@ -1,0 +1,104 @@
+"""Tiny real models and helpers shared by the tests (and the server the end-to-end tests run)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegressor
+
+from mlserver import ModelWrapper, Registry, wrap_estimator
+from mlserver.serializers import Serializer
+
+
+class Slow(ModelWrapper):
+    """A linear regression whose fit sleeps `seconds` first: keeps a version RUNNING."""
+
+    name = "slow"
+
+    def make_model(self, **modkwargs: Any) -> LinearRegression:
+        return LinearRegression(**modkwargs)
+
+    def fit(self, model: Any, x: Any, y: Any = None, seconds: float = 1.0, **algkwargs: Any):
+        time.sleep(seconds)
+        return model.fit(x, y, **algkwargs)
+
+
+class Failing(ModelWrapper):
+    """A wrapper whose fit always fails, as a broken training job does."""
+
+    name = "failing"
+
+    def make_model(self, **modkwargs: Any) -> LinearRegression:
+        return LinearRegression(**modkwargs)
+
+    def fit(self, model: Any, x: Any, y: Any = None, **algkwargs: Any):
+        raise RuntimeError("boom: the data cannot be fitted")
+
+
+class Unpicklable(Serializer):
+    """A serializer that cannot write anything."""
+
+    name = "unpicklable"
+
+    def dumps(self, model: Any, schema: Any = None) -> bytes:
+        raise ValueError("cannot serialize this model")
+
+    def loads(self, data: bytes) -> Any:
+        raise AssertionError("never called")
+
+
+class BadSerializer(ModelWrapper):
+    """Fits fine, then fails to serialize."""
+
+    name = "bad-serializer"
+    serializer = Unpicklable()
+
+    def make_model(self, **modkwargs: Any) -> LinearRegression:
+        return LinearRegression(**modkwargs)
+
+
+def registry() -> Registry:
+    """Every model the tests use, freshly registered."""
+    return Registry(
+        [
+            wrap_estimator(LogisticRegression, "logreg"),
+            wrap_estimator(LinearRegression, "linreg"),
+            wrap_estimator(SGDRegressor, "sgd", update="partial_fit"),
+            wrap_estimator(KMeans, "kmeans"),
+            Slow,
+            Failing,
+            BadSerializer,
+        ]
+    )
+
+
+def classification(rows: int = 60, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    """Well-separated two-class data with named columns and a non-default index."""
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(rng.normal(size=(rows, 3)), columns=["a", "b", "c"])
+    x.index = x.index + 100
+    y = pd.Series((x["a"] + 0.5 * x["b"] > 0).astype(int), name="label")
+    return x, y
+
+
+def regression(rows: int = 60, seed: int = 1) -> tuple[pd.DataFrame, pd.Series]:
+    """Noisy linear data with named columns."""
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(rng.normal(size=(rows, 2)), columns=["u", "v"])
+    y = pd.Series(3.0 * x["u"] - 2.0 * x["v"] + rng.normal(scale=0.1, size=rows), name="target")
+    return x, y
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -1,0 +1,241 @@
+"""The Store contract, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import peewee
+import pytest
+
+from mlserver.errors import ConfigurationError, IntegrityError, KeyNotFound, NotReady
+from mlserver.store import SQLStore, Status
+from mlserver.store.sql import INTERRUPTED
+
+LEASE = 30.0
+
+
+def _finish(store: SQLStore, version_id: int, blob: bytes = b"model-bytes") -> bool:
+    return store.finish(
+        version_id,
+        blob=blob,
+        sha256=hashlib.sha256(blob).hexdigest(),
+        serializer="joblib",
+        metadata={"rows": 3, "features": [{"name": "a", "dtype": "float64"}]},
+    )
+
+
+def _claim(store: SQLStore, key: str = "k", retrain: bool = False, worker: str = "w1"):
+    return store.claim("m", key, worker=worker, lease_seconds=LEASE, retrain=retrain)
+
+
+def test_first_claim_creates_version_one(store):
+    """A key without versions gets version 1, RUNNING, with start time and worker."""
+    claim = _claim(store)
+    assert claim.created
+    assert (claim.version.version, claim.version.status) == (1, Status.RUNNING)
+    assert claim.version.worker == "w1" and claim.version.started is not None
+
+
+def test_running_key_is_not_claimed_twice(store):
+    """While a version runs, a second claim (even with retrain) returns it unchanged."""
+    first = _claim(store).version
+    for retrain in (False, True):
+        again = _claim(store, retrain=retrain)
+        assert not again.created
+        assert again.version.id == first.id
+
+
+def test_finished_key_needs_retrain(store):
+    """A FINISHED key is returned as is, and retrain adds version 2."""
+    first = _claim(store).version
+    assert _finish(store, first.id)
+    same = _claim(store)
+    assert not same.created and same.version.status is Status.FINISHED
+    second = _claim(store, retrain=True)
+    assert second.created and second.version.version == 2
+
+
+def test_failed_key_trains_again_without_retrain(store):
+    """A key whose newest version FAILED is claimed again as a new version."""
+    first = _claim(store).version
+    assert store.fail(first.id, "ValueError: bad")
+    again = _claim(store)
+    assert again.created and again.version.version == 2
+    assert store.newest("m", "k", finished=True) is None
+
+
+def test_finish_stores_blob_and_metadata(store):
+    """finish records bytes, hash, size and metadata; load_blob gives the same bytes back."""
+    version = _claim(store).version
+    blob = bytes(range(256)) * 1000
+    assert _finish(store, version.id, blob)
+    stored = store.newest("m", "k")
+    assert stored.status is Status.FINISHED and stored.finished is not None
+    assert stored.size == len(blob) and stored.sha256 == hashlib.sha256(blob).hexdigest()
+    assert stored.metadata["rows"] == 3
+    loaded = store.load_blob(stored)
+    assert type(loaded) is bytes and loaded == blob
+
+
+def test_tampered_blob_is_refused(store):
+    """A blob whose bytes no longer match the stored sha256 raises IntegrityError."""
+    version = _claim(store).version
+    _finish(store, version.id, b"original")
+    rows = store._rows
+    with store._db.connection_context():
+        rows.update(blob=b"tampered").where(rows.id == version.id).execute()
+    with pytest.raises(IntegrityError, match="sha256"):
+        store.load_blob(store.newest("m", "k"))
+
+
+def test_finish_after_delete_does_not_resurrect(store):
+    """A job that ends after its key was deleted writes nothing."""
+    version = _claim(store).version
+    assert store.delete("m", "k") == 1
+    assert not _finish(store, version.id)
+    assert not store.fail(version.id, "late")
+    assert store.newest("m", "k") is None
+
+
+def test_ids_are_not_reused_after_delete(store):
+    """A new version after a delete never gets the id of a deleted one."""
+    old = _claim(store).version
+    store.delete("m", "k")
+    new = _claim(store).version
+    assert new.id > old.id
+    assert not _finish(store, old.id)
+
+
+def test_claim_update_rules(store):
+    """Update needs an existing key, nothing RUNNING, and a FINISHED base."""
+    with pytest.raises(KeyNotFound):
+        store.claim_update("m", "k", worker="w1", lease_seconds=LEASE)
+    first = _claim(store).version
+    with pytest.raises(NotReady) as running:
+        store.claim_update("m", "k", worker="w1", lease_seconds=LEASE)
+    assert running.value.status == "RUNNING"
+    store.fail(first.id, "boom")
+    with pytest.raises(NotReady) as failed:
+        store.claim_update("m", "k", worker="w1", lease_seconds=LEASE)
+    assert failed.value.status == "FAILED"
+    second = _claim(store).version
+    _finish(store, second.id)
+    new, base = store.claim_update("m", "k", worker="w1", lease_seconds=LEASE)
+    assert (new.version, base.version, new.status) == (3, 2, Status.RUNNING)
+
+
+def test_update_base_skips_failed_versions(store):
+    """The base of an update is the newest FINISHED version even when a later one FAILED."""
+    first = _claim(store).version
+    _finish(store, first.id)
+    second = _claim(store, retrain=True).version
+    store.fail(second.id, "boom")
+    new, base = store.claim_update("m", "k", worker="w1", lease_seconds=LEASE)
+    assert base.id == first.id and new.version == 3
+
+
+def test_concurrent_claims_start_exactly_one(store):
+    """Eight threads claiming one key at once: the database lets exactly one create it."""
+    barrier = threading.Barrier(8)
+    results = []
+
+    def claim():
+        barrier.wait()
+        results.append(_claim(store, retrain=True))
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(c.created for c in results) == 1
+    assert {c.version.id for c in results} == {next(c.version.id for c in results if c.created)}
+
+
+def test_database_rejects_second_running_row(store):
+    """The one-RUNNING rule lives in the database: a raw second RUNNING insert fails."""
+    version = _claim(store).version
+    with pytest.raises(peewee.IntegrityError), store._db.connection_context():
+        store._rows.create(model="m", key="k", version=2, status="RUNNING", created=version.created)
+
+
+def test_expired_lease_becomes_interrupted(store):
+    """A RUNNING version whose lease ran out is marked FAILED with 'interrupted'."""
+    store.claim("m", "k", worker="gone", lease_seconds=-1, retrain=False)
+    live = store.claim("m", "other", worker="alive", lease_seconds=LEASE, retrain=False)
+    assert store.expire() == 1
+    lost = store.newest("m", "k")
+    assert lost.status is Status.FAILED and lost.error == INTERRUPTED
+    assert store.newest("m", "other").status is Status.RUNNING
+    assert store.heartbeat("alive", LEASE) == 1
+    assert store.newest("m", "other").id == live.version.id
+
+
+def test_dead_workers_are_expired_at_once(store):
+    """Versions of a worker known dead are interrupted even with a valid lease."""
+    _claim(store, worker="dead")
+    _claim(store, key="k2", worker="alive")
+    assert sorted(store.running_workers()) == ["alive", "dead"]
+    assert store.expire(dead_workers=("dead",)) == 1
+    assert store.newest("m", "k").status is Status.FAILED
+    assert store.newest("m", "k2").status is Status.RUNNING
+
+
+def test_heartbeat_extends_lease(store):
+    """A heartbeat renews the lease so that expire leaves the version alone."""
+    store.claim("m", "k", worker="w1", lease_seconds=-1, retrain=False)
+    assert store.heartbeat("w1", LEASE) == 1
+    assert store.expire() == 0
+    assert store.newest("m", "k").status is Status.RUNNING
+
+
+def test_keys_lists_newest_version_per_key(store):
+    """keys() gives one entry per key of the model: its newest version."""
+    a1 = _claim(store, key="a").version
+    _finish(store, a1.id)
+    _claim(store, key="a", retrain=True)
+    b1 = _claim(store, key="b").version
+    store.fail(b1.id, "boom")
+    store.claim("other-model", "c", worker="w1", lease_seconds=LEASE, retrain=False)
+    listed = {(v.key, v.version, v.status) for v in store.keys("m")}
+    assert listed == {("a", 2, Status.RUNNING), ("b", 1, Status.FAILED)}
+
+
+def test_delete_counts_every_version(store):
+    """delete removes all versions of the key and only of that key."""
+    for _ in range(3):
+        version = _claim(store, retrain=True).version
+        _finish(store, version.id)
+    _claim(store, key="keep")
+    assert store.delete("m", "k") == 3
+    assert store.delete("m", "k") == 0
+    assert store.newest("m", "keep") is not None
+
+
+def test_ping_and_repr_hide_credentials(store):
+    """ping answers on a live database, and repr never shows the URL's credentials."""
+    store.ping()
+    assert "@" not in repr(store)
+
+
+def test_bad_urls_are_configuration_errors(tmp_path):
+    """Unknown schemes and URLs without a database fail at construction with a clear error."""
+    with pytest.raises(ConfigurationError, match="scheme"):
+        SQLStore("mongodb://localhost/x")
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        with pytest.raises(ConfigurationError, match="SQLite needs a file"):
+            SQLStore(url)
+    with pytest.raises(ConfigurationError, match="bad store URL"):
+        SQLStore("postgresql://localhost")
+
+
+def test_schema_is_created_once_for_two_stores(store_url):
+    """Two stores on one database share the table: one sees what the other wrote."""
+    first, second = SQLStore(store_url), SQLStore(store_url)
+    try:
+        version = first.claim("m", "k", worker="w", lease_seconds=LEASE, retrain=False).version
+        assert second.newest("m", "k").id == version.id
+    finally:
+        first.close()
+        second.close()
