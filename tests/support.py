@@ -79,17 +79,19 @@ def registry() -> Registry:
 def classification(rows: int = 60, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
     """Well-separated two-class data with named columns and a non-default index."""
     rng = np.random.default_rng(seed)
-    x = pd.DataFrame(rng.normal(size=(rows, 3)), columns=["a", "b", "c"])
+    # Six decimals survive DataFrame.to_json (10 significant digits) exactly.
+    x = pd.DataFrame(rng.normal(size=(rows, 3)).round(6), columns=["a", "b", "c"])
     x.index = x.index + 100
     y = pd.Series((x["a"] + 0.5 * x["b"] > 0).astype(int), name="label")
     return x, y
 
 
 def regression(rows: int = 60, seed: int = 1) -> tuple[pd.DataFrame, pd.Series]:
-    """Noisy linear data with named columns."""
+    """Noisy linear data with named columns, exact in pandas JSON."""
     rng = np.random.default_rng(seed)
-    x = pd.DataFrame(rng.normal(size=(rows, 2)), columns=["u", "v"])
-    y = pd.Series(3.0 * x["u"] - 2.0 * x["v"] + rng.normal(scale=0.1, size=rows), name="target")
+    x = pd.DataFrame(rng.normal(size=(rows, 2)).round(6), columns=["u", "v"])
+    noise = rng.normal(scale=0.1, size=rows)
+    y = pd.Series((3.0 * x["u"] - 2.0 * x["v"] + noise).round(6), name="target")
     return x, y
 
 
