@@ -9,7 +9,6 @@ same data gives the same frame, and the same key, whatever the orient or form it
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ __all__ = [
 ORIENTS = ("columns", "split", "records", "index", "values", "table")
 
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -147,13 +147,17 @@ def _parse(value: Any, parameter: str) -> tuple[Any, bool]:
 
 
 def _label(label: Any) -> Any:
-    return int(label) if isinstance(label, str) and _INTEGER.fullmatch(label) else label
+    if isinstance(label, str) and _INTEGER.fullmatch(label):
+        number = int(label)
+        if _INT64_MIN <= number <= _INT64_MAX:
+            return number
+    return label
 
 
 def _axis(labels: Sequence[Any]) -> pd.Index:
     """Labels as `read_json` would type them: integer-like strings become integers."""
     converted = [_label(label) for label in labels]
-    if converted and all(isinstance(label, int) for label in converted):
+    if converted and all(type(label) is int for label in converted):
         return pd.Index(converted, dtype="int64")
     return pd.Index(labels)
 
@@ -162,20 +166,77 @@ def _shape_error(parameter: str, orient: str, expected: str) -> InvalidPayload:
     return InvalidPayload(f"{parameter}: orient {orient!r} expects {expected}", parameter)
 
 
+def _rows_frame(data: list[Any], columns: Any, orient: str, parameter: str) -> pd.DataFrame:
+    """A frame from a list of equally long rows (split and values orients)."""
+    if not all(isinstance(row, list) for row in data):
+        raise _shape_error(parameter, orient, "the rows as lists")
+    widths = {len(row) for row in data}
+    if columns is not None:
+        if not isinstance(columns, list):
+            raise _shape_error(parameter, orient, '"columns" as a list of labels')
+        widths.add(len(columns))
+    if len(widths) > 1:
+        raise InvalidPayload(
+            f"{parameter}: rows and columns differ in length ({sorted(widths)})", parameter
+        )
+    return pd.DataFrame(data, columns=None if columns is None else _axis(columns))
+
+
+# pandas' Table Schema types -> dtypes; "any" and unknown types are left to inference.
+_TABLE_TYPES = {"integer": "int64", "number": "float64", "boolean": "bool", "string": "str"}
+
+
+def _table_frame(value: Any, parameter: str) -> pd.DataFrame:
+    """A frame from orient 'table', built from the parsed value.
+
+    NOTE: `read_json(orient="table")` would re-parse the text with a float parser that rejects
+    subnormals, and it loses integer column labels; the value is already parsed exactly.
+    """
+    schema = value.get("schema") if isinstance(value, dict) else None
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    data = value.get("data") if isinstance(value, dict) else None
+    if (
+        not isinstance(fields, list)
+        or not all(isinstance(f, dict) and "name" in f for f in fields)
+        or not isinstance(data, list)
+        or not all(isinstance(row, dict) for row in data)
+    ):
+        raise _shape_error(parameter, "table", 'an object with "schema": {"fields"} and "data"')
+    names = [str(f["name"]) for f in fields]
+    frame = pd.DataFrame.from_records(data, columns=names) if data else pd.DataFrame(columns=names)
+    for field, name in zip(fields, names, strict=True):
+        kind = field.get("type")
+        try:
+            if kind == "datetime":
+                frame[name] = pd.to_datetime(frame[name], utc="tz" in field)
+            elif kind in _TABLE_TYPES and not (kind == "integer" and frame[name].isna().any()):
+                frame[name] = frame[name].astype(_TABLE_TYPES[kind])
+        except (TypeError, ValueError) as exc:
+            raise InvalidPayload(
+                f"{parameter}: column {name!r} is not of type {kind} ({exc})", parameter
+            ) from None
+    keys = schema.get("primaryKey") or []
+    if not isinstance(keys, list) or not set(map(str, keys)) <= set(names):
+        raise _shape_error(parameter, "table", '"primaryKey" naming fields')
+    if keys:
+        frame = frame.set_index([str(k) for k in keys])
+        # pandas writes an unnamed index as "index" (or "level_N" for a MultiIndex level).
+        frame.index.names = [
+            None if n == "index" or str(n).startswith("level_") else n for n in frame.index.names
+        ]
+        if frame.index.nlevels == 1 and pd.api.types.is_string_dtype(frame.index.dtype):
+            frame.index = _axis(list(frame.index)).rename(frame.index.name)
+    frame.columns = _axis(list(frame.columns))
+    return frame
+
+
 def _frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
     """A DataFrame from the parsed JSON of `DataFrame.to_json(orient=orient)`."""
     if orient == "split":
         if not isinstance(value, dict) or not isinstance(value.get("data"), list):
             raise _shape_error(parameter, orient, 'an object with "columns", "index", "data"')
-        data = value["data"]
-        if not all(isinstance(row, list) for row in data):
-            raise _shape_error(parameter, orient, '"data" as a list of rows')
-        columns = value.get("columns")
+        frame = _rows_frame(value["data"], value.get("columns"), orient, parameter)
         index = value.get("index")
-        try:
-            frame = pd.DataFrame(data, columns=None if columns is None else _axis(columns))
-        except ValueError as exc:
-            raise InvalidPayload(f"{parameter}: {exc}", parameter) from None
         if index is not None:
             if not isinstance(index, list) or len(index) != len(frame):
                 raise _shape_error(parameter, orient, '"index" with one label per row')
@@ -188,12 +249,9 @@ def _frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
         frame.columns = _axis(list(frame.columns))
         return frame
     if orient == "values":
-        if not isinstance(value, list) or not all(isinstance(r, list) for r in value):
+        if not isinstance(value, list):
             raise _shape_error(parameter, orient, "a list of rows (lists)")
-        try:
-            return pd.DataFrame(value)
-        except ValueError as exc:
-            raise InvalidPayload(f"{parameter}: {exc}", parameter) from None
+        return _rows_frame(value, None, orient, parameter)
     if orient in ("columns", "index"):
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             outer = "column" if orient == "columns" else "row"
@@ -203,14 +261,7 @@ def _frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
         frame.columns = _axis(list(frame.columns))
         return frame
     if orient == "table":
-        text = orjson.dumps(value).decode()
-        try:
-            frame = pd.read_json(io.StringIO(text), orient="table", precise_float=True)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidPayload(
-                f"{parameter}: not valid pandas JSON in orient 'table' ({exc})", parameter
-            ) from None
-        return frame
+        return _table_frame(value, parameter)
     raise InvalidPayload(f"orient must be one of {', '.join(ORIENTS)}; got {orient!r}", "orient")
 
 
@@ -230,19 +281,23 @@ def decode_target(value: Any, orient: str, parameter: str = "y") -> pd.Series | 
     if value is None:
         raise InvalidPayload(f"missing parameter {parameter!r}", parameter)
     parsed, _ = _parse(value, parameter)
-    series = _series(parsed, orient)
+    series = _series(parsed, orient, parameter)
     if series is not None:
         target: pd.Series | pd.DataFrame = series
     else:
         target = _frame(parsed, orient, parameter)
+        if target.shape[1] == 0:
+            raise InvalidPayload(f"{parameter} has no columns", parameter)
         if target.shape[1] == 1:
             target = target.iloc[:, 0]
+            if orient == "table" and target.name == "values":
+                target.name = None  # how pandas writes an unnamed Series in orient table
     if len(target) == 0:
         raise InvalidPayload(f"{parameter} has no rows", parameter)
     return target
 
 
-def _series(value: Any, orient: str) -> pd.Series | None:
+def _series(value: Any, orient: str, parameter: str) -> pd.Series | None:
     """The Series that `Series.to_json(orient)` wrote, or None if `value` is a frame's JSON."""
     if orient == "split" and isinstance(value, dict) and isinstance(value.get("data"), list):
         data = value["data"]
@@ -250,7 +305,9 @@ def _series(value: Any, orient: str) -> pd.Series | None:
             return None
         series = pd.Series(data, name=value.get("name"))
         index = value.get("index")
-        if isinstance(index, list) and len(index) == len(series):
+        if index is not None:
+            if not isinstance(index, list) or len(index) != len(series):
+                raise _shape_error(parameter, orient, '"index" with one label per row')
             series.index = _axis(index)
         return series
     if orient in ("records", "values") and isinstance(value, list):
@@ -355,8 +412,9 @@ def training_key(
         # NOTE: hash_pandas_object ignores column names, so they go in separately, typed.
         header = [
             type(part).__name__,
+            type(part.name).__name__ if isinstance(part, pd.Series) else None,
             [[type(c).__name__, _key(c), str(t)] for c, t in frame.dtypes.items()],
-            [type(n).__name__ for n in frame.index.names],
+            [[type(n).__name__, None if n is None else _key(n)] for n in frame.index.names],
         ]
         digest.update(orjson.dumps(header, default=str))
         hashes = pd.util.hash_pandas_object(frame, index=True)
