@@ -47,33 +47,36 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-def _open(url: str, busy_timeout: float, max_connections: int) -> peewee.Database:
-    scheme = urlparse(url).scheme
+def _open(given: str, busy_timeout: float, max_connections: int) -> peewee.Database:
+    scheme, _, rest = given.partition("://")
     if scheme not in db_url.schemes:
         raise ConfigurationError(
             f"unsupported store URL scheme {scheme!r}; use sqlite:///path.db or postgresql://..."
         )
-    if scheme.startswith("sqlite"):
+    # PERF: every URL gets a pool: a fresh connection per call costs more than the query
+    # (SQLite re-runs its pragmas, PostgreSQL authenticates).
+    base = scheme.removesuffix("+pool")
+    if base in ("postgres", "postgresql"):
+        base = "postgresql"
+    url = f"{base}+pool://{rest}"
+    pool = {"max_connections": max_connections, "stale_timeout": 300, "timeout": busy_timeout}
+    if base == "sqlite":
         if db_url.parse(url).get("database") in (None, "", ":memory:"):
-            # NOTE: each call opens its own connection, and each would see a new empty database.
+            # NOTE: each pooled connection would see a new, empty in-memory database.
             raise ConfigurationError(
-                f"SQLite needs a file: sqlite:///path/to/models.db, not {url!r}"
+                f"SQLite needs a file: sqlite:///path/to/models.db, not {given!r}"
             )
         # NOTE: WAL lets readers run beside the one writer; IMMEDIATE transactions take the
         # write lock up front so concurrent claims wait (busy timeout) instead of deadlocking.
+        pragmas = {
+            "journal_mode": "wal",
+            "synchronous": "normal",
+            "busy_timeout": int(busy_timeout * 1000),
+        }
         return db_url.connect(
-            url,
-            pragmas={"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1},
-            timeout=busy_timeout,
-            lock_type="IMMEDIATE",
-            check_same_thread=False,
+            url, pragmas=pragmas, lock_type="IMMEDIATE", check_same_thread=False, **pool
         )
-    if scheme in ("postgres", "postgresql"):
-        url = url.replace(f"{scheme}://", "postgresql+pool://", 1)
-        scheme = "postgresql+pool"
-    if scheme.endswith("+pool"):
-        return db_url.connect(url, max_connections=max_connections, stale_timeout=300)
-    return db_url.connect(url)
+    return db_url.connect(url, **pool)
 
 
 class SQLStore(Store):
@@ -91,6 +94,7 @@ class SQLStore(Store):
         self._schema_lock = threading.Lock()
         # Every column but the blob: listings and status reads never drag model bytes along.
         self._meta_columns = [f for f in self._rows._meta.sorted_fields if f.name != "blob"]
+        self._newest_sql = {finished: self._compile_newest(finished) for finished in (False, True)}
 
     def __repr__(self) -> str:
         return f"SQLStore({urlparse(self.url)._replace(netloc='…').geturl()!r})"
@@ -116,33 +120,50 @@ class SQLStore(Store):
                     self._db.create_tables([self._rows], safe=True)
             self._schema_ready = True
 
-    def _version(self, row: Any) -> Version:
+    def _version(self, data: Mapping[str, Any]) -> Version:
+        """A Version from column values; a freshly created row lacks its unset columns."""
         return Version(
-            id=row.id,
-            model=row.model,
-            key=row.key,
-            version=row.version,
-            status=Status(row.status),
-            created=_aware(row.created),
-            started=_aware(row.started),
-            finished=_aware(row.finished),
-            serializer=row.serializer,
-            sha256=row.sha256,
-            size=row.size,
-            error=row.error,
-            worker=row.worker,
-            metadata=orjson.loads(row.metadata or "{}"),
+            id=data["id"],
+            model=data["model"],
+            key=data["key"],
+            version=data["version"],
+            status=Status(data["status"]),
+            created=_aware(data["created"]),
+            started=_aware(data.get("started")),
+            finished=_aware(data.get("finished")),
+            serializer=data.get("serializer"),
+            sha256=data.get("sha256"),
+            size=data.get("size"),
+            error=data.get("error"),
+            worker=data.get("worker"),
+            metadata=orjson.loads(data.get("metadata") or "{}"),
         )
 
     def _select(self) -> peewee.ModelSelect:
         return self._rows.select(*self._meta_columns)
 
-    def _newest_row(self, model: str, key: str, finished: bool = False) -> Any:
+    def _compile_newest(self, finished: bool) -> str:
         rows = self._rows
-        query = self._select().where((rows.model == model) & (rows.key == key))
+        where = (rows.model == "") & (rows.key == "")
         if finished:
-            query = query.where(rows.status == Status.FINISHED.value)
-        return query.order_by(rows.version.desc()).first()
+            where &= rows.status == Status.FINISHED.value
+        sql, _ = self._select().where(where).order_by(rows.version.desc()).limit(1).sql()
+        return sql
+
+    def _newest_row(self, model: str, key: str, finished: bool = False) -> dict[str, Any] | None:
+        """The newest row's columns (blob excluded), or None.
+
+        PERF: this runs on every predict; its SQL is built once per store, not per call.
+        """
+        params: list[Any] = [model, key, Status.FINISHED.value] if finished else [model, key]
+        cursor = self._db.execute_sql(self._newest_sql[finished], [*params, 1])
+        found = cursor.fetchone()
+        if found is None:
+            return None
+        return {
+            field.name: field.python_value(value)
+            for field, value in zip(self._meta_columns, found, strict=True)
+        }
 
     def _insert_running(
         self, model: str, key: str, number: int, worker: str, lease_seconds: float
@@ -170,13 +191,13 @@ class SQLStore(Store):
                 with self._db.atomic():
                     newest = self._newest_row(model, key)
                     if newest is not None and (
-                        newest.status == Status.RUNNING.value
-                        or (newest.status == Status.FINISHED.value and not retrain)
+                        newest["status"] == Status.RUNNING.value
+                        or (newest["status"] == Status.FINISHED.value and not retrain)
                     ):
                         return Claim(self._version(newest), created=False)
-                    number = 1 if newest is None else newest.version + 1
+                    number = 1 if newest is None else newest["version"] + 1
                     row = self._insert_running(model, key, number, worker, lease_seconds)
-                    return Claim(self._version(row), created=True)
+                    return Claim(self._version(row.__data__), created=True)
             except peewee.IntegrityError:
                 # Another process claimed the key between our read and our insert.
                 return Claim(self._version(self._newest_row(model, key)), created=False)
@@ -191,20 +212,20 @@ class SQLStore(Store):
                     newest = self._newest_row(model, key)
                     if newest is None:
                         raise KeyNotFound(f"model-key {key!r} has no versions of {model!r}")
-                    if newest.status == Status.RUNNING.value:
+                    if newest["status"] == Status.RUNNING.value:
                         raise NotReady(
-                            f"version {newest.version} of {key!r} is still RUNNING", "RUNNING"
+                            f"version {newest['version']} of {key!r} is still RUNNING", "RUNNING"
                         )
                     base = self._newest_row(model, key, finished=True)
                     if base is None:
                         raise NotReady(
-                            f"no version of {key!r} has finished; the newest is {newest.status}",
-                            newest.status,
+                            f"no version of {key!r} has finished; the newest is {newest['status']}",
+                            newest["status"],
                         )
                     row = self._insert_running(
-                        model, key, newest.version + 1, worker, lease_seconds
+                        model, key, newest["version"] + 1, worker, lease_seconds
                     )
-                    return self._version(row), self._version(base)
+                    return self._version(row.__data__), self._version(base)
             except peewee.IntegrityError:
                 raise NotReady(f"another job of {key!r} started just now", "RUNNING") from None
 
@@ -309,7 +330,7 @@ class SQLStore(Store):
             .order_by(rows.created, rows.id)
         )
         with self._session():
-            return [self._version(row) for row in query]
+            return [self._version(row.__data__) for row in query]
 
     @_guarded
     def load_blob(self, version: Version) -> bytes:
