@@ -57,8 +57,11 @@ def main() -> None:
     ]
     status = wait_finished(url, key)
     print("coefficients:", status["metadata"]["user"]["coefficients"])
-    answer = call("POST", url, {"x": x.head(3).to_json(orient="records"), "orient": "records",
-                                "model-key": key})
+    answer = call(
+        "POST",
+        url,
+        {"x": x.head(3).to_json(orient="records"), "orient": "records", "model-key": key},
+    )
     print("predictions:", answer["y"])
     stop()
 
