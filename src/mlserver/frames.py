@@ -154,8 +154,10 @@ def _label(label: Any) -> Any:
     return label
 
 
-def _axis(labels: Sequence[Any]) -> pd.Index:
+def _axis(labels: Sequence[Any], parameter: str) -> pd.Index:
     """Labels as `read_json` would type them: integer-like strings become integers."""
+    if not all(isinstance(label, str | int | float) for label in labels):
+        raise InvalidPayload(f"{parameter}: labels must be strings or numbers", parameter)
     converted = [_label(label) for label in labels]
     if converted and all(type(label) is int for label in converted):
         return pd.Index(converted, dtype="int64")
@@ -179,7 +181,7 @@ def _rows_frame(data: list[Any], columns: Any, orient: str, parameter: str) -> p
         raise InvalidPayload(
             f"{parameter}: rows and columns differ in length ({sorted(widths)})", parameter
         )
-    return pd.DataFrame(data, columns=None if columns is None else _axis(columns))
+    return pd.DataFrame(data, columns=None if columns is None else _axis(columns, parameter))
 
 
 # pandas' Table Schema types -> dtypes; "any" and unknown types are left to inference.
@@ -225,8 +227,8 @@ def _table_frame(value: Any, parameter: str) -> pd.DataFrame:
             None if n == "index" or str(n).startswith("level_") else n for n in frame.index.names
         ]
         if frame.index.nlevels == 1 and pd.api.types.is_string_dtype(frame.index.dtype):
-            frame.index = _axis(list(frame.index)).rename(frame.index.name)
-    frame.columns = _axis(list(frame.columns))
+            frame.index = _axis(list(frame.index), parameter).rename(frame.index.name)
+    frame.columns = _axis(list(frame.columns), parameter)
     return frame
 
 
@@ -240,13 +242,13 @@ def _frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
         if index is not None:
             if not isinstance(index, list) or len(index) != len(frame):
                 raise _shape_error(parameter, orient, '"index" with one label per row')
-            frame.index = _axis(index)
+            frame.index = _axis(index, parameter)
         return frame
     if orient == "records":
         if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
             raise _shape_error(parameter, orient, "a list of objects, one per row")
         frame = pd.DataFrame(value)
-        frame.columns = _axis(list(frame.columns))
+        frame.columns = _axis(list(frame.columns), parameter)
         return frame
     if orient == "values":
         if not isinstance(value, list):
@@ -257,12 +259,28 @@ def _frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
             outer = "column" if orient == "columns" else "row"
             raise _shape_error(parameter, orient, f"an object of objects, one per {outer}")
         frame = pd.DataFrame.from_dict(value, orient=orient)
-        frame.index = _axis(list(frame.index))
-        frame.columns = _axis(list(frame.columns))
+        frame.index = _axis(list(frame.index), parameter)
+        frame.columns = _axis(list(frame.columns), parameter)
         return frame
     if orient == "table":
         return _table_frame(value, parameter)
     raise InvalidPayload(f"orient must be one of {', '.join(ORIENTS)}; got {orient!r}", "orient")
+
+
+def _checked(data: pd.DataFrame | pd.Series, parameter: str) -> None:
+    """Refuse what no estimator takes and what would break hashing: nested cells, duplicates."""
+    frame = data.to_frame() if isinstance(data, pd.Series) else data
+    if frame.columns.has_duplicates:
+        duplicated = _names(list(dict.fromkeys(frame.columns[frame.columns.duplicated()])))
+        raise InvalidPayload(f"{parameter} has duplicate columns {duplicated}", parameter)
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype == object and values.map(lambda v: isinstance(v, list | dict)).any():
+            raise InvalidPayload(
+                f"{parameter}: column {column!r} holds lists or objects; cells must be "
+                "numbers, strings, booleans or null",
+                parameter,
+            )
 
 
 def decode_frame(value: Any, orient: str, parameter: str = "x") -> Table:
@@ -273,6 +291,7 @@ def decode_frame(value: Any, orient: str, parameter: str = "x") -> Table:
     frame = _frame(parsed, orient, parameter)
     if frame.empty:
         raise InvalidPayload(f"{parameter} has no rows or no columns", parameter)
+    _checked(frame, parameter)
     return Table(frame, orient, as_string)
 
 
@@ -294,6 +313,7 @@ def decode_target(value: Any, orient: str, parameter: str = "y") -> pd.Series | 
                 target.name = None  # how pandas writes an unnamed Series in orient table
     if len(target) == 0:
         raise InvalidPayload(f"{parameter} has no rows", parameter)
+    _checked(target, parameter)
     return target
 
 
@@ -308,7 +328,7 @@ def _series(value: Any, orient: str, parameter: str) -> pd.Series | None:
         if index is not None:
             if not isinstance(index, list) or len(index) != len(series):
                 raise _shape_error(parameter, orient, '"index" with one label per row')
-            series.index = _axis(index)
+            series.index = _axis(index, parameter)
         return series
     if orient in ("records", "values") and isinstance(value, list):
         if any(isinstance(v, list | dict) for v in value):
@@ -317,7 +337,7 @@ def _series(value: Any, orient: str, parameter: str) -> pd.Series | None:
     if orient in ("columns", "index") and isinstance(value, dict):
         if any(isinstance(v, list | dict) for v in value.values()):
             return None
-        return pd.Series(list(value.values()), index=_axis(list(value)))
+        return pd.Series(list(value.values()), index=_axis(list(value), parameter))
     return None
 
 
