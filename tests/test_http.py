@@ -359,6 +359,19 @@ def test_patch_without_update_is_405_with_allow(client):
     assert response.headers["allow"] == "GET, PUT, POST, DELETE"
 
 
+def test_options_lists_the_models_own_verbs(client):
+    """OPTIONS answers the same Allow list as a 405 would, per model."""
+    assert client.simulate_options("/linreg").headers["allow"] == "GET, PUT, POST, DELETE"
+    assert "PATCH" in client.simulate_options("/sgd").headers["allow"]
+    assert client.simulate_options("/nope").status_code == 404
+
+
+def test_blank_model_key_is_a_400(client):
+    """`?model-key=` with no value is a missing key, not a request for the listing."""
+    response = client.simulate_get("/linreg", query_string="model-key=")
+    assert response.status_code == 400 and "model-key" in response.json["description"]
+
+
 def test_patch_conflicts(client):
     """PATCH is 404 for an unknown key and 409 (status RUNNING) while a version trains."""
     x, y = regression()

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from sklearn.linear_model import LinearRegression
 
+from mlserver import Registry
 from mlserver.config import Settings
 from mlserver.errors import (
     InvalidPayload,
@@ -19,7 +20,7 @@ from mlserver.errors import (
 )
 from mlserver.service import Service
 from mlserver.store import SQLStore, Status
-from support import registry, regression, wait_until
+from support import Slow, registry, regression, wait_until
 
 
 @pytest.fixture
@@ -163,6 +164,42 @@ def test_kwargs_as_json_text_are_accepted(service):
     assert as_text.version.key == as_object.version.key and not as_object.created
     meta = finished(service, "linreg", as_text.version.key).metadata
     assert meta["kwargs"] == {"modkwargs": {"fit_intercept": False}, "algkwargs": {}}
+
+
+def test_fit_returning_none_stores_the_model_fitted_in_place(sqlite_url):
+    """A wrapper whose fit returns None (fitting in place) still stores the fitted model."""
+
+    class InPlace(Slow):
+        name = "in-place"
+
+        def fit(self, model, x, y=None, **algkwargs):
+            model.fit(x, y)
+
+    service = Service(Registry([InPlace]), SQLStore(sqlite_url))
+    try:
+        x, y = regression()
+        key = service.fit("in-place", x=x.to_json(), y=y.to_json()).version.key
+        finished(service, "in-place", key)
+        result = service.predict("in-place", key=key, x=orjson.loads(x.to_json()))
+        expected = LinearRegression().fit(x, y).predict(x)
+        np.testing.assert_allclose(list(result.y["y"].values()), expected)
+    finally:
+        service.close()
+
+
+def test_close_fails_queued_jobs_and_finishes_running_ones(sqlite_url):
+    """On close, the running job ends FINISHED and a queued one is recorded FAILED."""
+    service = Service(registry(), SQLStore(sqlite_url), settings=Settings(training_threads=1))
+    x, y = regression()
+    running = service.fit(
+        "slow", x=x.to_json(), y=y.to_json(), name="a", algkwargs={"seconds": 0.5}
+    )
+    queued = service.fit("slow", x=x.to_json(), y=y.to_json(), name="b", algkwargs={"seconds": 0})
+    service.close()
+    store = service.store
+    assert store.newest("slow", running.version.key).status is Status.FINISHED
+    cancelled = store.newest("slow", queued.version.key)
+    assert cancelled.status is Status.FAILED and "shut down" in cancelled.error
 
 
 def test_models_describes_each_wrapper(service):

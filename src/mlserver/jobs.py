@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import CancelledError, Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,10 +61,14 @@ def train(task: TrainingTask) -> Artifact:
     wrapper = task.wrapper
     serializer = wrapper.get_serializer()
     started = time.perf_counter()
+    # A fit or update that returns None changed the model in place, as sklearn's do.
     if task.base_blob is None:
         fitted = wrapper.fit(task.model, task.x, task.y, **task.algkwargs)
+        fitted = task.model if fitted is None else fitted
     else:
-        fitted = wrapper.update(serializer.loads(task.base_blob), task.x, task.y)
+        base = serializer.loads(task.base_blob)
+        fitted = wrapper.update(base, task.x, task.y)
+        fitted = base if fitted is None else fitted
     seconds = time.perf_counter() - started
     blob = serializer.dumps(fitted, task.schema)
     return Artifact(
@@ -81,6 +85,8 @@ def train(task: TrainingTask) -> Artifact:
 
 def describe(exc: BaseException) -> str:
     """The error text stored with a FAILED version: type and message, bounded."""
+    if isinstance(exc, CancelledError):
+        return "cancelled: the server shut down before the job started"
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 

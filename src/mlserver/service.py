@@ -112,6 +112,10 @@ class Service:
 
     # -- use cases -------------------------------------------------------------------------
 
+    def allowed_verbs(self, model: str) -> list[str]:
+        """The HTTP verbs `model` answers; ModelNotFound for an unknown model."""
+        return verbs(self.registry.get(model))
+
     def check_verb(self, model: str, verb: str) -> ModelWrapper:
         """The model's wrapper; ModelNotFound, or UnsupportedOperation if it lacks `verb`."""
         wrapper = self.registry.get(model)
@@ -260,10 +264,14 @@ class Service:
         self.store.ping()
 
     def close(self) -> None:
-        """Stop heartbeats and, if the executor is ours, wait for running jobs to end."""
-        self.jobs.close()
+        """Wait for running jobs (if the executor is ours), then stop heartbeats.
+
+        Queued jobs are cancelled and recorded FAILED; running ones keep their lease renewed
+        until they end, so no other process takes them for interrupted.
+        """
         if self._owns_executor:
             self.executor.shutdown(wait=True, cancel_futures=True)
+        self.jobs.close()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -321,7 +329,9 @@ class Service:
 
 def _prediction_frame(raw: Any, index: pd.Index, targets: tuple[Any, ...]) -> pd.DataFrame:
     """Predictions as a frame on `x`'s index, columns named after the training targets."""
-    if isinstance(raw, pd.DataFrame | pd.Series):
+    if isinstance(raw, pd.DataFrame):
+        return raw.set_axis(index, axis=0)
+    if isinstance(raw, pd.Series):
         raw = raw.to_numpy()
     values = np.asarray(raw)
     if values.ndim == 1:

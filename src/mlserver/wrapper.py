@@ -20,8 +20,9 @@ class ModelWrapper(ABC):
             def make_model(self, **modkwargs):
                 return LogisticRegression(**modkwargs)
 
-    Wrappers know nothing of HTTP or storage. `fit` and `update` run on the training executor,
-    `predict` on request threads, always on a model of its own (never one that is serving).
+    Wrappers know nothing of HTTP or storage. `fit` and `update` run on the training executor
+    on a model of their own, never one that is serving; `predict` runs on request threads,
+    several at once on the same cached model, so it must not change the model.
     """
 
     #: The route (`/{name}`): URL-safe, unique within a registry.

@@ -50,7 +50,7 @@ def create_app(
     app = App(media_type=falcon.MEDIA_JSON)
     app.service = service
     app.req_options.auto_parse_qs_csv = False
-    app.req_options.keep_blank_qs_values = False
+    app.req_options.keep_blank_qs_values = True  # `?model-key=` is a 400, not a listing
     app.resp_options.secure_cookies_by_default = True
     errors.install(app)
     app.add_route("/health", HealthResource())

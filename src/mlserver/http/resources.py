@@ -157,6 +157,11 @@ class ModelResource:
         deleted = self.service.delete(model, key=key)
         _send(resp, {"model-key": key, "deleted": deleted})
 
+    def on_options(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
+        """Allow lists what this model takes (Falcon's default would list PATCH for all)."""
+        resp.set_header("Allow", ", ".join(self.service.allowed_verbs(model)))
+        resp.status = falcon.HTTP_204
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
         p = self._params(req, model, body=False)
         key = p.key()

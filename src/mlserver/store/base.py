@@ -109,7 +109,7 @@ class Store(ABC):
 
     @abstractmethod
     def keys(self, model: str) -> list[Version]:
-        """The newest version of every key of `model`, oldest key first."""
+        """The newest version of every key of `model`, in the order those were created."""
 
     @abstractmethod
     def load_blob(self, version: Version) -> bytes:

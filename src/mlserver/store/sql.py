@@ -81,7 +81,7 @@ def _open(given: str, busy_timeout: float, max_connections: int) -> peewee.Datab
 
 class SQLStore(Store):
     """A Store on any database peewee's `playhouse.db_url` reads; the schema is created on
-    first use. PostgreSQL URLs get a connection pool; SQLite runs in WAL mode."""
+    first use. Connections come from a pool on every backend; SQLite runs in WAL mode."""
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0, max_connections: int = 32) -> None:
         try:
