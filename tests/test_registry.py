@@ -88,6 +88,16 @@ def test_wrap_estimator_update_uses_partial_fit():
     assert updated.coef_[0] < before[0]
 
 
+def test_wrapped_estimators_pickle():
+    """A wrap_estimator wrapper survives pickling, so process pools can run its jobs."""
+    import pickle
+
+    wrapper = wrap_estimator(SGDRegressor, "sgd", update="partial_fit")
+    clone = pickle.loads(pickle.dumps(wrapper))
+    assert clone.name == "sgd" and clone.supports_update
+    assert type(clone.make_model(alpha=0.5)) is SGDRegressor
+
+
 def test_wrap_estimator_checks_parameters_up_front():
     """Unknown constructor names and ill-typed values fail in make_model, naming them."""
     wrapper = wrap_estimator(LinearRegression, "lin")

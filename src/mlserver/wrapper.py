@@ -87,8 +87,17 @@ def wrap_estimator(
     }
     if update is not None:
         namespace["update"] = _updater(update)
+    # NOTE: the class is made here, so pickle cannot find it by name; rebuilding it from the
+    # same arguments lets process pools and clusters receive these wrappers.
+    arguments = (estimator, name)
+    options = {"serializer": serializer, "update": update}
+    namespace["__reduce__"] = lambda self: (_rebuild, (arguments, options))
     cls = type(f"{estimator.__name__}Wrapper", (ModelWrapper,), namespace)
     return cls()
+
+
+def _rebuild(arguments: tuple[type, str], options: dict[str, Any]) -> ModelWrapper:
+    return wrap_estimator(*arguments, **options)
 
 
 def _make_estimator(estimator: type):
