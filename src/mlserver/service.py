@@ -102,9 +102,10 @@ class Service:
         )
         self.cache = ModelCache(self.settings.model_cache_size)
         self.jobs = Jobs(store, self.executor, self.settings)
+        self.version = _mlserver_version()
         self._libraries = {
             "python": platform.python_version(),
-            "mlserver": _mlserver_version(),
+            "mlserver": self.version,
             "scikit-learn": sklearn.__version__,
             "pandas": pd.__version__,
             "numpy": np.__version__,

@@ -13,6 +13,7 @@ from mlserver.http.resources import (
     HealthResource,
     ModelResource,
     ModelsResource,
+    OpenAPIResource,
     ReadyResource,
 )
 from mlserver.registry import Registry
@@ -56,5 +57,6 @@ def create_app(
     app.add_route("/health", HealthResource())
     app.add_route("/ready", ReadyResource(service))
     app.add_route("/models", ModelsResource(service))
+    app.add_route("/openapi.json", OpenAPIResource(service))
     app.add_route("/{model}", ModelResource(service))
     return app

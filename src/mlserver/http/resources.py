@@ -11,10 +11,17 @@ import orjson
 
 from mlserver.errors import InvalidPayload, PayloadTooLarge, UnsupportedMediaType
 from mlserver.frames import dumps
+from mlserver.http.openapi import openapi
 from mlserver.service import Service
 from mlserver.store.base import Version
 
-__all__ = ["HealthResource", "ModelResource", "ModelsResource", "ReadyResource"]
+__all__ = [
+    "HealthResource",
+    "ModelResource",
+    "ModelsResource",
+    "OpenAPIResource",
+    "ReadyResource",
+]
 
 _KEY_NAMES = ("model-key", "model_key")
 _PARAMETERS = {
@@ -209,3 +216,13 @@ class ModelsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         _send(resp, {"models": self.service.models()})
+
+
+class OpenAPIResource:
+    """`/openapi.json`: the OpenAPI 3.1 document of this app."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _send(resp, openapi(self.service))

@@ -1,0 +1,131 @@
+"""GET /openapi.json: a valid OpenAPI 3.1 document that matches what the server answers."""
+
+from __future__ import annotations
+
+import falcon.testing
+import jsonschema
+import pytest
+from openapi_spec_validator import validate
+
+from mlserver import create_app
+from mlserver.store import SQLStore
+from support import classification, registry, wait_until
+
+
+@pytest.fixture
+def client(sqlite_url):
+    app = create_app(registry(), SQLStore(sqlite_url), max_body_bytes=100_000)
+    yield falcon.testing.TestClient(app)
+    app.close()
+
+
+@pytest.fixture
+def spec(client):
+    return client.simulate_get("/openapi.json").json
+
+
+def conforms(spec: dict, path: str, method: str, response) -> None:
+    """Assert the response's status is documented for the operation and its body matches."""
+    operation = spec["paths"][path][method.lower()]
+    documented = operation["responses"].get(str(response.status_code))
+    assert documented, f"{method} {path} answered undocumented {response.status_code}"
+    schema = documented["content"]["application/json"]["schema"]
+    # Resolve "#/components/..." references against the document itself.
+    validator = jsonschema.Draft202012Validator({**schema, "components": spec["components"]})
+    validator.validate(response.json)
+    for header in documented.get("headers", {}):
+        assert header.lower() in response.headers
+
+
+def test_document_is_valid_openapi_31(spec):
+    """The document passes openapi-spec-validator as OpenAPI 3.1."""
+    validate(spec)
+    assert spec["openapi"].startswith("3.1")
+
+
+def test_every_model_has_a_path_and_patch_only_where_supported(spec):
+    """Each registered model is a path; PATCH appears exactly on models with update."""
+    models = {w.name: w for w in registry()}
+    paths = {p.strip("/"): ops for p, ops in spec["paths"].items()}
+    assert set(models) <= set(paths)
+    for name, wrapper in models.items():
+        assert {"get", "put", "post", "delete"} <= set(paths[name])
+        assert ("patch" in paths[name]) is wrapper.supports_update
+
+
+def test_request_schemas_reject_unknown_parameters_like_the_server(spec, client):
+    """A body the schema refuses for an unknown member is also refused by the server."""
+    fit = {**spec["components"]["schemas"]["FitRequest"], "components": spec["components"]}
+    body = {"x": {"a": {"0": 1}}, "colour": "red"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(fit).validate(body)
+    assert client.simulate_put("/linreg", json=body).status_code == 400
+
+
+def test_responses_conform_to_the_document(client, spec):
+    """Every answer of a full session (successes and errors) matches the documented schema."""
+    x, y = classification()
+    body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
+
+    def check(method, path, expected, **kwargs):
+        response = client.simulate_request(method, path, **kwargs)
+        assert response.status_code == expected, response.json
+        conforms(spec, path, method, response)
+        return response
+
+    for path in ("/health", "/ready", "/models"):
+        check("GET", path, 200)
+    key = check("PUT", "/logreg", 202, json=body).json["model-key"]
+    wait_until(
+        lambda: (
+            client.simulate_get("/logreg", params={"model-key": key}).json["status"] == "FINISHED"
+        )
+    )
+    check("PUT", "/logreg", 200, json=body)
+    check("GET", "/logreg", 200, params={"model-key": key})
+    check("GET", "/logreg", 200)
+    predict = {"x": x.to_json(orient="split"), "orient": "split", "model-key": key}
+    check("POST", "/logreg", 200, json=predict)
+    wrong = {**predict, "x": x.rename(columns={"a": "z"}).to_json(orient="split")}
+    check("POST", "/logreg", 422, json=wrong)
+    check("POST", "/logreg", 404, json={**predict, "model-key": "nope"})
+    check("POST", "/logreg", 400, json={"x": predict["x"]})
+    check("PUT", "/logreg", 400, json={"x": "{bad"})
+    check("PUT", "/logreg", 413, json={"x": "0" * 200_000})
+    check("PUT", "/logreg", 415, body="x=1", content_type="text/plain")
+    slow = check(
+        "PUT", "/slow", 202, json={**body, "algkwargs": {"seconds": 0.5}, "name": "s"}
+    ).json["model-key"]
+    check("POST", "/slow", 409, json={**predict, "model-key": slow})
+    sgd = {**body, "modkwargs": {"random_state": 0}}
+    sgd_key = check("PUT", "/sgd", 202, json=sgd).json["model-key"]
+    wait_until(
+        lambda: (
+            client.simulate_get("/sgd", params={"model-key": sgd_key}).json["status"] == "FINISHED"
+        )
+    )
+    check(
+        "PATCH",
+        "/sgd",
+        202,
+        json={**{k: body[k] for k in ("x", "y", "orient")}, "model-key": sgd_key},
+    )
+    check(
+        "PATCH",
+        "/sgd",
+        409,
+        json={**{k: body[k] for k in ("x", "y", "orient")}, "model-key": sgd_key},
+    )
+    check("DELETE", "/logreg", 200, params={"model-key": key})
+    check("DELETE", "/logreg", 404, json={"model-key": key})
+    check("GET", "/logreg", 404, params={"model-key": key})
+    wait_until(
+        lambda: client.simulate_get("/slow", params={"model-key": slow}).json["status"] != "RUNNING"
+    )
+
+
+def test_undocumented_verbs_are_405(client, spec):
+    """Where the document has no PATCH, the server answers 405 with an Allow header."""
+    assert "patch" not in spec["paths"]["/linreg"]
+    response = client.simulate_patch("/linreg", json={"x": "{}", "model-key": "k"})
+    assert response.status_code == 405 and response.headers["allow"]
