@@ -24,12 +24,14 @@ def test_from_env_reads_prefixed_variables():
     assert settings.max_body_bytes == 1000 and isinstance(settings.max_body_bytes, int)
     assert settings.lease_seconds == 12.5
     assert Settings.from_env({}) == Settings()
+    assert Settings.from_env({"MLSERVER_REFUSE_VERSION_SKEW": "true"}).refuse_version_skew
 
 
 @pytest.mark.parametrize(
     ("environ", "needle"),
     [
         ({"MLSERVER_MAX_BODY_BYTES": "lots"}, "MLSERVER_MAX_BODY_BYTES"),
+        ({"MLSERVER_REFUSE_VERSION_SKEW": "perhaps"}, "MLSERVER_REFUSE_VERSION_SKEW"),
         ({"MLSERVER_TRAINING_THREADS": "0"}, "training_threads"),
         ({"MLSERVER_HEARTBEAT_SECONDS": "60"}, "heartbeat_seconds"),
     ],

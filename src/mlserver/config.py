@@ -28,11 +28,14 @@ class Settings:
     lease_seconds: float = 30.0
     #: Seconds between heartbeats (and sweeps for expired leases); a third of the lease.
     heartbeat_seconds: float = 10.0
+    #: Refuse (409) to serve versions trained with another major.minor of the libraries their
+    #: serializer depends on, instead of serving them with a warning.
+    refuse_version_skew: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if value <= 0:
+            if not isinstance(value, bool) and value <= 0:
                 raise ConfigurationError(f"setting {field.name} must be positive, got {value!r}")
         if self.heartbeat_seconds >= self.lease_seconds:
             raise ConfigurationError("heartbeat_seconds must be shorter than lease_seconds")
@@ -54,11 +57,20 @@ class Settings:
             raw = environ.get(ENV_PREFIX + field.name.upper())
             if raw is None:
                 continue
-            kind = int if field.type in ("int", int) else float
+            kind = {"int": int, "float": float, "bool": _boolean}[str(field.type)]
             try:
                 changes[field.name] = kind(raw)
             except ValueError:
                 raise ConfigurationError(
-                    f"{ENV_PREFIX}{field.name.upper()} must be a number, got {raw!r}"
+                    f"{ENV_PREFIX}{field.name.upper()} must be a {field.type}, got {raw!r}"
                 ) from None
         return cls(**changes)  # type: ignore[arg-type]
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

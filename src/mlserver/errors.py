@@ -6,6 +6,8 @@ MLServerError
 ├── ModelNotFound           no wrapper is registered under that name
 ├── KeyNotFound             the model-key names no version
 ├── NotReady                the key exists but its state forbids the operation (RUNNING, FAILED)
+├── NotServable             a finished version this server will not load as configured
+│   └── UntrustedModel      it holds types the server does not trust
 ├── UnsupportedOperation    the wrapper does not offer the operation (e.g. update)
 ├── PayloadTooLarge         the request body is above the configured limit
 ├── UnsupportedMediaType    the request body is not JSON
@@ -27,12 +29,14 @@ __all__ = [
     "MLServerError",
     "ModelNotFound",
     "NotReady",
+    "NotServable",
     "PayloadTooLarge",
     "SchemaMismatch",
     "StoreError",
     "UnprocessableData",
     "UnsupportedMediaType",
     "UnsupportedOperation",
+    "UntrustedModel",
 ]
 
 
@@ -105,3 +109,16 @@ class StoreError(MLServerError):
 
 class IntegrityError(StoreError):
     """A stored blob does not match the sha256 recorded when it was written."""
+
+
+class NotServable(MLServerError):
+    """A finished version this server refuses to load (e.g. trained with another library
+    version while such skew is refused)."""
+
+
+class UntrustedModel(NotServable):
+    """A stored model contains types the server is not configured to trust; `types` lists them."""
+
+    def __init__(self, message: str, types: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.types = list(types)

@@ -66,7 +66,7 @@ def train(task: TrainingTask) -> Artifact:
         fitted = wrapper.fit(task.model, task.x, task.y, **task.algkwargs)
         fitted = task.model if fitted is None else fitted
     else:
-        base = serializer.loads(task.base_blob)
+        base = serializer.loads_for_update(task.base_blob)
         fitted = wrapper.update(base, task.x, task.y)
         fitted = base if fitted is None else fitted
     seconds = time.perf_counter() - started

@@ -24,6 +24,7 @@ from mlserver.errors import (
     InvalidPayload,
     KeyNotFound,
     NotReady,
+    NotServable,
     UnprocessableData,
     UnsupportedOperation,
 )
@@ -58,6 +59,7 @@ class Prediction:
     version: int
     orient: str
     y: Any
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class _Loaded:
     model: Any
     schema: Schema
     targets: tuple[Any, ...]
+    warnings: tuple[str, ...]
 
 
 def _mlserver_version() -> str:
@@ -77,7 +80,7 @@ def _mlserver_version() -> str:
 def verbs(wrapper: ModelWrapper) -> list[str]:
     """HTTP verbs a model answers: PATCH only when its wrapper can update."""
     allowed = ["GET", "PUT", "POST", "DELETE"]
-    if wrapper.supports_update:
+    if wrapper.supports_update and wrapper.get_serializer().can_update:
         allowed.insert(3, "PATCH")
     return allowed
 
@@ -178,24 +181,56 @@ class Service:
             self.jobs.submit(claim.version, task, metadata)
         return claim
 
-    def predict(self, model: str, *, key: Any, x: Any, orient: str | None = None) -> Prediction:
-        """Predict with the newest FINISHED version, also while a newer one trains."""
+    def predict(
+        self,
+        model: str,
+        *,
+        key: Any,
+        x: Any,
+        orient: str | None = None,
+        method: Any = None,
+    ) -> Prediction:
+        """Predict with the newest FINISHED version, also while a newer one trains.
+
+        `method` picks `predict` (default), `predict_proba`, `decision_function` or
+        `transform`, among those the wrapper allows and the fitted model has.
+        """
         wrapper = self.registry.get(model)
         key = _key(key)
         orient = _orient(orient)
+        method = _method(wrapper, method)
         table = decode_frame(x, orient, "x")
         version = self._newest_finished(model, key)
         loaded = self._load(wrapper, version)
+        if method != "predict" and not _has(loaded.model, method):
+            offered = [m for m in wrapper.methods if m == "predict" or _has(loaded.model, m)]
+            raise InvalidPayload(
+                f"{model} (version {version.version}) has no method {method!r}; "
+                f"available: {', '.join(offered)}",
+                "method",
+            )
         frame = loaded.schema.conform(table.frame, positional=orient == "values")
         try:
-            raw = wrapper.predict(loaded.model, frame)
+            raw = wrapper.apply(loaded.model, frame, method)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise UnprocessableData(f"the model cannot predict on x: {exc}") from None
-        predictions = _prediction_frame(raw, frame.index, loaded.targets)
+            raise UnprocessableData(f"the model cannot {method} on x: {exc}") from None
+        predictions = _prediction_frame(raw, frame.index, loaded.model, method, loaded.targets)
         y = encode_frame(predictions, orient)
         if table.as_string:
             y = orjson.dumps(y, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-        return Prediction(key=key, version=version.version, orient=orient, y=y)
+        return Prediction(key, version.version, orient, y, loaded.warnings)
+
+    def warnings(self, model: str, version: Version) -> list[str]:
+        """Library-version skew between the version's training and this process."""
+        serializer = self._serializer_for(self.registry.get(model), version)
+        trained = version.metadata.get("libraries") or {}
+        serving = {**self._libraries, **serializer.library_versions()}
+        found = []
+        for library in serializer.skew_libraries:
+            then, now = trained.get(library), serving.get(library)
+            if then and now and _major_minor(then) != _major_minor(now):
+                found.append(f"trained with {library} {then}, served with {library} {now}")
+        return found
 
     def update(
         self, model: str, *, key: Any, x: Any, y: Any = None, orient: str | None = None
@@ -255,6 +290,7 @@ class Service:
                 "serializer": wrapper.get_serializer().name,
                 "verbs": verbs(wrapper),
                 "update": wrapper.supports_update,
+                "methods": list(wrapper.methods),
                 "description": _first_line(type(wrapper).__doc__),
             }
             for wrapper in self.registry
@@ -291,12 +327,27 @@ class Service:
 
     def _load(self, wrapper: ModelWrapper, version: Version) -> _Loaded:
         def load() -> _Loaded:
+            warnings = tuple(self.warnings(wrapper.name, version))
+            if warnings and self.settings.refuse_version_skew:
+                raise NotServable(
+                    f"version {version.version} of {version.key!r} is not served: "
+                    + "; ".join(warnings)
+                )
+            if warnings:
+                log.warning(
+                    "event=version_skew model=%s key=%s version=%d detail=%r",
+                    version.model,
+                    version.key,
+                    version.version,
+                    "; ".join(warnings),
+                )
             serializer = self._serializer_for(wrapper, version)
             model = serializer.loads(self.store.load_blob(version))
             schema = Schema.from_json(version.metadata["features"])
             targets = tuple(version.metadata.get("targets") or (DEFAULT_TARGET,))
-            return _Loaded(model, schema, targets)
+            return _Loaded(model, schema, targets, warnings)
 
+        # NOTE: a version loads once per process, so its skew warning is logged once.
         return self.cache.get(version.id, load)
 
     @staticmethod
@@ -328,20 +379,57 @@ class Service:
         }
 
 
-def _prediction_frame(raw: Any, index: pd.Index, targets: tuple[Any, ...]) -> pd.DataFrame:
-    """Predictions as a frame on `x`'s index, columns named after the training targets."""
+def _has(model: Any, method: str) -> bool:
+    return callable(getattr(model, method, None))
+
+
+def _method(wrapper: ModelWrapper, method: Any) -> str:
+    if method is None:
+        return "predict"
+    if not isinstance(method, str) or method not in wrapper.methods:
+        raise InvalidPayload(
+            f"method must be one of {', '.join(wrapper.methods)}; got {method!r}", "method"
+        )
+    return method
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+def _output_names(model: Any, method: str, ndim: int, targets: tuple[Any, ...]) -> list[Any]:
+    """Names of a method's output columns: the training targets for predict, class labels
+    for probabilities and scores, the transformer's feature names for transform."""
+    if method == "predict":
+        return list(targets)
+    classes = getattr(model, "classes_", None)
+    if method in ("predict_proba", "decision_function") and classes is not None:
+        labels = np.asarray(classes).tolist()
+        # A binary decision_function is 1-d: the score of the positive (last) class.
+        return labels[-1:] if ndim == 1 else labels
+    names = getattr(model, "get_feature_names_out", None)
+    if method == "transform" and callable(names):
+        try:
+            return np.asarray(names()).tolist()
+        except (AttributeError, ValueError, TypeError):  # not every transformer can name them
+            return []
+    return []
+
+
+def _prediction_frame(
+    raw: Any, index: pd.Index, model: Any, method: str, targets: tuple[Any, ...]
+) -> pd.DataFrame:
+    """A method's output as a frame on `x`'s index, one named column per output."""
     if isinstance(raw, pd.DataFrame):
         return raw.set_axis(index, axis=0)
-    if isinstance(raw, pd.Series):
-        raw = raw.to_numpy()
-    values = np.asarray(raw)
+    values = np.asarray(raw.to_numpy() if isinstance(raw, pd.Series) else raw)
+    if values.ndim not in (1, 2):
+        raise UnprocessableData(f"the model returned output of shape {values.shape}")
+    names = _output_names(model, method, values.ndim, targets)
     if values.ndim == 1:
-        name = targets[0] if len(targets) == 1 else DEFAULT_TARGET
-        return pd.DataFrame({name: values}, index=index)
-    if values.ndim == 2:
-        columns = list(targets) if len(targets) == values.shape[1] else None
-        return pd.DataFrame(values, index=index, columns=columns)
-    raise UnprocessableData(f"the model returned predictions of shape {values.shape}")
+        return pd.DataFrame({names[0] if len(names) == 1 else DEFAULT_TARGET: values}, index=index)
+    columns = names if len(names) == values.shape[1] else None
+    return pd.DataFrame(values, index=index, columns=columns)
 
 
 def _first_line(text: str | None) -> str:

@@ -27,8 +27,15 @@ class ModelWrapper(ABC):
 
     #: The route (`/{name}`): URL-safe, unique within a registry.
     name: ClassVar[str]
-    #: How fitted models become bytes: an alias ("joblib") or a Serializer.
+    #: How fitted models become bytes: an alias ("joblib", "onnx", "skops") or a Serializer.
     serializer: ClassVar[str | Serializer] = "joblib"
+    #: Prediction methods a client may ask for (POST `method`), where the fitted model has them.
+    methods: ClassVar[tuple[str, ...]] = (
+        "predict",
+        "predict_proba",
+        "decision_function",
+        "transform",
+    )
 
     @abstractmethod
     def make_model(self, **modkwargs: Any) -> Any:
@@ -42,6 +49,13 @@ class ModelWrapper(ABC):
     def predict(self, model: Any, x: Any) -> Any:
         """Predictions for the rows of `x`: one value per row."""
         return model.predict(x)
+
+    def apply(self, model: Any, x: Any, method: str = "predict") -> Any:
+        """Run a prediction method: `predict` goes through `self.predict`, others are called on
+        the model (`model.predict_proba(x)`). Override to change what a method computes."""
+        if method == "predict":
+            return self.predict(model, x)
+        return getattr(model, method)(x)
 
     def update(self, model: Any, x: Any, y: Any = None) -> Any:
         """Return `model` updated with new data. Override it to accept PATCH."""

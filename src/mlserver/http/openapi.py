@@ -53,6 +53,11 @@ _FRAME = {
 
 _KEY = {"type": "string", "description": "The key a PUT returned."}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
+_WARNINGS = {
+    "type": "array",
+    "items": {"type": "string"},
+    "description": "Present when the version was trained with other library versions.",
+}
 _KWARGS = {"type": ["object", "string"], "description": "Keyword arguments (or their JSON text)."}
 
 
@@ -86,7 +91,17 @@ _SCHEMAS: dict[str, Any] = {
         ["x"],
     ),
     "PredictRequest": _request(
-        {"x": _ref("Frame"), "orient": _ref("Orient"), "model-key": _KEY, "model_key": _KEY},
+        {
+            "x": _ref("Frame"),
+            "orient": _ref("Orient"),
+            "method": {
+                "type": "string",
+                "enum": ["predict", "predict_proba", "decision_function", "transform"],
+                "default": "predict",
+            },
+            "model-key": _KEY,
+            "model_key": _KEY,
+        },
         ["x"],
     ),
     "UpdateRequest": _request(
@@ -120,6 +135,7 @@ _SCHEMAS: dict[str, Any] = {
             "finished": _TIME,
             "error": {"type": ["string", "null"]},
             "metadata": {"type": "object"},
+            "warnings": _WARNINGS,
         },
         "required": ["model-key", "status", "version", "started", "finished", "error", "metadata"],
     },
@@ -150,6 +166,7 @@ _SCHEMAS: dict[str, Any] = {
             "version": {"type": "integer", "minimum": 1},
             "orient": _ref("Orient"),
             "y": {**_FRAME, "description": "Predictions, in the form and orient x came in."},
+            "warnings": _WARNINGS,
         },
         "required": ["model-key", "version", "orient", "y"],
     },
@@ -187,9 +204,17 @@ _SCHEMAS: dict[str, Any] = {
                         "serializer": {"type": "string"},
                         "verbs": {"type": "array", "items": {"type": "string"}},
                         "update": {"type": "boolean"},
+                        "methods": {"type": "array", "items": {"type": "string"}},
                         "description": {"type": "string"},
                     },
-                    "required": ["model", "serializer", "verbs", "update", "description"],
+                    "required": [
+                        "model",
+                        "serializer",
+                        "verbs",
+                        "update",
+                        "methods",
+                        "description",
+                    ],
                 },
             }
         },

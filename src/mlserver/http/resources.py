@@ -13,7 +13,7 @@ from mlserver.errors import InvalidPayload, PayloadTooLarge, UnsupportedMediaTyp
 from mlserver.frames import dumps
 from mlserver.http.openapi import openapi
 from mlserver.service import Service
-from mlserver.store.base import Version
+from mlserver.store.base import Status, Version
 
 __all__ = [
     "HealthResource",
@@ -26,7 +26,7 @@ __all__ = [
 _KEY_NAMES = ("model-key", "model_key")
 _PARAMETERS = {
     "PUT": {"x", "y", "orient", "modkwargs", "algkwargs", "retrain", "name"},
-    "POST": {"x", "orient", *_KEY_NAMES},
+    "POST": {"x", "orient", "method", *_KEY_NAMES},
     "PATCH": {"x", "y", "orient", *_KEY_NAMES},
     "DELETE": {*_KEY_NAMES},
     "GET": {*_KEY_NAMES},
@@ -140,16 +140,18 @@ class ModelResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
         p = self._params(req, model)
-        result = self.service.predict(model, key=p.key(), x=p.get("x"), orient=p.get("orient"))
-        _send(
-            resp,
-            {
-                "model-key": result.key,
-                "version": result.version,
-                "orient": result.orient,
-                "y": result.y,
-            },
+        result = self.service.predict(
+            model, key=p.key(), x=p.get("x"), orient=p.get("orient"), method=p.get("method")
         )
+        body = {
+            "model-key": result.key,
+            "version": result.version,
+            "orient": result.orient,
+            "y": result.y,
+        }
+        if result.warnings:
+            body["warnings"] = list(result.warnings)
+        _send(resp, body)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
         p = self._params(req, model)
@@ -175,7 +177,13 @@ class ModelResource:
         if key is None:
             _send(resp, {"model": model, "keys": _key_list(self.service.keys(model))})
         else:
-            _send(resp, _status_body(self.service.status(model, key=key)))
+            version = self.service.status(model, key=key)
+            body = _status_body(version)
+            if version.status is Status.FINISHED and (
+                warnings := self.service.warnings(model, version)
+            ):
+                body["warnings"] = warnings
+            _send(resp, body)
 
 
 def _key_list(versions: Iterable[Version]) -> list[dict[str, Any]]:

@@ -21,6 +21,8 @@ class Serializer(ABC):
 
     #: Short name stored with every version, used to find the serializer again on load.
     name: str
+    #: Libraries whose major.minor must match between training and serving for a safe load.
+    skew_libraries: tuple[str, ...] = ("scikit-learn",)
 
     @abstractmethod
     def dumps(self, model: Any, schema: Any = None) -> bytes:
@@ -29,6 +31,15 @@ class Serializer(ABC):
     @abstractmethod
     def loads(self, data: bytes) -> Any:
         """The fitted model `dumps` wrote."""
+
+    def loads_for_update(self, data: bytes) -> Any:
+        """The model an update starts from; backends that serve a compiled form override it."""
+        return self.loads(data)
+
+    @property
+    def can_update(self) -> bool:
+        """Whether `loads_for_update` can give back a model that learns further."""
+        return True
 
     def library_versions(self) -> dict[str, str]:
         """Versions of the libraries the bytes depend on, recorded with each version."""
@@ -41,6 +52,8 @@ class Serializer(ABC):
 # Short aliases -> "module:Class", imported on first use so optional backends cost nothing.
 _ALIASES = {
     "joblib": "mlserver.serializers.joblib:JoblibSerializer",
+    "onnx": "mlserver.serializers.onnx:OnnxSerializer",
+    "skops": "mlserver.serializers.skops:SkopsSerializer",
 }
 
 
