@@ -1,4 +1,4 @@
-"""Shared by the examples: one JSON request with the standard library, and a server thread."""
+"""Shared by the examples: a server thread, and one JSON request with the standard library."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import waitress
+from waitress import wasyncore
 
 
 def call(method: str, url: str, body: dict | None = None, **query: Any) -> dict:
@@ -43,7 +44,19 @@ def serve_in_background(app: Any) -> tuple[str, Callable[[], None]]:
     def stop() -> None:
         # Let request threads finish their answers before the sockets go away.
         server.task_dispatcher.shutdown(timeout=5)
-        server.close()
+        server.trigger.pull_trigger(close_in_loop)
+        thread.join(timeout=5)
+        server.trigger.close()  # only now: nothing can write to it any more
         app.close()
+
+    def close_in_loop() -> None:
+        # NOTE: runs in the server's thread; closing sockets from another thread races its
+        # select() (EBADF). The trigger leaves the map but stays open until the loop has ended.
+        for channel in list(server._map.values()):
+            if channel is server:  # not server.close(): that closes the trigger too
+                wasyncore.dispatcher.close(server)
+            elif channel is not server.trigger:
+                channel.handle_close()
+        server.trigger.del_channel()
 
     return f"http://127.0.0.1:{server.effective_port}", stop

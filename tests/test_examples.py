@@ -9,24 +9,46 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+ROOT = Path(__file__).parent.parent
+EXAMPLES = ROOT / "examples"
 
 
 def run(name: str) -> str:
+    """Run `python examples/<name>` from the repository root, as the docs say; its stdout."""
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120
+        [sys.executable, f"examples/{name}"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
     return done.stdout
 
 
+def test_every_example_has_a_test():
+    """Each runnable script in examples/ is run by a test in this module."""
+    scripts = {path.name for path in EXAMPLES.glob("*.py") if not path.name.startswith("_")}
+    tested = set(re.findall(r'run\("(\w+\.py)"\)', Path(__file__).read_text()))
+    assert scripts == tested
+
+
 def test_quickstart_trains_and_predicts_accurately():
-    """The README's main job trains over HTTP and predicts the held-out rows well."""
+    """The README's main job trains through the client and predicts the held-out rows well."""
     out = run("quickstart.py")
-    assert "GET    -> FINISHED version 1" in out
-    accuracy = float(re.search(r"accuracy (\d\.\d+)", out).group(1))
-    assert accuracy > 0.9
+    assert re.search(r"^fit     -> model-key [0-9a-f]{32}, FINISHED version 1$", out, re.M)
+    predictions = re.search(r"^predict -> (\d+) predictions, accuracy (\d\.\d+)$", out, re.M)
+    assert predictions and int(predictions.group(1)) == 100
+    assert float(predictions.group(2)) > 0.9
+    assert re.search(r"^fit \+ predict round trip over HTTP: \d+ ms$", out, re.M)
+    assert len(out.splitlines()) == 4  # short enough to read at a glance
+
+
+def test_raw_http_trains_by_name_and_reports_precision():
+    """Plain requests with to_json strings train, poll to FINISHED, predict, and score well."""
+    out = run("raw_http.py")
+    assert re.search(r"^PUT  202 -> model-key [0-9a-f]{32}, RUNNING$", out, re.M)
+    assert re.search(r"^GET  200 -> FINISHED version 1 after \d+\.\d s$", out, re.M)
+    assert "POST 200 -> 143 predictions" in out
+    precision = re.search(r"^precision (\d\.\d+)$", out, re.M)
+    assert precision and float(precision.group(1)) > 0.85
 
 
 def test_custom_wrapper_records_metadata_and_predicts():
