@@ -27,6 +27,19 @@ class Slow(ModelWrapper):
         return model.fit(x, y, **algkwargs)
 
 
+class SlowUpdate(ModelWrapper):
+    """An SGD regressor whose updates take half a second: keeps a PATCHed version RUNNING."""
+
+    name = "slow-sgd"
+
+    def make_model(self, **modkwargs: Any) -> SGDRegressor:
+        return SGDRegressor(**modkwargs)
+
+    def update(self, model: Any, x: Any, y: Any = None) -> Any:
+        time.sleep(0.5)
+        return model.partial_fit(x, y)
+
+
 class Failing(ModelWrapper):
     """A wrapper whose fit always fails, as a broken training job does."""
 
@@ -70,6 +83,7 @@ def registry() -> Registry:
             wrap_estimator(SGDRegressor, "sgd", update="partial_fit"),
             wrap_estimator(KMeans, "kmeans"),
             Slow,
+            SlowUpdate,
             Failing,
             BadSerializer,
         ]

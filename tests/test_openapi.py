@@ -98,24 +98,16 @@ def test_responses_conform_to_the_document(client, spec):
     ).json["model-key"]
     check("POST", "/slow", 409, json={**predict, "model-key": slow})
     sgd = {**body, "modkwargs": {"random_state": 0}}
-    sgd_key = check("PUT", "/sgd", 202, json=sgd).json["model-key"]
+    sgd_key = check("PUT", "/slow-sgd", 202, json=sgd).json["model-key"]
     wait_until(
         lambda: (
-            client.simulate_get("/sgd", params={"model-key": sgd_key}).json["status"] == "FINISHED"
+            client.simulate_get("/slow-sgd", params={"model-key": sgd_key}).json["status"]
+            == "FINISHED"
         )
     )
-    check(
-        "PATCH",
-        "/sgd",
-        202,
-        json={**{k: body[k] for k in ("x", "y", "orient")}, "model-key": sgd_key},
-    )
-    check(
-        "PATCH",
-        "/sgd",
-        409,
-        json={**{k: body[k] for k in ("x", "y", "orient")}, "model-key": sgd_key},
-    )
+    update = {**{k: body[k] for k in ("x", "y", "orient")}, "model-key": sgd_key}
+    check("PATCH", "/slow-sgd", 202, json=update)
+    check("PATCH", "/slow-sgd", 409, json=update)  # the first update sleeps for 0.5 s
     check("DELETE", "/logreg", 200, params={"model-key": key})
     check("DELETE", "/logreg", 404, json={"model-key": key})
     check("GET", "/logreg", 404, params={"model-key": key})

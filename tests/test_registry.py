@@ -88,6 +88,13 @@ def test_wrap_estimator_update_uses_partial_fit():
     assert updated.coef_[0] < before[0]
 
 
+def test_wrapped_estimator_describes_itself_by_public_path():
+    """The description names the estimator's public import path, not a private module."""
+    assert type(wrap_estimator(SGDRegressor, "sgd")).__doc__ == (
+        "sklearn.linear_model.SGDRegressor served as 'sgd'."
+    )
+
+
 def test_wrapped_estimators_pickle():
     """A wrap_estimator wrapper survives pickling, so process pools can run its jobs."""
     import pickle

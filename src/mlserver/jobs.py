@@ -136,8 +136,8 @@ class Jobs:
         self._stop = threading.Event()
         try:
             self.sweep()  # a restarted process fails its own orphans at once
-        except StoreError:
-            log.exception("event=sweep_failed")
+        except StoreError as exc:
+            log.warning("event=sweep_failed error=%r", str(exc))
         self._thread = threading.Thread(
             target=self._maintain, name="mlserver-heartbeat", daemon=True
         )

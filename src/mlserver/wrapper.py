@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -97,7 +98,7 @@ def wrap_estimator(
         "name": name,
         "serializer": serializer,
         "make_model": _make_estimator(estimator),
-        "__doc__": f"{estimator.__module__}.{estimator.__qualname__} served as {name!r}.",
+        "__doc__": f"{_public_path(estimator)} served as {name!r}.",
     }
     if update is not None:
         namespace["update"] = _updater(update)
@@ -112,6 +113,16 @@ def wrap_estimator(
 
 def _rebuild(arguments: tuple[type, str], options: dict[str, Any]) -> ModelWrapper:
     return wrap_estimator(*arguments, **options)
+
+
+def _public_path(cls: type) -> str:
+    """`sklearn.linear_model.Ridge` rather than the private `sklearn.linear_model._ridge`."""
+    parts = cls.__module__.split(".")
+    for end in range(1, len(parts) + 1):
+        module = sys.modules.get(".".join(parts[:end]))
+        if getattr(module, cls.__qualname__, None) is cls:
+            return f"{'.'.join(parts[:end])}.{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _make_estimator(estimator: type):

@@ -61,6 +61,8 @@ def _domain_error(req: falcon.Request, resp: falcon.Response, exc: Exception, pa
     extra: dict[str, Any] = {}
     if isinstance(exc, errors.NotReady):
         extra["status"] = exc.status
+    elif isinstance(exc, errors.NotServable):
+        extra["status"] = "FINISHED"  # finished, but this server will not load it
     if isinstance(exc, errors.InvalidPayload) and exc.parameter:
         extra["parameter"] = exc.parameter
     if isinstance(exc, errors.SchemaMismatch) and (exc.missing or exc.unexpected):
