@@ -1,4 +1,10 @@
-"""Fixtures: real stores on a SQLite file and, when reachable, on PostgreSQL."""
+"""Fixtures: real stores on a SQLite file and, when reachable, on PostgreSQL.
+
+Like peewee's own tests, the backends come from the environment:
+MLSERVER_TEST_BACKENDS ("sqlite,postgresql" by default) picks which ones run,
+MLSERVER_TEST_POSTGRES is the PostgreSQL URL, and MLSERVER_REQUIRE_POSTGRES=1 (set by CI)
+turns an unreachable PostgreSQL into a failure instead of a skip.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from mlserver.store._tables import TABLE_NAME
 
 POSTGRES_URL = os.environ.get("MLSERVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("MLSERVER_REQUIRE_POSTGRES") == "1"
+BACKENDS = os.environ.get("MLSERVER_TEST_BACKENDS", "sqlite,postgresql").split(",")
 
 
 def _reset_postgres() -> str | None:
@@ -27,17 +34,29 @@ def _reset_postgres() -> str | None:
     return None
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A fresh, empty store URL on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'models.db'}"
+def _postgres() -> str:
     reason = _reset_postgres()
     if reason:
         if REQUIRE_POSTGRES:
             pytest.fail(reason)
         pytest.skip(reason)
     return POSTGRES_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A fresh, empty store URL on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'models.db'}"
+    return _postgres()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL test database, emptied (skipped without a server, unless required)."""
+    if "postgresql" not in BACKENDS:
+        pytest.skip("PostgreSQL is not among MLSERVER_TEST_BACKENDS")
+    return _postgres()
 
 
 @pytest.fixture

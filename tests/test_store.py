@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 
 import peewee
@@ -11,6 +12,7 @@ import pytest
 from mlserver.errors import ConfigurationError, IntegrityError, KeyNotFound, NotReady
 from mlserver.store import SQLStore, Status
 from mlserver.store.sql import INTERRUPTED
+from support import wait_until
 
 LEASE = 30.0
 
@@ -239,3 +241,72 @@ def test_schema_is_created_once_for_two_stores(store_url):
     finally:
         first.close()
         second.close()
+
+
+def _open_connections(store: SQLStore) -> int:
+    """Connections the store holds open, in use or idle in its pool."""
+    db = store._db
+    return len(db._in_use) + len(db._connections)
+
+
+def test_connections_are_pooled_and_released(store):
+    """Many calls from many threads reuse a few pooled connections; close releases them all."""
+
+    def work():
+        for i in range(20):
+            version = _claim(store, key=f"k{threading.get_ident()}-{i}").version
+            _finish(store, version.id)
+            store.load_blob(store.newest("m", version.key))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(store._db._in_use) == 0
+    assert 1 <= _open_connections(store) <= 8
+    store.close()
+    assert _open_connections(store) == 0
+
+
+def test_postgres_server_sees_no_leaked_connections(postgres_url):
+    """PostgreSQL itself counts this store's sessions: at most the pool, none after close."""
+    tagged = f"{postgres_url}?application_name=mlserver-leak-test"
+    store = SQLStore(tagged)
+    probe = SQLStore(postgres_url)
+
+    def sessions() -> int:
+        with probe._db.connection_context():
+            cursor = probe._db.execute_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                ("mlserver-leak-test",),
+            )
+            return cursor.fetchone()[0]
+
+    try:
+        threads = [
+            threading.Thread(target=lambda n=n: [_claim(store, key=f"{n}-{i}") for i in range(10)])
+            for n in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert 1 <= sessions() <= 6
+        store.close()
+        # A backend leaves pg_stat_activity a moment after its client hung up.
+        wait_until(lambda: sessions() == 0, timeout=5)
+    finally:
+        store.close()
+        probe.close()
+
+
+def test_a_200_mb_model_round_trips_with_its_hash(store):
+    """A 200 MiB blob is stored and loaded back byte for byte, its sha256 checked."""
+    blob = os.urandom(200 * 1024 * 1024)
+    version = _claim(store).version
+    assert _finish(store, version.id, blob)
+    stored = store.newest("m", "k")
+    assert stored.size == len(blob)
+    loaded = store.load_blob(stored)
+    assert hashlib.sha256(loaded).hexdigest() == hashlib.sha256(blob).hexdigest()
