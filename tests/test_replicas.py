@@ -1,0 +1,142 @@
+"""Several server processes on one PostgreSQL behave as one service."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from sklearn.linear_model import LinearRegression
+
+from support import regression, wait_until
+
+SUPPORT = Path(__file__).parent / "support.py"
+# Short leases so that a dead replica's job is taken for interrupted within seconds.
+LEASES = {"MLSERVER_LEASE_SECONDS": "4", "MLSERVER_HEARTBEAT_SECONDS": "1"}
+
+
+class Replica:
+    """`ml-server serve` on the shared store, in its own process."""
+
+    def __init__(self, store_url: str) -> None:
+        script = Path(sys.executable).with_name("ml-server")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "mlserver.cli"]
+        self.process = subprocess.Popen(
+            [*command, "serve", f"{SUPPORT}:registry", "--port", "0", "--store", store_url],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **LEASES},
+        )
+        line = self.process.stdout.readline()
+        assert " on http://" in line, f"replica did not start: {line!r}"
+        self.url = line.split(" on ")[1].split()[0]
+
+    def put(self, model: str, body: dict) -> requests.Response:
+        return requests.put(f"{self.url}/{model}", json=body, timeout=30)
+
+    def status(self, model: str, key: str) -> dict:
+        return requests.get(f"{self.url}/{model}", params={"model-key": key}, timeout=30).json()
+
+    def predict(self, model: str, key: str, x: pd.DataFrame) -> requests.Response:
+        body = {"x": x.to_json(orient="split"), "orient": "split", "model-key": key}
+        return requests.post(f"{self.url}/{model}", json=body, timeout=30)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=60)
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def replicas(postgres_url):
+    started = [Replica(postgres_url), Replica(postgres_url)]
+    yield started
+    for replica in started:
+        replica.stop()
+
+
+def fit_body(x, y, **params) -> dict:
+    return {
+        "x": x.to_json(orient="split"),
+        "y": y.to_json(orient="split"),
+        "orient": "split",
+        **params,
+    }
+
+
+def test_training_on_one_replica_is_served_by_the_other(replicas):
+    """A PUT on A shows RUNNING then FINISHED on B, and B predicts what scikit-learn does."""
+    a, b = replicas
+    x, y = regression()
+    key = a.put("slow", fit_body(x, y, algkwargs={"seconds": 1.0})).json()["model-key"]
+    assert b.status("slow", key)["status"] == "RUNNING"
+    wait_until(lambda: b.status("slow", key)["status"] == "FINISHED")
+    answer = b.predict("slow", key, x)
+    assert answer.status_code == 200
+    got = pd.read_json(io.StringIO(answer.json()["y"]), orient="split")["target"]
+    np.testing.assert_allclose(got.to_numpy(), LinearRegression().fit(x, y).predict(x))
+
+
+def test_a_retrain_on_one_replica_is_served_by_the_other_at_once(replicas):
+    """Once A's retrain has finished, B's very next predict answers from the new version."""
+    a, b = replicas
+    x, y = regression()
+    body = fit_body(x, y, name="shared", algkwargs={"seconds": 0})
+    key = a.put("slow", body).json()["model-key"]
+    wait_until(lambda: a.status("slow", key)["status"] == "FINISHED")
+    assert b.predict("slow", key, x.head(2)).json()["version"] == 1  # B caches version 1
+    assert a.put("slow", {**body, "retrain": True}).status_code == 202
+    wait_until(lambda: a.status("slow", key)["status"] == "FINISHED")
+    assert b.predict("slow", key, x.head(2)).json()["version"] == 2
+
+
+def test_the_same_put_on_both_replicas_starts_one_job(replicas):
+    """Identical PUTs sent to A and B at the same moment start exactly one job each time."""
+    a, b = replicas
+    x, y = regression()
+    for attempt in range(5):
+        body = fit_body(x, y, name=f"race-{attempt}", algkwargs={"seconds": 0.3})
+        barrier = threading.Barrier(2)
+        answers: list[requests.Response] = []
+
+        def send(replica, body=body, barrier=barrier, answers=answers):
+            barrier.wait()
+            answers.append(replica.put("slow", body))
+
+        threads = [threading.Thread(target=send, args=(r,)) for r in (a, b)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(r.status_code for r in answers) == [200, 202]
+        assert {r.json()["version"] for r in answers} == {1}
+        assert {r.json()["status"] for r in answers} == {"RUNNING"}
+
+
+def test_a_killed_replicas_job_is_marked_interrupted_by_the_other(postgres_url):
+    """SIGKILL A mid-training: B marks that version FAILED (interrupted) within the lease."""
+    a, b = Replica(postgres_url), Replica(postgres_url)
+    try:
+        x, y = regression()
+        body = fit_body(x, y, name="doomed", algkwargs={"seconds": 60})
+        key = a.put("slow", body).json()["model-key"]
+        assert b.status("slow", key)["status"] == "RUNNING"
+        a.stop(signal.SIGKILL)
+        state = wait_until(
+            lambda: (s := b.status("slow", key))["status"] != "RUNNING" and s, timeout=15
+        )
+        assert state["status"] == "FAILED" and "interrupted" in state["error"]
+        again = b.put("slow", {**body, "algkwargs": {"seconds": 0}})
+        assert again.status_code == 202 and again.json()["version"] == 2
+    finally:
+        a.stop()
+        b.stop()
