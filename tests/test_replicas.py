@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,8 @@ def test_training_on_one_replica_is_served_by_the_other(replicas):
     np.testing.assert_allclose(got.to_numpy(), LinearRegression().fit(x, y).predict(x))
 
 
-def test_a_retrain_on_one_replica_is_served_by_the_other_at_once(replicas):
-    """Once A's retrain has finished, B's very next predict answers from the new version."""
+def test_a_retrain_on_one_replica_is_served_by_the_other_within_the_bound(replicas):
+    """Once A's retrain has finished, B answers from it within freshness_seconds (1 s)."""
     a, b = replicas
     x, y = regression()
     body = fit_body(x, y, name="shared", algkwargs={"seconds": 0})
@@ -96,7 +97,9 @@ def test_a_retrain_on_one_replica_is_served_by_the_other_at_once(replicas):
     assert b.predict("slow", key, x.head(2)).json()["version"] == 1  # B caches version 1
     assert a.put("slow", {**body, "retrain": True}).status_code == 202
     wait_until(lambda: a.status("slow", key)["status"] == "FINISHED")
-    assert b.predict("slow", key, x.head(2)).json()["version"] == 2
+    finished = time.monotonic()
+    wait_until(lambda: b.predict("slow", key, x.head(2)).json()["version"] == 2, timeout=5)
+    assert time.monotonic() - finished < 1.0 + 0.5  # the bound, plus one request's slack
 
 
 def test_the_same_put_on_both_replicas_starts_one_job(replicas):

@@ -83,6 +83,23 @@ def test_predict_states(service):
     finished(service, "slow", claim.version.key)
 
 
+def test_own_retrain_and_delete_are_seen_at_once(service):
+    """This process serves its own new version, and 404s a deleted key, without waiting."""
+    x, y = regression()
+    claim = service.fit("slow", x=x.to_json(), y=y.to_json(), name="n", algkwargs={"seconds": 0})
+    finished(service, "slow", claim.version.key)
+    key = claim.version.key
+    assert service.predict("slow", key=key, x=x.to_json()).version == 1
+    service.fit(
+        "slow", x=x.to_json(), y=y.to_json(), name="n", algkwargs={"seconds": 0}, retrain=True
+    )
+    wait_until(lambda: service.jobs.running == 0)  # recorded, so this process knows
+    assert service.predict("slow", key=key, x=x.to_json()).version == 2
+    service.delete("slow", key=key)
+    with pytest.raises(KeyNotFound):
+        service.predict("slow", key=key, x=x.to_json())
+
+
 def test_model_is_loaded_once_per_version(service):
     """Concurrent first predicts deserialize a version once; later ones hit the cache."""
     claim, x, _ = fit(service)

@@ -24,6 +24,9 @@ class Settings:
     training_threads: int = 2
     #: Deserialized model versions kept in memory per process.
     model_cache_size: int = 16
+    #: Seconds a process trusts its memory of a key's newest version; another replica's
+    #: retrain, update or delete is served within this bound (0: ask the store every time).
+    freshness_seconds: float = 1.0
     #: Seconds a RUNNING version stays claimed without a heartbeat before it counts as interrupted.
     lease_seconds: float = 30.0
     #: Seconds between heartbeats (and sweeps for expired leases); a third of the lease.
@@ -35,7 +38,9 @@ class Settings:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if not isinstance(value, bool) and value <= 0:
+            if isinstance(value, bool) or (value == 0 and field.name in _MAY_BE_ZERO):
+                continue
+            if value <= 0:
                 raise ConfigurationError(f"setting {field.name} must be positive, got {value!r}")
         if self.heartbeat_seconds >= self.lease_seconds:
             raise ConfigurationError("heartbeat_seconds must be shorter than lease_seconds")
@@ -65,6 +70,9 @@ class Settings:
                     f"{ENV_PREFIX}{field.name.upper()} must be a {field.type}, got {raw!r}"
                 ) from None
         return cls(**changes)  # type: ignore[arg-type]
+
+
+_MAY_BE_ZERO = frozenset({"freshness_seconds"})
 
 
 def _boolean(raw: str) -> bool:

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,8 +126,15 @@ class Jobs:
     dead workers (lease expired, or a process on this host that no longer exists) FAILED.
     """
 
-    def __init__(self, store: Store, executor: Executor, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        settings: Settings,
+        on_finished: Callable[[Version], None] | None = None,
+    ) -> None:
         self.store = store
+        self._on_finished = on_finished
         self.executor = executor
         self.settings = settings
         self.worker = worker_id()
@@ -178,9 +185,10 @@ class Jobs:
         except Exception as exc:
             self._record_failure(version, exc)
             return
-        finally:
-            with self._lock:
-                self._running.discard(version.id)
+        if stored and self._on_finished is not None:
+            self._on_finished(version)
+        with self._lock:  # only now is the job fully recorded (see `running`)
+            self._running.discard(version.id)
         log.info(
             "event=%s model=%s key=%s version=%d seconds=%s",
             "job_finished" if stored else "job_discarded",

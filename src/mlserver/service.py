@@ -18,7 +18,7 @@ import orjson
 import pandas as pd
 import sklearn
 
-from mlserver.cache import ModelCache
+from mlserver.cache import ModelCache, NewestCache
 from mlserver.config import Settings
 from mlserver.errors import (
     InvalidPayload,
@@ -104,7 +104,13 @@ class Service:
             self.settings.training_threads, thread_name_prefix="mlserver-train"
         )
         self.cache = ModelCache(self.settings.model_cache_size)
-        self.jobs = Jobs(store, self.executor, self.settings)
+        self.newest = NewestCache(self.settings.freshness_seconds)
+        self.jobs = Jobs(
+            store,
+            self.executor,
+            self.settings,
+            on_finished=lambda v: self.newest.forget(v.model, v.key),
+        )
         self.version = _mlserver_version()
         self._libraries = {
             "python": platform.python_version(),
@@ -201,7 +207,11 @@ class Service:
         method = _method(wrapper, method)
         table = decode_frame(x, orient, "x")
         version = self._newest_finished(model, key)
-        loaded = self._load(wrapper, version)
+        try:
+            loaded = self._load(wrapper, version)
+        except KeyNotFound:  # deleted by another process since we last looked
+            self.newest.forget(model, key)
+            raise
         if method != "predict" and not _has(loaded.model, method):
             offered = [m for m in wrapper.methods if m == "predict" or _has(loaded.model, m)]
             raise InvalidPayload(
@@ -264,6 +274,7 @@ class Service:
         self.registry.get(model)
         key = _key(key)
         deleted = self.store.delete(model, key)
+        self.newest.forget(model, key)
         if not deleted:
             raise KeyNotFound(f"model-key {key!r} has no versions of {model!r}")
         return deleted
@@ -313,8 +324,12 @@ class Service:
     # -- helpers ---------------------------------------------------------------------------
 
     def _newest_finished(self, model: str, key: str) -> Version:
+        version = self.newest.get(model, key)
+        if version is not None:
+            return version
         version = self.store.newest(model, key, finished=True)
         if version is not None:
+            self.newest.put(model, key, version)
             return version
         newest = self.store.newest(model, key)
         if newest is None:
