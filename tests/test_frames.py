@@ -436,3 +436,30 @@ def test_malformed_targets_are_refused(value: Any, orient: str) -> None:
     """A y whose index does not fit its data, or with no columns, raises InvalidPayload."""
     with pytest.raises(InvalidPayload):
         decode_target(value, orient)
+
+
+# -- the numeric fast path ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("orient", ["split", "values", "records"])
+def test_numeric_fast_path_equals_the_general_path_after_conform(orient: str) -> None:
+    """With an all-numeric schema, the fast path gives what decode + conform give (as float64)."""
+    trained = pd.DataFrame({"a": [1.5, 2.5], "b": [3, 4], "c": [0.25, -1.0]}, index=[7, 9])
+    schema = Schema.of(trained)
+    given = trained[["c", "a", "b"]] if orient != "values" else trained
+    value = orjson.loads(given.to_json(orient=orient))
+    fast = decode_frame(value, orient, schema=schema)
+    slow = schema.conform(decode_frame(value, orient).frame, positional=orient == "values")
+    assert fast.conformed and not decode_frame(value, orient).conformed
+    pd.testing.assert_frame_equal(fast.frame, slow.astype("float64"))
+
+
+def test_numeric_fast_path_steps_aside_for_anything_else() -> None:
+    """Strings, unknown columns or a wrong width fall back to the general path and its errors."""
+    schema = Schema.of(pd.DataFrame({"a": [1.0], "b": [2.0]}))
+    text = {"columns": ["a", "b"], "index": [0], "data": [["x", 1.0]]}
+    assert not decode_frame(text, "split", schema=schema).conformed
+    with pytest.raises(SchemaMismatch, match="'z'"):
+        other = decode_frame({"columns": ["a", "z"], "data": [[1.0, 2.0]]}, "split", schema=schema)
+        schema.conform(other.frame)
+    assert not decode_frame([[1.0, 2.0, 3.0]], "values", schema=schema).conformed

@@ -8,6 +8,7 @@ same data gives the same frame, and the same key, whatever the orient or form it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -45,6 +46,8 @@ class Table:
     frame: pd.DataFrame
     orient: str
     as_string: bool
+    #: True when the frame already has the training schema's columns, order and float64 data.
+    conformed: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class Schema:
 
     columns: tuple[Hashable, ...]
     dtypes: tuple[str, ...]
+
+    @functools.cached_property
+    def numeric(self) -> bool:
+        """All features numeric: such models take one float array."""
+        return all(_is_numeric(t) for t in self.dtypes)
 
     @classmethod
     def of(cls, frame: pd.DataFrame) -> Schema:
@@ -267,6 +275,56 @@ def _frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
     raise InvalidPayload(f"orient must be one of {', '.join(ORIENTS)}; got {orient!r}", "orient")
 
 
+def _numeric_frame(value: Any, orient: str, schema: Schema) -> pd.DataFrame | None:
+    """The fast path: rows -> one float64 array in training order, or None to take the
+    general path (which also produces the error messages).
+
+    PERF: building a frame column by column costs ~0.4 ms for one row; this ~0.04 ms.
+    """
+    columns, index = None, None
+    if orient == "split" and isinstance(value, dict):
+        rows, columns, index = value.get("data"), value.get("columns"), value.get("index")
+    elif orient == "values":
+        rows = value
+    elif orient == "records" and isinstance(value, list) and value:
+        columns = list(value[0]) if isinstance(value[0], dict) else None
+        if columns is None or not all(
+            isinstance(r, dict) and len(r) == len(columns) for r in value
+        ):
+            return None
+        try:
+            rows = [[r[c] for c in columns] for r in value]
+        except KeyError:
+            return None
+    else:
+        return None
+    if not isinstance(rows, list) or not rows:
+        return None
+    try:
+        array = np.asarray(rows, dtype=np.float64)
+    except (TypeError, ValueError):  # strings, ragged rows, nested values
+        return None
+    width = len(schema.columns)
+    if array.ndim != 2 or array.shape[1] != width:
+        return None
+    if columns is not None:
+        if not isinstance(columns, list) or len(columns) != width:
+            return None
+        labels = [_label(c) for c in columns]
+        if labels != list(schema.columns):
+            position = {label: i for i, label in enumerate(labels)}
+            if len(position) != width or set(position) != set(schema.columns):
+                return None
+            array = array[:, [position[c] for c in schema.columns]]
+    if index is not None:
+        if not isinstance(index, list) or len(index) != len(array):
+            return None
+        if not all(isinstance(label, str | int | float) for label in index):
+            return None
+        index = _axis(index, "x")
+    return pd.DataFrame(array, columns=list(schema.columns), index=index, copy=False)
+
+
 def _checked(data: pd.DataFrame | pd.Series, parameter: str) -> None:
     """Refuse what no estimator takes and what would break hashing: nested cells, duplicates."""
     frame = data.to_frame() if isinstance(data, pd.Series) else data
@@ -283,11 +341,21 @@ def _checked(data: pd.DataFrame | pd.Series, parameter: str) -> None:
             )
 
 
-def decode_frame(value: Any, orient: str, parameter: str = "x") -> Table:
-    """Decode `x` (pandas-JSON text or the JSON value) into a DataFrame."""
+def decode_frame(
+    value: Any, orient: str, parameter: str = "x", schema: Schema | None = None
+) -> Table:
+    """Decode `x` (pandas-JSON text or the JSON value) into a DataFrame.
+
+    With the training `schema` of an all-numeric model, plain tables go straight into one
+    float64 array in training order; anything else takes the general path.
+    """
     if value is None:
         raise InvalidPayload(f"missing parameter {parameter!r}", parameter)
     parsed, as_string = _parse(value, parameter)
+    if schema is not None and schema.numeric:
+        fast = _numeric_frame(parsed, orient, schema)
+        if fast is not None:
+            return Table(fast, orient, as_string, conformed=True)
     frame = _frame(parsed, orient, parameter)
     if frame.empty:
         raise InvalidPayload(f"{parameter} has no rows or no columns", parameter)

@@ -205,13 +205,17 @@ class Service:
         key = _key(key)
         orient = _orient(orient)
         method = _method(wrapper, method)
-        table = decode_frame(x, orient, "x")
+        if x is None:
+            raise InvalidPayload("missing parameter 'x'", "x")
         version = self._newest_finished(model, key)
         try:
             loaded = self._load(wrapper, version)
         except KeyNotFound:  # deleted by another process since we last looked
             self.newest.forget(model, key)
             raise
+        # NOTE: x is decoded once the training schema is known, so numeric tables can skip
+        # the general frame building (see frames.decode_frame).
+        table = decode_frame(x, orient, "x", loaded.schema)
         if method != "predict" and not _has(loaded.model, method):
             offered = [m for m in wrapper.methods if m == "predict" or _has(loaded.model, m)]
             raise InvalidPayload(
@@ -219,7 +223,9 @@ class Service:
                 f"available: {', '.join(offered)}",
                 "method",
             )
-        frame = loaded.schema.conform(table.frame, positional=orient == "values")
+        frame = table.frame
+        if not table.conformed:
+            frame = loaded.schema.conform(frame, positional=orient == "values")
         try:
             raw = wrapper.apply(loaded.model, frame, method)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
