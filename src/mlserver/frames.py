@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from mlserver.errors import InvalidPayload, SchemaMismatch
+from mlserver.errors import InvalidPayload, SchemaMismatch, UnsupportedMediaType
 
 __all__ = [
     "ORIENTS",
@@ -349,6 +350,8 @@ def decode_frame(
     With the training `schema` of an all-numeric model, plain tables go straight into one
     float64 array in training order; anything else takes the general path.
     """
+    if isinstance(value, Table):  # already decoded, e.g. from an Arrow body
+        return value
     if value is None:
         raise InvalidPayload(f"missing parameter {parameter!r}", parameter)
     parsed, as_string = _parse(value, parameter)
@@ -365,6 +368,8 @@ def decode_frame(
 
 def decode_target(value: Any, orient: str, parameter: str = "y") -> pd.Series | pd.DataFrame:
     """Decode `y`: a Series in its own pandas JSON, or a DataFrame; one column becomes 1-d."""
+    if isinstance(value, pd.Series | pd.DataFrame):  # already decoded, e.g. from an Arrow body
+        return value
     if value is None:
         raise InvalidPayload(f"missing parameter {parameter!r}", parameter)
     parsed, _ = _parse(value, parameter)
@@ -418,6 +423,84 @@ def align_target(x: pd.DataFrame, y: pd.Series | pd.DataFrame) -> pd.Series | pd
     if not y.index.has_duplicates and set(y.index) == set(x.index):
         return y.loc[x.index]
     return y.set_axis(x.index, axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bulk bodies: Arrow IPC stream, Parquet, CSV
+
+#: Media types read as bulk tables, and the format each names.
+BULK_MEDIA = {
+    "application/vnd.apache.arrow.stream": "arrow",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",
+    "text/csv": "csv",
+}
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.ipc
+        import pyarrow.parquet
+    except ImportError:
+        raise UnsupportedMediaType(
+            "Arrow and Parquet bodies need pyarrow on the server (pip install ml-server[arrow])"
+        ) from None
+    return pyarrow
+
+
+def decode_bulk(raw: bytes, kind: str, parameter: str = "x") -> pd.DataFrame:
+    """A frame from an Arrow IPC stream, a Parquet file or CSV text (header row first).
+
+    PERF: Arrow needs no parsing at all: 1M x 10 float64 rows decode in milliseconds,
+    where the same rows as JSON take seconds.
+    """
+    try:
+        if kind == "csv":
+            frame = pd.read_csv(io.BytesIO(raw))
+        else:
+            pa = _pyarrow()
+            if kind == "arrow":
+                table = pa.ipc.open_stream(pa.py_buffer(raw)).read_all()
+            else:
+                table = pa.parquet.read_table(pa.BufferReader(raw))
+            frame = table.to_pandas()
+    except UnsupportedMediaType:
+        raise
+    except Exception as exc:  # each format library raises its own error types
+        raise InvalidPayload(
+            f"{parameter}: not a readable {kind} body ({exc})", parameter
+        ) from None
+    frame.columns = _axis(list(frame.columns), parameter)
+    if frame.empty:
+        raise InvalidPayload(f"{parameter} has no rows or no columns", parameter)
+    _checked(frame, parameter)
+    return frame
+
+
+def split_target(
+    frame: pd.DataFrame, target: str | None
+) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame | None]:
+    """Separate the `target` columns (comma-separated names) of a bulk body into y."""
+    if not target:
+        return frame, None
+    names = [_label(name.strip()) for name in target.split(",")]
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise InvalidPayload(f"target names columns the body lacks: {_names(missing)}", "target")
+    y = frame[names[0]] if len(names) == 1 else frame[names]
+    return frame.drop(columns=names), y
+
+
+def encode_arrow(frame: pd.DataFrame) -> bytes:
+    """An Arrow IPC stream of `frame`, its index kept; column names become strings."""
+    pa = _pyarrow()
+    table = pa.Table.from_pandas(frame.set_axis([str(c) for c in frame.columns], axis=1))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 # ---------------------------------------------------------------------------------------------

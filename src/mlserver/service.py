@@ -6,6 +6,7 @@ Predictions. Every check that can refuse a request runs before anything is store
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -53,13 +54,22 @@ DEFAULT_TARGET = "y"
 
 @dataclass(frozen=True)
 class Prediction:
-    """Predictions in the orient and form (`y` is text when `x` was text) `x` came in."""
+    """Predictions (`frame`, on x's index), to answer in the orient and form x came in."""
 
     key: str
     version: int
     orient: str
-    y: Any
+    frame: pd.DataFrame
+    as_string: bool = False
     warnings: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def y(self) -> Any:
+        """The JSON answer: text when x came as text, else the value, in x's orient."""
+        value = encode_frame(self.frame, self.orient)
+        if self.as_string:
+            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        return value
 
 
 @dataclass(frozen=True)
@@ -231,10 +241,9 @@ class Service:
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise UnprocessableData(f"the model cannot {method} on x: {exc}") from None
         predictions = _prediction_frame(raw, frame.index, loaded.model, method, loaded.targets)
-        y = encode_frame(predictions, orient)
-        if table.as_string:
-            y = orjson.dumps(y, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-        return Prediction(key, version.version, orient, y, loaded.warnings)
+        return Prediction(
+            key, version.version, table.orient, predictions, table.as_string, loaded.warnings
+        )
 
     def warnings(self, model: str, version: Version) -> list[str]:
         """Library-version skew between the version's training and this process."""

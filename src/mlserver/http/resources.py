@@ -10,7 +10,15 @@ import falcon
 import orjson
 
 from mlserver.errors import InvalidPayload, PayloadTooLarge, UnsupportedMediaType
-from mlserver.frames import dumps
+from mlserver.frames import (
+    ARROW_STREAM,
+    BULK_MEDIA,
+    Table,
+    decode_bulk,
+    dumps,
+    encode_arrow,
+    split_target,
+)
 from mlserver.http.openapi import openapi
 from mlserver.service import Service
 from mlserver.store.base import Status, Version
@@ -64,8 +72,11 @@ class _Params:
 
     def __init__(self, req: falcon.Request, max_bytes: int, body: bool) -> None:
         self.values: dict[str, Any] = dict(req.params)
-        if body:
-            for name, value in _read_json(req, max_bytes).items():
+        media = (req.content_type or "").split(";")[0].strip().lower()
+        if body and media in BULK_MEDIA:
+            self._bulk(_read_body(req, max_bytes), BULK_MEDIA[media], req.method)
+        elif body:
+            for name, value in _read_json(req, max_bytes, media).items():
                 if name in self.values and self.values[name] != value:
                     raise InvalidPayload(f"{name} given twice with different values", name)
                 self.values[name] = value
@@ -77,6 +88,17 @@ class _Params:
                 unknown[0],
             )
 
+    def _bulk(self, raw: bytes, kind: str, method: str) -> None:
+        """x (and, with `target`, y) from an Arrow, Parquet or CSV body; the rest from the
+        query string."""
+        if "x" in self.values or "y" in self.values:
+            raise InvalidPayload(f"with a {kind} body, x and y come in the body", "x")
+        target = self.values.pop("target", None) if method in ("PUT", "PATCH") else None
+        x, y = split_target(decode_bulk(raw, kind), target)
+        self.values["x"] = Table(x, self.values.get("orient") or "split", as_string=False)
+        if y is not None:
+            self.values["y"] = y
+
     def get(self, name: str) -> Any:
         return self.values.get(name)
 
@@ -87,19 +109,25 @@ class _Params:
         return given[0] if given else None
 
 
-def _read_json(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
-    """The JSON object in the body ({} when there is none), bounded by `max_bytes`."""
+def _read_body(req: falcon.Request, max_bytes: int) -> bytes:
+    """The raw body, refused (413) as soon as it is known to be above `max_bytes`."""
     length = req.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"request body of {length} bytes is above the {max_bytes}-byte limit")
-    media = (req.content_type or "").split(";")[0].strip().lower()
     raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body is above the {max_bytes}-byte limit")
+    return raw
+
+
+def _read_json(req: falcon.Request, max_bytes: int, media: str) -> dict[str, Any]:
+    """The JSON object in the body ({} when there is none), bounded by `max_bytes`."""
+    raw = _read_body(req, max_bytes)
     if not raw.strip():
         return {}
     if media and media != falcon.MEDIA_JSON and not media.endswith("+json"):
-        raise UnsupportedMediaType(f"request body must be application/json, not {media}")
+        kinds = ", ".join(["application/json", *BULK_MEDIA])
+        raise UnsupportedMediaType(f"request body must be one of {kinds}; not {media}")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -143,6 +171,14 @@ class ModelResource:
         result = self.service.predict(
             model, key=p.key(), x=p.get("x"), orient=p.get("orient"), method=p.get("method")
         )
+        if req.client_prefers((falcon.MEDIA_JSON, ARROW_STREAM)) == ARROW_STREAM:
+            resp.content_type = ARROW_STREAM
+            resp.data = encode_arrow(result.frame)
+            resp.set_header("X-Model-Key", result.key)
+            resp.set_header("X-Model-Version", str(result.version))
+            if result.warnings:
+                resp.set_header("X-Model-Warnings", "; ".join(result.warnings))
+            return
         body = {
             "model-key": result.key,
             "version": result.version,

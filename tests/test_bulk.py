@@ -1,0 +1,143 @@
+"""Arrow, Parquet and CSV bodies: the same verbs with tables instead of JSON."""
+
+from __future__ import annotations
+
+import io
+
+import falcon.testing
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.ipc
+import pyarrow.parquet
+import pytest
+from sklearn.linear_model import LinearRegression
+
+from mlserver import create_app
+from mlserver.frames import ARROW_STREAM
+from mlserver.store import SQLStore
+from support import registry, regression, wait_until
+
+PARQUET = "application/vnd.apache.parquet"
+
+
+def arrow(frame: pd.DataFrame) -> bytes:
+    table = pa.Table.from_pandas(frame)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def parquet(frame: pd.DataFrame) -> bytes:
+    sink = pa.BufferOutputStream()
+    pa.parquet.write_table(pa.Table.from_pandas(frame), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+@pytest.fixture
+def client(sqlite_url):
+    app = create_app(registry(), SQLStore(sqlite_url), max_body_bytes=1_000_000)
+    yield falcon.testing.TestClient(app)
+    app.close()
+
+
+def settled(client, key):
+    return wait_until(
+        lambda: (
+            (s := client.simulate_get("/linreg", params={"model-key": key}).json)["status"]
+            != "RUNNING"
+            and s
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("media", "encode"), [(ARROW_STREAM, arrow), (PARQUET, parquet), ("text/csv", csv)]
+)
+def test_fit_from_a_table_body_with_target(client, media, encode):
+    """A table body with ?target= trains on the other columns; predictions match sklearn."""
+    x, y = regression()
+    body = encode(x.assign(target=y))
+    response = client.simulate_put(
+        "/linreg", body=body, content_type=media, params={"target": "target"}
+    )
+    assert response.status_code == 202, response.json
+    status = settled(client, response.json["model-key"])
+    assert status["status"] == "FINISHED"
+    assert [f["name"] for f in status["metadata"]["features"]] == ["u", "v"]
+    assert status["metadata"]["targets"] == ["target"]
+    answer = client.simulate_post(
+        "/linreg",
+        body=encode(x),
+        content_type=media,
+        params={"model-key": response.json["model-key"]},
+    )
+    assert answer.status_code == 200, answer.json
+    got = pd.read_json(io.StringIO(__import__("json").dumps(answer.json["y"])), orient="split")
+    np.testing.assert_allclose(got["target"].to_numpy(), LinearRegression().fit(x, y).predict(x))
+
+
+def test_arrow_in_arrow_out_keeps_the_index(client):
+    """With Accept: Arrow the answer is an Arrow stream on x's index, the key in headers."""
+    x, y = regression()
+    x.index = y.index = x.index + 500
+    key = client.simulate_put(
+        "/linreg",
+        body=arrow(x.assign(target=y)),
+        content_type=ARROW_STREAM,
+        params={"target": "target"},
+    ).json["model-key"]
+    settled(client, key)
+    answer = client.simulate_post(
+        "/linreg",
+        body=arrow(x),
+        content_type=ARROW_STREAM,
+        params={"model-key": key},
+        headers={"Accept": ARROW_STREAM},
+    )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == ARROW_STREAM
+    assert answer.headers["x-model-key"] == key and answer.headers["x-model-version"] == "1"
+    frame = pa.ipc.open_stream(answer.content).read_all().to_pandas()
+    assert list(frame.index) == list(x.index)
+    expected = LinearRegression().fit(x, y).predict(x)
+    np.testing.assert_array_equal(frame["target"].to_numpy(), expected)
+
+
+def test_json_and_arrow_bodies_of_the_same_data_share_a_key(client):
+    """The key depends on the data, not on whether it came as JSON or as Arrow."""
+    x, y = regression()
+    as_json = client.simulate_put(
+        "/linreg",
+        json={"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"},
+    ).json["model-key"]
+    as_arrow = client.simulate_put(
+        "/linreg",
+        body=arrow(x.assign(target=y)),
+        content_type=ARROW_STREAM,
+        params={"target": "target"},
+    ).json["model-key"]
+    assert as_arrow == as_json
+
+
+@pytest.mark.parametrize(
+    ("body", "media", "params", "status", "needle"),
+    [
+        (b"not arrow", ARROW_STREAM, {}, 400, "not a readable arrow body"),
+        (b"a,b\n1,2\n", "text/csv", {"target": "c"}, 400, "'c'"),
+        (b"a,b\n1,2\n", "text/csv", {"x": "{}"}, 400, "come in the body"),
+        (b"a;b", "application/xml", {}, 415, "text/csv"),
+        (b"a\n" + b"1\n" * 600_000, "text/csv", {}, 413, "limit"),
+    ],
+)
+def test_bad_table_bodies(client, body, media, params, status, needle):
+    """Unreadable tables, unknown targets, mixed forms, other media and huge bodies are refused."""
+    response = client.simulate_put("/linreg", body=body, content_type=media, params=params)
+    assert response.status_code == status, response.json
+    assert needle in response.json["description"]
+    assert client.simulate_get("/linreg").json["keys"] == []
