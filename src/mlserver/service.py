@@ -456,10 +456,13 @@ def _prediction_frame(
     if values.ndim not in (1, 2):
         raise UnprocessableData(f"the model returned output of shape {values.shape}")
     names = _output_names(model, method, values.ndim, targets)
+    # PERF: object Indexes of labels; inferring an Arrow-backed string Index costs more.
     if values.ndim == 1:
-        return pd.DataFrame({names[0] if len(names) == 1 else DEFAULT_TARGET: values}, index=index)
-    columns = names if len(names) == values.shape[1] else None
-    return pd.DataFrame(values, index=index, columns=columns)
+        name = names[0] if len(names) == 1 else DEFAULT_TARGET
+        return pd.DataFrame(values[:, None], index=index, columns=pd.Index([name], dtype=object))
+    width = values.shape[1]
+    columns = names if len(names) == width else list(range(width))
+    return pd.DataFrame(values, index=index, columns=pd.Index(columns, dtype=object))
 
 
 def _first_line(text: str | None) -> str:
