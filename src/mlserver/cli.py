@@ -23,11 +23,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, ModuleType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import waitress
 from waitress import wasyncore
@@ -36,8 +36,13 @@ from waitress.server import BaseWSGIServer
 from mlserver.config import ENV_PREFIX, Settings
 from mlserver.errors import ConfigurationError, StoreError
 from mlserver.http.app import App, create_app
+from mlserver.http.auth import load_token_file, parse_tokens
 from mlserver.registry import Registry
+from mlserver.signing import Signer, parse_signing_keys
 from mlserver.store import SQLStore
+
+if TYPE_CHECKING:
+    import distributed  # optional (`ml-server[dask]`): imported when --executor dask is used
 
 __all__ = ["load_target", "main", "public_url"]
 
@@ -49,6 +54,7 @@ SAY = "mlserver:"
 #: Exit code of a start-up the user can fix: bad TARGET, store URL, setting, busy port.
 EXIT_USAGE = 2
 LOG_LEVELS = ("debug", "info", "warning", "error")
+EXECUTORS = ("thread", "process", "dask")
 
 
 # -- options -------------------------------------------------------------------------------
@@ -95,6 +101,31 @@ def _seconds(raw: str) -> float:
     return value
 
 
+def _configured(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`parse`, its ConfigurationError turned into the ValueError option parsers raise."""
+
+    def checked(raw: str) -> Any:
+        try:
+            return parse(raw)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+
+    checked.__name__ = parse.__name__
+    return checked
+
+
+def _signing_keys(text: str) -> Signer:
+    return Signer(parse_signing_keys(text))
+
+
+def _read_signing_keys(path: str) -> Signer:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path!r}: {exc.strerror}") from None
+    return _signing_keys(text)
+
+
 _OPTIONS = (
     _Option("store", str, "sqlite:///mlserver.db", "database URL of the model store", "URL"),
     _Option("host", str, "127.0.0.1", "interface to listen on; 0.0.0.0 for all", "HOST"),
@@ -104,8 +135,17 @@ _OPTIONS = (
         "executor",
         str,
         "thread",
-        "where training jobs run: a thread pool, or a pool of --training-threads processes",
-        choices=("thread", "process"),
+        "where training jobs run: a thread pool, a pool of --training-threads processes, or "
+        "the Dask cluster of --scheduler",
+        choices=EXECUTORS,
+    ),
+    _Option(
+        "scheduler",
+        str,
+        None,
+        "address of the Dask scheduler, e.g. tcp://scheduler:8786; required with --executor "
+        "dask (connect timeout: Dask's distributed.comm.timeouts.connect)",
+        "ADDRESS",
     ),
     _Option(
         "graceful_timeout",
@@ -115,6 +155,37 @@ _OPTIONS = (
         "SECONDS",
     ),
     _Option("log_level", str.lower, "warning", "log level", choices=LOG_LEVELS),
+    _Option(
+        "token_file",
+        _configured(load_token_file),
+        None,
+        "file of accepted API tokens, one '<sha256-hex> <scope>[,<scope>...]' per line "
+        "(scopes: predict, train, admin); turns on auth",
+        "PATH",
+    ),
+    _Option(
+        "tokens",
+        _configured(parse_tokens),
+        None,
+        "accepted API tokens as in --token-file, entries separated by ';' (merged with "
+        "--token-file's); turns on auth",
+        "ENTRIES",
+    ),
+    _Option(
+        "signing_keys",
+        _configured(_signing_keys),
+        None,
+        "keys that sign stored models, 'id:secret' entries separated by ',', the first signs, "
+        "all verify; prefer the variable or --signing-keys-file (flags show in ps)",
+        "ID:SECRET,...",
+    ),
+    _Option(
+        "signing_keys_file",
+        _configured(_read_signing_keys),
+        None,
+        "file of signing keys, one 'id:secret' per line, the first signs",
+        "PATH",
+    ),
 )
 
 # Help for the Settings fields; a field added to Settings gets a flag even before it gets text.
@@ -125,7 +196,28 @@ _SETTING_HELP = {
     "lease_seconds": "seconds a RUNNING version stays claimed without a heartbeat",
     "heartbeat_seconds": "seconds between lease renewals and sweeps for interrupted jobs",
     "refuse_version_skew": "refuse (409) versions trained with other library versions",
+    "max_rows": "most rows of x a request may carry (422 above it)",
+    "max_columns": "most columns of x a request may carry (422 above it)",
 }
+
+
+def _security(options: Mapping[str, Any]) -> dict[str, Any]:
+    """create_app's `tokens` and `signing_keys` from the options; tokens of both sources
+    merge, signing keys come from one."""
+    if options["signing_keys"] and options["signing_keys_file"]:
+        raise ConfigurationError(
+            "give signing keys once: --signing-keys (MLSERVER_SIGNING_KEYS) or "
+            "--signing-keys-file (MLSERVER_SIGNING_KEYS_FILE), not both"
+        )
+    tokens = {**(options["token_file"] or {}), **(options["tokens"] or {})} or None
+    signer = options["signing_keys"] or options["signing_keys_file"]
+    log.info(
+        "event=security auth=%s tokens=%d signing=%s",
+        "on" if tokens else "off",
+        len(tokens or {}),
+        "off" if signer is None else f"on signing_key={signer.signing_key}",
+    )
+    return {"tokens": tokens, "signing_keys": signer}
 
 
 def _setting_type(field: dataclasses.Field) -> str:
@@ -160,7 +252,7 @@ def _parser() -> argparse.ArgumentParser:
             type=_for_argparse(option.parse),
             choices=option.choices,
             metavar=option.metavar,
-            help=f"{option.help} [env {option.env}; default {option.default}]",
+            help=f"{option.help} [env {option.env}; default {_shown(option.default)}]",
         )
     defaults = Settings()
     for field in dataclasses.fields(Settings):
@@ -205,10 +297,18 @@ examples:
   {PROG} serve                                  the catalog on http://127.0.0.1:8080
   {PROG} serve myapp.models:registry --port 0   a registry of yours, on a free port
   {PROG} serve models.py:build --store postgresql://user:secret@db/models
+  {PROG} serve myapp.models:registry --executor dask --scheduler tcp://scheduler:8786
+      trains on a Dask cluster (pip install 'ml-server[dask]'); its workers need the same
+      packages, and myapp importable
 
 On SIGTERM or SIGINT the server stops accepting connections, lets in-flight requests finish
-(up to --graceful-timeout) and waits for running training jobs; a second signal exits at once.
+(up to --graceful-timeout) and waits for running training jobs (with Dask, for every job it
+submitted to the cluster); a second signal exits at once.
 """
+
+
+def _shown(default: Any) -> Any:
+    return "none" if default is None else default
 
 
 def _for_argparse(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -245,6 +345,16 @@ def _options(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, 
                     f"{option.env} must be one of {', '.join(option.choices)}, got {raw!r}"
                 )
         values[option.name] = option.default if value is None else value
+    if values["executor"] == "dask" and not values["scheduler"]:
+        raise ConfigurationError(
+            "--executor dask needs --scheduler ADDRESS (or MLSERVER_SCHEDULER), "
+            "e.g. tcp://scheduler:8786"
+        )
+    if values["scheduler"] and values["executor"] != "dask":
+        # NOTE: a scheduler given without `--executor dask` would silently train locally.
+        raise ConfigurationError(
+            f"--scheduler is only used with --executor dask, not {values['executor']}"
+        )
     return values
 
 
@@ -523,14 +633,20 @@ def _serve(args: argparse.Namespace) -> int:
     store = _open_store(options["store"])
     with contextlib.ExitStack() as resources:
         resources.callback(store.close)
-        executor = (
-            _process_pool(settings.training_threads, options["log_level"])
-            if options["executor"] == "process"
-            else None
+        executor: Executor | None = None
+        if options["executor"] == "process":
+            executor = _process_pool(settings.training_threads, options["log_level"])
+        elif options["executor"] == "dask":
+            client = _dask_client(options["scheduler"])
+            resources.callback(client.close)  # after `_close_app`: the jobs' outcomes come here
+            # NOTE: pure=False: every job is a task of its own, as on a pool. Dask's default
+            # would merge identical tasks (same data and kwargs, e.g. two names) into one fit.
+            executor = client.get_executor(pure=False)
+        app = create_app(
+            registry, store, settings=settings, executor=executor, **_security(options)
         )
-        app = create_app(registry, store, settings=settings, executor=executor)
-        # NOTE: one callback, in this order: a process pool is ours to wait for before
-        # `app.close()` stops the heartbeat that keeps its jobs' leases alive.
+        # NOTE: one callback, in this order: a process pool or Dask cluster is ours to wait
+        # for before `app.close()` stops the heartbeat that keeps its jobs' leases alive.
         resources.callback(_close_app, app, executor)
         socket_map = _listen(app, options["host"], options["port"], options["threads"])
         listeners = [d for d in socket_map.values() if isinstance(d, BaseWSGIServer)]
@@ -547,7 +663,10 @@ def _serve(args: argparse.Namespace) -> int:
                 f"(store {public_url(options['store'])}): {', '.join(names)}",
             )
             log.info(
-                "event=serving threads=%d executor=%s", options["threads"], options["executor"]
+                "event=serving threads=%d executor=%s scheduler=%s",
+                options["threads"],
+                options["executor"],
+                options["scheduler"],
             )
             while stopper.signal is None:
                 _loop(socket_map, listeners[0], listeners[0].adj.asyncore_loop_timeout)
@@ -586,10 +705,55 @@ def _listen(app: App, host: str, port: int, threads: int) -> dict[int, Any]:
     return socket_map
 
 
-def _close_app(app: App, executor: ProcessPoolExecutor | None) -> None:
-    if executor is not None:
+def _close_app(app: App, executor: Executor | None) -> None:
+    if isinstance(executor, ProcessPoolExecutor):
         executor.shutdown(wait=True, cancel_futures=True)
+    elif executor is not None:
+        # Dask: refuse new jobs and wait for those on the cluster; then for their outcomes to
+        # be recorded, by done-callbacks on the client's event loop that may still be running.
+        executor.shutdown(wait=True)
+        while app.service.jobs.running:
+            time.sleep(0.05)
     app.close()
+
+
+def _dask_client(address: str) -> distributed.Client:
+    """A `distributed.Client` connected to the scheduler at `address`.
+
+    Raises:
+        ConfigurationError: `distributed` is not installed, or the scheduler did not answer
+            within Dask's connect timeout (`distributed.comm.timeouts.connect`).
+    """
+    try:
+        import dask.config
+        import distributed
+        import distributed.comm
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--executor dask needs the distributed package ({exc}); "
+            "install it with: pip install 'ml-server[dask]'"
+        ) from exc
+    try:
+        # NOTE: checked first: a Client that fails on a bad address is left half-open, and
+        # its __del__ prints a traceback at exit.
+        distributed.comm.get_address_host_port(address)
+    except ValueError as exc:
+        raise ConfigurationError(f"bad Dask scheduler address {address!r}: {exc}") from None
+    timeout = dask.config.get("distributed.comm.timeouts.connect")
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=False, name=PROG)
+    except Exception as exc:  # OSError when nothing answers within the timeout
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigurationError(f"Dask scheduler {address} is not reachable: {detail}") from exc
+    try:
+        workers = len(client.scheduler_info().get("workers", {}))
+    except Exception:
+        client.close()
+        raise
+    log.info("event=dask_connected scheduler=%s workers=%d", address, workers)
+    if not workers:
+        log.warning("event=dask_no_workers scheduler=%s detail=%r", address, "jobs wait for one")
+    return client
 
 
 # -- catalog -------------------------------------------------------------------------------

@@ -20,6 +20,10 @@ class Settings:
 
     #: Largest request body accepted, in bytes (413 above it).
     max_body_bytes: int = 64 * 1024 * 1024
+    #: Most rows of `x` a fit, update or predict takes once decoded (422 above it).
+    max_rows: int = 1_000_000
+    #: Most columns of `x` a fit, update or predict takes once decoded (422 above it).
+    max_columns: int = 10_000
     #: Threads of the training pool the app owns when no executor is given.
     training_threads: int = 2
     #: Deserialized model versions kept in memory per process.

@@ -15,6 +15,7 @@ MLServerError
 │   └── SchemaMismatch      its columns differ from the training schema
 └── StoreError              the store failed or returned something it should not have
     └── IntegrityError      a stored blob does not match its sha256
+        └── SignatureMismatch   ... or its signature (tampered, unsigned, unknown key)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "NotServable",
     "PayloadTooLarge",
     "SchemaMismatch",
+    "SignatureMismatch",
     "StoreError",
     "UnprocessableData",
     "UnsupportedMediaType",
@@ -109,6 +111,11 @@ class StoreError(MLServerError):
 
 class IntegrityError(StoreError):
     """A stored blob does not match the sha256 recorded when it was written."""
+
+
+class SignatureMismatch(IntegrityError):
+    """A stored blob's signature is missing, made with an unknown key, or wrong: the bytes were
+    not written by a server holding the signing key, so they are never deserialized."""
 
 
 class NotServable(MLServerError):

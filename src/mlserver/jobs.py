@@ -23,10 +23,11 @@ import pandas as pd
 
 from mlserver.config import Settings
 from mlserver.errors import StoreError
+from mlserver.signing import Signer
 from mlserver.store.base import Store, Version
 from mlserver.wrapper import ModelWrapper
 
-__all__ = ["Artifact", "Jobs", "TrainingTask", "train", "worker_id"]
+__all__ = ["Artifact", "JobOutcome", "Jobs", "TrainingTask", "train", "worker_id"]
 
 log = logging.getLogger("mlserver.jobs")
 
@@ -54,6 +55,16 @@ class Artifact:
     sha256: str
     serializer: str
     metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What became of one job, told to `Jobs.observers` (e.g. metrics) once it is recorded."""
+
+    model: str
+    kind: str  # "fit" or "update"
+    outcome: str  # "finished", "failed" or "discarded" (its key was deleted meanwhile)
+    training_seconds: float | None = None  # of a finished job
 
 
 def train(task: TrainingTask) -> Artifact:
@@ -86,7 +97,12 @@ def train(task: TrainingTask) -> Artifact:
 def describe(exc: BaseException) -> str:
     """The error text stored with a FAILED version: type and message, bounded."""
     if isinstance(exc, CancelledError):
-        return "cancelled: the server shut down before the job started"
+        # NOTE: not only a shutdown: a Dask client cancels running jobs when it loses its
+        # scheduler, and the reason does not reach this future.
+        return (
+            "cancelled: the server shut down before the job started, or the executor dropped "
+            "it (e.g. its Dask scheduler went away)"
+        )
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
@@ -132,11 +148,17 @@ class Jobs:
         executor: Executor,
         settings: Settings,
         on_finished: Callable[[Version], None] | None = None,
+        *,
+        signer: Signer | None = None,
     ) -> None:
         self.store = store
         self._on_finished = on_finished
         self.executor = executor
         self.settings = settings
+        #: Signs each blob before it is stored, in this process: the secret never travels.
+        self.signer = signer
+        #: Called with a JobOutcome after each job is recorded; an observer's error is logged.
+        self.observers: list[Callable[[JobOutcome], None]] = []
         self.worker = worker_id()
         self._running: set[int] = set()
         self._lock = threading.Lock()
@@ -152,14 +174,15 @@ class Jobs:
 
     def submit(self, version: Version, task: TrainingTask, metadata: Mapping[str, Any]) -> Future:
         """Run `task` for the claimed `version`; its outcome is recorded when it ends."""
+        kind = "fit" if task.base_blob is None else "update"
         with self._lock:
             self._running.add(version.id)
         try:
             future = self.executor.submit(train, task)
         except Exception as exc:  # e.g. executor shut down: the claim must not stay RUNNING
-            self._record_failure(version, exc)
+            self._record_failure(version, kind, exc)
             raise
-        future.add_done_callback(lambda done: self._record(version, metadata, done))
+        future.add_done_callback(lambda done: self._record(version, kind, metadata, done))
         return future
 
     @property
@@ -168,22 +191,34 @@ class Jobs:
         with self._lock:
             return len(self._running)
 
-    def _record(self, version: Version, metadata: Mapping[str, Any], future: Future) -> None:
+    def _record(
+        self, version: Version, kind: str, metadata: Mapping[str, Any], future: Future
+    ) -> None:
         try:
             artifact = future.result()
         except BaseException as exc:
-            self._record_failure(version, exc)
+            self._record_failure(version, kind, exc)
             return
         try:
+            signature = None
+            if self.signer is not None:
+                signature = self.signer.sign(
+                    artifact.blob,
+                    model=version.model,
+                    key=version.key,
+                    version=version.version,
+                    serializer=artifact.serializer,
+                )
             stored = self.store.finish(
                 version.id,
                 blob=artifact.blob,
                 sha256=artifact.sha256,
                 serializer=artifact.serializer,
                 metadata={**metadata, **artifact.metadata},
+                signature=signature,
             )
         except Exception as exc:
-            self._record_failure(version, exc)
+            self._record_failure(version, kind, exc)
             return
         if stored and self._on_finished is not None:
             self._on_finished(version)
@@ -197,8 +232,10 @@ class Jobs:
             version.version,
             artifact.metadata.get("training_seconds"),
         )
+        seconds = artifact.metadata.get("training_seconds") if stored else None
+        self._tell(JobOutcome(version.model, kind, "finished" if stored else "discarded", seconds))
 
-    def _record_failure(self, version: Version, exc: BaseException) -> None:
+    def _record_failure(self, version: Version, kind: str, exc: BaseException) -> None:
         log.info(
             "event=job_failed model=%s key=%s version=%d error=%r",
             version.model,
@@ -214,6 +251,14 @@ class Jobs:
         finally:
             with self._lock:
                 self._running.discard(version.id)
+        self._tell(JobOutcome(version.model, kind, "failed"))
+
+    def _tell(self, outcome: JobOutcome) -> None:
+        for observer in list(self.observers):
+            try:
+                observer(outcome)
+            except Exception:  # an observer must never break the job's own bookkeeping
+                log.exception("event=job_observer_failed observer=%r", observer)
 
     def sweep(self) -> int:
         """Mark versions of dead workers FAILED ("interrupted"); returns how many."""

@@ -42,6 +42,7 @@ from mlserver.frames import (
 from mlserver.jobs import Jobs, TrainingTask
 from mlserver.registry import Registry
 from mlserver.serializers.base import Serializer, resolve_serializer
+from mlserver.signing import Signer
 from mlserver.store.base import Claim, Store, Version
 from mlserver.wrapper import ModelWrapper
 
@@ -105,8 +106,11 @@ class Service:
         *,
         settings: Settings | None = None,
         executor: Executor | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.registry = registry
+        #: Verifies each blob before it is deserialized; None loads unsigned blobs as before.
+        self.signer = signer
         self.store = store
         self.settings = settings or Settings()
         self._owns_executor = executor is None
@@ -120,6 +124,7 @@ class Service:
             self.executor,
             self.settings,
             on_finished=lambda v: self.newest.forget(v.model, v.key),
+            signer=signer,
         )
         self.version = _mlserver_version()
         self._libraries = {
@@ -162,6 +167,7 @@ class Service:
         wrapper = self.registry.get(model)
         orient = _orient(orient)
         table = decode_frame(x, orient, "x")
+        self._within_limits(table.frame)
         target = None if y is None else align_target(table.frame, decode_target(y, orient))
         modkwargs = _kwargs(modkwargs, "modkwargs")
         algkwargs = _kwargs(algkwargs, "algkwargs")
@@ -226,6 +232,7 @@ class Service:
         # NOTE: x is decoded once the training schema is known, so numeric tables can skip
         # the general frame building (see frames.decode_frame).
         table = decode_frame(x, orient, "x", loaded.schema)
+        self._within_limits(table.frame)
         if method != "predict" and not _has(loaded.model, method):
             offered = [m for m in wrapper.methods if m == "predict" or _has(loaded.model, m)]
             raise InvalidPayload(
@@ -265,16 +272,17 @@ class Service:
         key = _key(key)
         orient = _orient(orient)
         table = decode_frame(x, orient, "x")
+        self._within_limits(table.frame)
         target = None if y is None else align_target(table.frame, decode_target(y, orient))
         base = self._newest_finished(model, key)
         schema = Schema.from_json(base.metadata["features"])
         frame = schema.conform(table.frame, positional=orient == "values")
-        blob = self.store.load_blob(base)
+        blob = self._blob(base)
         version, claimed_base = self.store.claim_update(
             model, key, worker=self.jobs.worker, lease_seconds=self.settings.lease_seconds
         )
         if claimed_base.id != base.id:  # a newer version finished in between
-            blob = self.store.load_blob(claimed_base)
+            blob = self._blob(claimed_base)
         metadata = self._metadata(wrapper, frame, target, schema)
         metadata["base_version"] = claimed_base.version
         metadata["kwargs"] = claimed_base.metadata.get("kwargs", {})
@@ -372,13 +380,38 @@ class Service:
                     "; ".join(warnings),
                 )
             serializer = self._serializer_for(wrapper, version)
-            model = serializer.loads(self.store.load_blob(version))
+            model = serializer.loads(self._blob(version))
             schema = Schema.from_json(version.metadata["features"])
             targets = tuple(version.metadata.get("targets") or (DEFAULT_TARGET,))
             return _Loaded(model, schema, targets, warnings)
 
         # NOTE: a version loads once per process, so its skew warning is logged once.
         return self.cache.get(version.id, load)
+
+    def _blob(self, version: Version) -> bytes:
+        """A version's bytes, checked against its signature when the server signs blobs:
+        nothing deserializes bytes (here or in an update job) before this check."""
+        blob = self.store.load_blob(version)
+        if self.signer is not None:
+            self.signer.verify(
+                blob,
+                version.signature,
+                model=version.model,
+                key=version.key,
+                version=version.version,
+                serializer=str(version.serializer),
+            )
+        return blob
+
+    def _within_limits(self, x: pd.DataFrame) -> None:
+        """UnprocessableData (422) when decoded `x` has more rows or columns than configured."""
+        rows, columns = x.shape
+        for count, what, limit in ((rows, "rows", "max_rows"), (columns, "columns", "max_columns")):
+            if count > getattr(self.settings, limit):
+                raise UnprocessableData(
+                    f"x has {count} {what}; this server takes at most "
+                    f"{getattr(self.settings, limit)} ({limit})"
+                )
 
     @staticmethod
     def _serializer_for(wrapper: ModelWrapper, version: Version) -> Serializer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
@@ -9,15 +10,18 @@ import falcon
 
 from mlserver.config import Settings
 from mlserver.http import errors
+from mlserver.http.auth import Authenticator, Tokens
+from mlserver.http.metrics import Metrics, MetricsResource, RequestObserver
+from mlserver.http.openapi import OpenAPIDocument
 from mlserver.http.resources import (
     HealthResource,
     ModelResource,
     ModelsResource,
-    OpenAPIResource,
     ReadyResource,
 )
 from mlserver.registry import Registry
 from mlserver.service import Service
+from mlserver.signing import Signer
 from mlserver.store.base import Store
 
 __all__ = ["App", "create_app"]
@@ -27,6 +31,8 @@ class App(falcon.App):
     """A Falcon WSGI app that also owns its Service, so a server can close it on shutdown."""
 
     service: Service
+    #: This app's Prometheus metrics (`metrics.registry` is its own CollectorRegistry).
+    metrics: Metrics
 
     def close(self) -> None:
         """Stop heartbeats and wait for this app's own training jobs to end."""
@@ -39,17 +45,35 @@ def create_app(
     *,
     settings: Settings | None = None,
     executor: Executor | None = None,
+    tokens: Tokens | Mapping[str, str | Iterable[str]] | None = None,
+    signing_keys: Signer | Mapping[str, str | bytes] | None = None,
     **options: Any,
 ) -> App:
     """The WSGI app serving every model of `registry` from `store`.
 
     `options` override single settings (`max_body_bytes=...`, `training_threads=...`,
     `model_cache_size=...`, `lease_seconds=...`); `executor` replaces the app's own thread pool.
+    `tokens` (sha256 of a token -> its scopes; see `mlserver.http.auth.hash_token`) turns on
+    bearer-token auth; without it every route is open. `signing_keys` (key id -> secret, the
+    first signs) signs every stored model and refuses to load one whose signature fails.
     """
     settings = (settings or Settings()).replace(**options)
-    service = Service(registry, store, settings=settings, executor=executor)
-    app = App(media_type=falcon.MEDIA_JSON)
+    # Checked before the service starts its threads: a bad value leaves nothing running.
+    authenticator = None
+    if tokens is not None:
+        authenticator = Authenticator(tokens if isinstance(tokens, Tokens) else Tokens(tokens))
+    signer = None
+    if signing_keys is not None:
+        signer = signing_keys if isinstance(signing_keys, Signer) else Signer(signing_keys)
+    service = Service(registry, store, settings=settings, executor=executor, signer=signer)
+    metrics = Metrics(service)
+    # The observer comes first: it times, logs and counts every answer, refusals included.
+    middleware: list[object] = [RequestObserver(metrics)]
+    if authenticator is not None:
+        middleware.append(authenticator)
+    app = App(media_type=falcon.MEDIA_JSON, middleware=middleware)
     app.service = service
+    app.metrics = metrics
     app.req_options.auto_parse_qs_csv = False
     app.req_options.keep_blank_qs_values = True  # `?model-key=` is a 400, not a listing
     app.resp_options.secure_cookies_by_default = True
@@ -57,6 +81,7 @@ def create_app(
     app.add_route("/health", HealthResource())
     app.add_route("/ready", ReadyResource(service))
     app.add_route("/models", ModelsResource(service))
-    app.add_route("/openapi.json", OpenAPIResource(service))
+    app.add_route("/openapi.json", OpenAPIDocument(service, secured=authenticator is not None))
+    app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/{model}", ModelResource(service))
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -28,6 +29,10 @@ _CODES: dict[type[errors.MLServerError], tuple[str, str]] = {
     errors.SchemaMismatch: (falcon.HTTP_422, "Schema mismatch"),
     errors.StoreError: (falcon.HTTP_503, "Store unavailable"),
     errors.IntegrityError: (falcon.HTTP_500, "Stored model is corrupt"),
+    # NOTE: 500, not 409: bytes that fail their signature were written by someone without
+    # the key (or the server's keys are wrong). No client can resolve that by waiting or
+    # retrying, and a 5xx is what operators alert on.
+    errors.SignatureMismatch: (falcon.HTTP_500, "Stored model failed verification"),
     errors.ConfigurationError: (falcon.HTTP_500, "Server misconfigured"),
 }
 
@@ -54,10 +59,16 @@ def _status_of(exc: errors.MLServerError) -> tuple[str, str]:
 
 def _domain_error(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
     status, title = _status_of(exc)  # type: ignore[arg-type]
+    req.context.error = type(exc).__name__  # for the access log
     if isinstance(exc, errors.UnsupportedOperation):
         raise falcon.HTTPMethodNotAllowed(list(exc.allowed), title=title, description=str(exc))
     if status == falcon.HTTP_500:
-        log.error("event=server_error path=%s error=%r", req.path, str(exc))
+        log.error(
+            "event=server_error request_id=%s path=%s error=%r",
+            req.context.get("request_id"),
+            json.dumps(req.path),  # quoted: a client must not forge log fields or lines
+            str(exc),
+        )
     extra: dict[str, Any] = {}
     if isinstance(exc, errors.NotReady):
         extra["status"] = exc.status
@@ -73,7 +84,13 @@ def _domain_error(req: falcon.Request, resp: falcon.Response, exc: Exception, pa
 def _unexpected_error(
     req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict
 ) -> None:
-    log.exception("event=unhandled_error method=%s path=%s", req.method, req.path)
+    req.context.error = type(exc).__name__
+    log.exception(
+        "event=unhandled_error request_id=%s method=%s path=%s",
+        req.context.get("request_id"),
+        json.dumps(req.method),
+        json.dumps(req.path),
+    )
     raise falcon.HTTPInternalServerError(
         title="Internal error", description="an internal error occurred; it has been logged"
     )

@@ -1,13 +1,17 @@
-"""The OpenAPI 3.1 document of one app, generated from its registry."""
+"""The OpenAPI 3.1 document of one app, generated from its registry (and its auth)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import falcon
+import orjson
+
 from mlserver.frames import ORIENTS
+from mlserver.http.auth import required_scopes
 from mlserver.service import Service
 
-__all__ = ["openapi"]
+__all__ = ["OpenAPIDocument", "openapi"]
 
 _REF = "#/components/schemas/"
 
@@ -33,6 +37,14 @@ _ERRORS = {
     "422": _error("Well-formed data the model cannot take; `missing`/`unexpected` columns."),
     "503": _error("The store (database) is unreachable."),
 }
+_AUTH_ERRORS = {
+    "401": {
+        **_error("No valid bearer token (see the WWW-Authenticate header)."),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+    "403": _error("The token lacks the scope this operation needs."),
+}
+_SCHEME = "bearer"
 
 _KEY_PARAMETERS = [
     {
@@ -332,8 +344,9 @@ def _service_path(operation: str, summary: str, schema: str, *codes: str) -> dic
     }
 
 
-def openapi(service: Service) -> dict[str, Any]:
-    """The document describing every route this app answers, PATCH only where supported."""
+def openapi(service: Service, *, secured: bool = False) -> dict[str, Any]:
+    """The document describing every route this app answers, PATCH only where supported;
+    with `secured`, the bearer scheme, each operation's scopes and its 401/403 answers."""
     paths: dict[str, Any] = {
         "/health": _service_path("health", "The process is alive", "ServiceState"),
         "/ready": _service_path("ready", "The store answers", "ServiceState", "503"),
@@ -346,11 +359,24 @@ def openapi(service: Service) -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics of this app",
+                "tags": ["service"],
+                "responses": {
+                    "200": {
+                        "description": "Metrics in the Prometheus text format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
     }
     for described in service.models():
         name = described["model"]
         paths[f"/{name}"] = _model_path(name, described["description"], described["verbs"])
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "mlserver",
@@ -361,3 +387,55 @@ def openapi(service: Service) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": _SCHEMAS},
     }
+    if secured:
+        _secure(document)
+    return document
+
+
+def _secure(document: dict[str, Any]) -> None:
+    """Add the bearer scheme and, per operation, the scopes (OpenAPI 3.1 role names) it
+    takes and its 401/403 answers; /health and /ready stay open."""
+    document["components"] = {
+        **document["components"],
+        "securitySchemes": {
+            _SCHEME: {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A token the server knows by its sha256. Scopes: predict "
+                "(POST; GET with a model-key), train (PUT, PATCH; GET with a model-key), "
+                "admin (DELETE; GET without a model-key; /models, /openapi.json, /metrics).",
+            }
+        },
+    }
+    document["security"] = [{_SCHEME: []}]
+    service_paths = {"/health", "/ready", "/models", "/openapi.json", "/metrics"}
+    for path, operations in document["paths"].items():
+        route = path if path in service_paths else "/{model}"
+        for method, operation in operations.items():
+            verb = method.upper()
+            needed = required_scopes(verb, route, has_key=True)
+            if verb == "GET" and route == "/{model}":  # with or without a model-key
+                needed = needed | (required_scopes(verb, route, has_key=False) or frozenset())
+            if needed is None:
+                operation["security"] = []
+                continue
+            operation["security"] = [{_SCHEME: [scope]} for scope in sorted(needed)] or [
+                {_SCHEME: []}
+            ]
+            operation["responses"] = {
+                **operation["responses"],
+                "401": _AUTH_ERRORS["401"],
+                **({"403": _AUTH_ERRORS["403"]} if needed else {}),
+            }
+
+
+class OpenAPIDocument:
+    """`/openapi.json`: the OpenAPI 3.1 document of this app."""
+
+    def __init__(self, service: Service, *, secured: bool = False) -> None:
+        self.service = service
+        self.secured = secured
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = orjson.dumps(openapi(self.service, secured=self.secured))

@@ -6,6 +6,10 @@ import peewee
 from playhouse.sqlite_ext import AutoIncrementField
 
 TABLE_NAME = "mlserver_versions"
+#: Longest stored signature: a key id of up to 64 characters, ":" and 64 hex digits.
+SIGNATURE_LENGTH = 160
+#: Columns added after the first release: a table created before them gets them on first use.
+ADDED_COLUMNS = ("signature",)
 
 
 def make_version_table(db: peewee.Database) -> type[peewee.Model]:
@@ -28,6 +32,8 @@ def make_version_table(db: peewee.Database) -> type[peewee.Model]:
         worker = peewee.CharField(max_length=255, null=True)
         serializer = peewee.CharField(max_length=64, null=True)
         sha256 = peewee.CharField(max_length=64, null=True)
+        # "<key id>:<hex HMAC-SHA256>" when the server signs blobs (mlserver.signing).
+        signature = peewee.CharField(max_length=SIGNATURE_LENGTH, null=True)
         size = peewee.BigIntegerField(null=True)
         error = peewee.TextField(null=True)
         metadata = peewee.TextField(default="{}")

@@ -37,6 +37,8 @@ class Version:
     finished: datetime | None = None
     serializer: str | None = None
     sha256: str | None = None
+    #: "<key id>:<hex HMAC>" of the blob when the server signs what it stores (mlserver.signing).
+    signature: str | None = None
     size: int | None = None
     error: str | None = None
     worker: str | None = None
@@ -82,9 +84,10 @@ class Store(ABC):
         sha256: str,
         serializer: str,
         metadata: Mapping[str, Any],
+        signature: str | None = None,
     ) -> bool:
-        """Record a fitted model; False (and nothing written) if the version is gone or no
-        longer RUNNING, e.g. deleted while it trained."""
+        """Record a fitted model (and its signature, stored as given); False (and nothing
+        written) if the version is gone or no longer RUNNING, e.g. deleted while it trained."""
 
     @abstractmethod
     def fail(self, version_id: int, error: str) -> bool:
@@ -122,6 +125,10 @@ class Store(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
+
+    def error_counts(self) -> Mapping[str, int]:
+        """Failures so far, by operation name, for metrics; stores that do not count give {}."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""

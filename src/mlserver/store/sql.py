@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import threading
@@ -13,9 +14,10 @@ from urllib.parse import urlparse
 import orjson
 import peewee
 from playhouse import db_url
+from playhouse.migrate import SchemaMigrator, migrate
 
 from mlserver.errors import ConfigurationError, IntegrityError, KeyNotFound, NotReady, StoreError
-from mlserver.store._tables import make_version_table
+from mlserver.store._tables import ADDED_COLUMNS, TABLE_NAME, make_version_table
 from mlserver.store.base import Claim, Status, Store, Version
 
 __all__ = ["SQLStore"]
@@ -35,14 +37,21 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn database failures into StoreError; the message names the failure, not the SQL."""
+    """Turn database failures into StoreError; the message names the failure, not the SQL.
+
+    Each failure (and each blob failing its sha256) is counted by operation, for metrics.
+    """
 
     @functools.wraps(method)
     def wrapper(self: SQLStore, *args: Any, **kwargs: Any) -> T:
         try:
             return method(self, *args, **kwargs)
         except peewee.PeeweeException as exc:
+            self._count_error(method.__name__)
             raise StoreError(f"database error in {method.__name__}: {type(exc).__name__}") from exc
+        except StoreError:
+            self._count_error(method.__name__)
+            raise
 
     return wrapper
 
@@ -92,6 +101,8 @@ class SQLStore(Store):
         self._rows = make_version_table(self._db)
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        self._errors: collections.Counter[str] = collections.Counter()
+        self._errors_lock = threading.Lock()
         # Every column but the blob: listings and status reads never drag model bytes along.
         self._meta_columns = [f for f in self._rows._meta.sorted_fields if f.name != "blob"]
         self._newest_sql = {finished: self._compile_newest(finished) for finished in (False, True)}
@@ -118,7 +129,26 @@ class SQLStore(Store):
                     # Another process created it between our check and our CREATE: the
                     # second pass finds everything and creates nothing.
                     self._db.create_tables([self._rows], safe=True)
+                self._add_missing_columns()
             self._schema_ready = True
+
+    def _add_missing_columns(self) -> None:
+        """Add the columns a table created by an older release lacks (all nullable)."""
+        present = {column.name for column in self._db.get_columns(TABLE_NAME)}
+        migrator = SchemaMigrator.from_database(self._db)
+        for name in ADDED_COLUMNS:
+            if name in present:
+                continue
+            try:
+                migrate(migrator.add_column(TABLE_NAME, name, self._rows._meta.fields[name]))
+            except (peewee.OperationalError, peewee.ProgrammingError):
+                # Another process added it between our look and our ALTER TABLE.
+                if name not in {column.name for column in self._db.get_columns(TABLE_NAME)}:
+                    raise
+
+    def _count_error(self, operation: str) -> None:
+        with self._errors_lock:
+            self._errors[operation] += 1
 
     def _version(self, data: Mapping[str, Any]) -> Version:
         """A Version from column values; a freshly created row lacks its unset columns."""
@@ -133,6 +163,7 @@ class SQLStore(Store):
             finished=_aware(data.get("finished")),
             serializer=data.get("serializer"),
             sha256=data.get("sha256"),
+            signature=data.get("signature"),
             size=data.get("size"),
             error=data.get("error"),
             worker=data.get("worker"),
@@ -238,6 +269,7 @@ class SQLStore(Store):
         sha256: str,
         serializer: str,
         metadata: Mapping[str, Any],
+        signature: str | None = None,
     ) -> bool:
         rows = self._rows
         with self._session():
@@ -248,6 +280,7 @@ class SQLStore(Store):
                     lease_expires=None,
                     blob=blob,
                     sha256=sha256,
+                    signature=signature,
                     size=len(blob),
                     serializer=serializer,
                     metadata=orjson.dumps(metadata, default=str).decode(),
@@ -365,6 +398,10 @@ class SQLStore(Store):
     def ping(self) -> None:
         with self._session():
             self._db.execute_sql("SELECT 1")
+
+    def error_counts(self) -> Mapping[str, int]:
+        with self._errors_lock:
+            return dict(self._errors)
 
     def close(self) -> None:
         close_all = getattr(self._db, "close_all", None)

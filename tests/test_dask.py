@@ -1,0 +1,376 @@
+"""Training on a Dask `distributed` cluster: real worker processes, a SQLite store, HTTP.
+
+The module starts one `LocalCluster` of two single-threaded worker processes. Wrappers travel
+to the workers by reference, so the workers import them: this directory is on their
+PYTHONPATH (as a deployment puts the user's wrapper modules on its workers' path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import falcon.testing
+import numpy as np
+import psutil
+import pytest
+import requests
+from distributed import Client, LocalCluster
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegressor
+
+from mlserver import ModelWrapper, Registry, create_app
+from mlserver.cli import main
+from mlserver.store import SQLStore
+from support import classification, registry, regression, wait_until
+
+HERE = Path(__file__).parent
+_SCRIPT = Path(sys.executable).with_name("ml-server")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
+DASK = [str(Path(sys.executable).with_name("dask"))]
+
+
+class Where(ModelWrapper):
+    """A linear regression that records the process that fitted it."""
+
+    name = "where"
+
+    def make_model(self, **modkwargs):
+        return LinearRegression(**modkwargs)
+
+    def metadata(self, model, x, y=None):
+        return {"pid": os.getpid()}
+
+
+def environment() -> dict[str, str]:
+    """This process's environment without MLSERVER_ variables, this directory importable."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+    paths = [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**clean, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Client]:
+    """A client of a LocalCluster with two worker processes that can import tests/support;
+    every worker process is gone after it."""
+    with pytest.MonkeyPatch.context() as patch:
+        # Set for the module: the nanny also starts a replacement worker when one is killed.
+        patch.setenv("PYTHONPATH", environment()["PYTHONPATH"])
+        cluster = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            # NOTE: without a dashboard the scheduler still serves /metrics, by default on
+            # port 8787; another cluster on this host would make that a warning (an error here).
+            scheduler_kwargs={"dashboard_address": ":0"},
+        )
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            pids = list(client.run(os.getpid).values())
+            client.close()
+            cluster.close()
+            wait_until(lambda: not any(psutil.pid_exists(pid) for pid in pids), timeout=10)
+
+
+def worker_pids(client: Client) -> dict[str, int]:
+    """The pid of each worker process, by worker address."""
+    return client.run(os.getpid)
+
+
+@pytest.fixture
+def http(dask_client, sqlite_url) -> Iterator[falcon.testing.TestClient]:
+    """An app on a SQLite file whose jobs run on the cluster, exactly as documented."""
+    store = SQLStore(sqlite_url)
+    app = create_app(Registry([*registry(), Where]), store, executor=dask_client.get_executor())
+    yield falcon.testing.TestClient(app)
+    app.close()
+    store.close()
+
+
+def put(http, model: str, x, y=None, **params) -> str:
+    body = {"x": x.to_json(orient="split"), "orient": "split", **params}
+    if y is not None:
+        body["y"] = y.to_json(orient="split")
+    response = http.simulate_put(f"/{model}", json=body)
+    assert response.status_code == 202, response.json
+    assert response.json["status"] == "RUNNING"
+    return response.json["model-key"]
+
+
+def settled(http, model: str, key: str, timeout: float = 30) -> dict:
+    """The status body of a key once it is no longer RUNNING."""
+
+    def done():
+        body = http.simulate_get(f"/{model}", params={"model-key": key}).json
+        return body if body["status"] != "RUNNING" else None
+
+    return wait_until(done, timeout=timeout)
+
+
+def predict(http, model: str, key: str, x) -> np.ndarray:
+    body = {"x": x.to_json(orient="split"), "orient": "split", "model-key": key}
+    response = http.simulate_post(f"/{model}", json=body)
+    assert response.status_code == 200, response.json
+    return np.array([row[0] for row in json.loads(response.json["y"])["data"]])
+
+
+def test_trains_several_models_at_once_on_the_cluster(http):
+    """Concurrent jobs on the cluster predict as scikit-learn does; the failing one is FAILED."""
+    xc, yc = classification()
+    xr, yr = regression()
+    kmeans = {"n_clusters": 3, "n_init": 2, "random_state": 0}
+    keys = {
+        "logreg": put(http, "logreg", xc, yc),
+        "linreg": put(http, "linreg", xr, yr),
+        "sgd": put(http, "sgd", xr, yr, modkwargs={"random_state": 0}),
+        "kmeans": put(http, "kmeans", xc, modkwargs=kmeans),
+        "failing": put(http, "failing", xr, yr),
+    }
+    states = {model: settled(http, model, key) for model, key in keys.items()}
+    failed = states.pop("failing")
+    assert failed["status"] == "FAILED"
+    assert failed["error"] == "RuntimeError: boom: the data cannot be fitted"
+    assert {model: s["status"] for model, s in states.items()} == dict.fromkeys(states, "FINISHED")
+    np.testing.assert_array_equal(
+        predict(http, "logreg", keys["logreg"], xc), LogisticRegression().fit(xc, yc).predict(xc)
+    )
+    np.testing.assert_allclose(
+        predict(http, "linreg", keys["linreg"], xr), LinearRegression().fit(xr, yr).predict(xr)
+    )
+    np.testing.assert_allclose(
+        predict(http, "sgd", keys["sgd"], xr),
+        SGDRegressor(random_state=0).fit(xr, yr).predict(xr),
+    )
+    np.testing.assert_array_equal(
+        predict(http, "kmeans", keys["kmeans"], xc), KMeans(**kmeans).fit(xc).predict(xc)
+    )
+
+
+def test_training_runs_in_a_worker_process(http, dask_client):
+    """The fit runs in one of the cluster's worker processes, not in the server's."""
+    workers = set(worker_pids(dask_client).values())
+    keys = [put(http, "where", *regression(seed=seed)) for seed in range(4)]
+    pids = {settled(http, "where", key)["metadata"]["user"]["pid"] for key in keys}
+    assert pids <= workers
+    assert os.getpid() not in pids
+
+
+def test_a_worker_killed_mid_fit_never_leaves_the_version_running(http, dask_client):
+    """SIGKILL of the worker fitting a job: Dask reschedules it and the version ends FINISHED
+    (FAILED with a KilledWorker error is also recorded), never staying RUNNING."""
+    x, y = regression()
+    seconds = 3.0
+    key = put(http, "slow", x, y, algkwargs={"seconds": seconds})
+    processing = wait_until(lambda: {w: t for w, t in dask_client.processing().items() if t})
+    [(holder, tasks)] = processing.items()
+    assert [str(task).startswith("train-") for task in tasks] == [True]
+    pid = worker_pids(dask_client)[holder]
+    time.sleep(0.5)  # well inside the fit's sleep
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+
+    state = settled(http, "slow", key, timeout=30)
+    if state["status"] == "FAILED":
+        assert "KilledWorker" in state["error"], state["error"]
+    else:
+        assert state["status"] == "FINISHED", state
+        # A whole fit ran again after the kill, on a worker that is still alive.
+        assert time.monotonic() - killed_at >= seconds
+        assert state["metadata"]["training_seconds"] >= seconds
+        np.testing.assert_allclose(
+            predict(http, "slow", key, x), LinearRegression().fit(x, y).predict(x)
+        )
+    # The nanny replaces the killed worker: the cluster is whole again for the next test.
+    wait_until(
+        lambda: len(pids := worker_pids(dask_client)) == 2 and pid not in pids.values(),
+        timeout=20,
+    )
+
+
+def test_a_lost_scheduler_fails_the_running_job(tmp_path):
+    """When the scheduler dies mid-fit the job is recorded FAILED, saying the executor dropped
+    it (not that the server shut down), instead of staying RUNNING."""
+    env = environment()
+    scheduler_file = tmp_path / "scheduler.json"
+    where = ("--scheduler-file", str(scheduler_file))
+    scheduler = subprocess.Popen(
+        [*DASK, "scheduler", *where, "--port", "0", "--dashboard-address", ":0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [*DASK, "worker", *where, "--no-nanny", "--nthreads", "1", "--no-dashboard"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    with contextlib.ExitStack() as cleanup:
+        for process in (scheduler, worker):
+            cleanup.callback(process.wait, timeout=10)
+            cleanup.callback(process.kill)
+        wait_until(scheduler_file.exists, timeout=20)
+        client = Client(scheduler_file=str(scheduler_file), timeout=10, set_as_default=False)
+        cleanup.callback(client.close, timeout=5)
+        client.wait_for_workers(1, timeout=20)
+        store = SQLStore(f"sqlite:///{tmp_path / 'models.db'}")
+        cleanup.callback(store.close)
+        app = create_app(registry(), store, executor=client.get_executor())
+        cleanup.callback(app.close)
+        http = falcon.testing.TestClient(app)
+        key = put(http, "slow", *regression(), algkwargs={"seconds": 5.0})
+        wait_until(lambda: any(client.processing().values()))
+        scheduler.kill()
+        state = settled(http, "slow", key, timeout=20)
+        assert state["status"] == "FAILED"
+        assert "executor dropped it" in state["error"], state["error"]
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_trains_through_http_on_the_cluster(dask_client, tmp_path):
+    """`serve --executor dask --scheduler ADDRESS` trains on the cluster as scikit-learn does;
+    SIGTERM waits for the job still on the cluster, records it, then exits 0."""
+    url = f"sqlite:///{tmp_path / 'models.db'}"
+    address = dask_client.scheduler_info()["address"]
+    dask = ("--executor", "dask", "--scheduler", address)
+    process = subprocess.Popen(
+        [*COMMAND, "serve", "support:registry", *dask, "--port", "0", "--store", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("mlserver: serving "), (line, process.stderr.read())
+        base = line.split(" on ", 1)[1].split()[0]
+        x, y = classification()
+        body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
+        response = requests.put(f"{base}/logreg", json=body, timeout=10)
+        assert response.status_code == 202, response.text
+        key = response.json()["model-key"]
+
+        def status(model, key):
+            state = requests.get(f"{base}/{model}", params={"model-key": key}, timeout=10)
+            return state.json()["status"] != "RUNNING" and state.json()
+
+        assert wait_until(lambda: status("logreg", key), timeout=30)["status"] == "FINISHED"
+        body = {"x": x.to_json(orient="split"), "orient": "split", "model-key": key}
+        response = requests.post(f"{base}/logreg", json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        predicted = [row[0] for row in json.loads(response.json()["y"])["data"]]
+        np.testing.assert_array_equal(predicted, LogisticRegression().fit(x, y).predict(x))
+
+        xr, yr = regression()
+        body = {"x": xr.to_json(orient="split"), "y": yr.to_json(orient="split")}
+        body.update(orient="split", algkwargs={"seconds": 1.5})
+        slow = requests.put(f"{base}/slow", json=body, timeout=10).json()["model-key"]
+        wait_until(lambda: any(dask_client.processing().values()))
+        process.send_signal(signal.SIGTERM)
+        assert process.stdout.readline().endswith(" and 1 training job(s)\n")
+        out, err = process.communicate(timeout=30)
+        assert (process.returncode, out, err) == (0, "mlserver: stopped\n", "")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    store = SQLStore(url)
+    try:
+        assert store.newest("slow", slow).status.value == "FINISHED"
+    finally:
+        store.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# case: (command after the interpreter or script, extra environment, what stderr says)
+STARTUP_ERRORS = {
+    "no scheduler": (["--executor", "dask"], {}, "--executor dask needs --scheduler ADDRESS"),
+    "bad address": (
+        ["--executor", "dask", "--scheduler", "foo://host:8786"],
+        {},
+        "bad Dask scheduler address 'foo://host:8786': unknown address scheme 'foo'",
+    ),
+    "unreachable": (
+        ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:{port}"],
+        {"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"},
+        "Dask scheduler tcp://127.0.0.1:{port} is not reachable: Timed out",
+    ),
+    # Run with `import distributed` failing (see _WITHOUT_DISTRIBUTED).
+    "not installed": (
+        ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:{port}"],
+        {},
+        "--executor dask needs the distributed package",
+    ),
+}
+
+# Runs the console script with `import distributed` failing, as when the extra is missing.
+_WITHOUT_DISTRIBUTED = (
+    "import sys; sys.modules['distributed'] = None; from mlserver.cli import main; sys.exit(main())"
+)
+
+
+@pytest.fixture(scope="module")
+def startup_failures(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, str]]:
+    """Every STARTUP_ERRORS case, run at once: its outcome and the message it should give."""
+    store = f"sqlite:///{tmp_path_factory.mktemp('errors') / 'models.db'}"
+    port = _closed_port()
+    running = {}
+    for case, (args, extra, says) in STARTUP_ERRORS.items():
+        args = [arg.format(port=port) for arg in args]
+        serve = ["serve", *args, "--port", "0", "--store", store]
+        blocked = case == "not installed"
+        command = [sys.executable, "-c", _WITHOUT_DISTRIBUTED] if blocked else COMMAND
+        process = subprocess.Popen(
+            [*command, *serve],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**environment(), **extra},
+        )
+        running[case] = (process, says.format(port=port))
+    outcomes = {}
+    for case, (process, says) in running.items():
+        out, err = process.communicate(timeout=60)
+        outcomes[case] = (
+            subprocess.CompletedProcess(process.args, process.returncode, out, err),
+            says,
+        )
+    return outcomes
+
+
+@pytest.mark.parametrize("case", STARTUP_ERRORS)
+def test_dask_startup_errors_are_one_line(case, startup_failures):
+    """A missing, bad or unreachable scheduler, or no `distributed`, exits 2 with one line."""
+    done, says = startup_failures[case]
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    assert done.stderr.startswith("mlserver: error: ")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert says in done.stderr
+
+
+def test_scheduler_without_dask_executor_is_refused(monkeypatch, capsys):
+    """MLSERVER_SCHEDULER with the thread executor is an error, not a silent local training."""
+    monkeypatch.setenv("MLSERVER_SCHEDULER", "tcp://scheduler:8786")
+    assert main(["serve", "--port", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "mlserver: error: --scheduler is only used with --executor dask, not thread\n"
+    )

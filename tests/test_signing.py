@@ -1,0 +1,318 @@
+"""Signed blobs: nothing is deserialized unless this server (or one holding its keys) wrote it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import falcon.testing
+import joblib
+import pytest
+import requests
+from playhouse import db_url
+
+from mlserver import create_app
+from mlserver.cli import main
+from mlserver.errors import ConfigurationError, IntegrityError, SignatureMismatch
+from mlserver.signing import Signer, parse_signing_keys
+from mlserver.store import SQLStore
+from mlserver.store._tables import TABLE_NAME, make_version_table
+from support import registry, regression, wait_until
+
+OLD = ("retired", "an-old-secret-of-32-characters!!")
+NEW = ("current", "a-new-secret-of-32-characters!!!")
+
+_SCRIPT = Path(sys.executable).with_name("ml-server")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
+
+
+class Evil:
+    """Unpickling this creates a file: a stand-in for anything else a pickle can run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def evil_blob(marker: Path) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(Evil(marker), buffer)
+    return buffer.getvalue()
+
+
+def client_of(url: str, **options) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(registry(), SQLStore(url), **options))
+
+
+def body(x, y=None, **params) -> dict:
+    fields = {"x": x.to_json(orient="split"), "orient": "split", **params}
+    if y is not None:
+        fields["y"] = y.to_json(orient="split")
+    return fields
+
+
+def train(client, model: str = "linreg", **params) -> str:
+    """Fit `model` on the regression data through HTTP; the key once its version FINISHED."""
+    x, y = regression()
+    response = client.simulate_put(f"/{model}", json=body(x, y, **params))
+    assert response.status_code in (200, 202), response.json
+    key = response.json["model-key"]
+
+    def finished():
+        return client.simulate_get(f"/{model}", params={"model-key": key}).json["status"]
+
+    assert wait_until(lambda: finished() != "RUNNING") and finished() == "FINISHED"
+    return key
+
+
+def predict(client, key: str, model: str = "linreg"):
+    x, _ = regression()
+    return client.simulate_post(f"/{model}", json=body(x.head(3), **{"model-key": key}))
+
+
+def overwrite_blob(url: str, model: str, key: str, blob: bytes, **columns) -> None:
+    """Replace a stored blob as someone with write access to the database could, sha256
+    recomputed so the store's own check passes."""
+    db = db_url.connect(url)
+    rows = make_version_table(db)
+    with db.connection_context():
+        updated = (
+            rows.update(blob=blob, sha256=hashlib.sha256(blob).hexdigest(), **columns)
+            .where((rows.model == model) & (rows.key == key))
+            .execute()
+        )
+    db.close()
+    assert updated == 1
+
+
+def stored_signature(url: str, model: str, key: str) -> str | None:
+    store = SQLStore(url)
+    try:
+        return store.newest(model, key).signature
+    finally:
+        store.close()
+
+
+def test_jobs_sign_and_predictions_verify(sqlite_url):
+    """A job stores its blob with a signature under the first key; predictions load it."""
+    client = client_of(sqlite_url, signing_keys=dict([NEW, OLD]))
+    try:
+        key = train(client)
+        assert re.fullmatch(r"current:[0-9a-f]{64}", stored_signature(sqlite_url, "linreg", key))
+        assert predict(client, key).status_code == 200
+    finally:
+        client.app.close()
+
+
+def test_a_malicious_pickle_is_refused_and_never_runs(store_url, tmp_path):
+    """A pickle written straight into the database (sha256 recomputed, signature kept) is a
+    500 for predict and for PATCH alike, and its code never runs; without keys it would."""
+    trainer = client_of(store_url, signing_keys=dict([NEW]))
+    try:
+        linreg, sgd = train(trainer), train(trainer, "sgd")
+    finally:
+        trainer.app.close()
+    marker = tmp_path / "pwned"
+    for model, key in (("linreg", linreg), ("sgd", sgd)):
+        overwrite_blob(store_url, model, key, evil_blob(marker))
+
+    server = client_of(store_url, signing_keys=dict([NEW]))
+    try:
+        refused = predict(server, linreg)
+        assert refused.status_code == 500
+        assert refused.json == {
+            "title": "Stored model failed verification",
+            "description": f"stored model linreg/{linreg} v1 does not match its signature; "
+            "not loaded",
+        }
+        x, y = regression()
+        patch = server.simulate_patch("/sgd", json=body(x, y, **{"model-key": sgd}))
+        assert patch.status_code == 500 and "signature" in patch.json["description"]
+        status = server.simulate_get("/sgd", params={"model-key": sgd}).json
+        assert status["version"] == 1  # the refused update started no job
+        assert not marker.exists()
+    finally:
+        server.app.close()
+
+    unguarded = client_of(store_url)  # the same bytes, on a server without keys
+    try:
+        predict(unguarded, linreg)
+        assert marker.exists()
+    finally:
+        unguarded.app.close()
+
+
+def test_unsigned_versions_are_refused_once_keys_are_set(sqlite_url):
+    """A version stored before signing was turned on has no signature and is not loaded."""
+    before = client_of(sqlite_url)
+    try:
+        key = train(before)
+    finally:
+        before.app.close()
+    assert stored_signature(sqlite_url, "linreg", key) is None
+    after = client_of(sqlite_url, signing_keys=dict([NEW]))
+    try:
+        response = predict(after, key)
+        assert response.status_code == 500
+        assert response.json["description"].endswith("has no signature; not loaded")
+    finally:
+        after.app.close()
+
+
+def test_rotation_old_key_verifies_new_key_signs(sqlite_url):
+    """With keys [new, old], versions signed with old still load and new ones are signed with
+    new; once old is dropped, its versions are refused without naming the key."""
+    first = client_of(sqlite_url, signing_keys=dict([OLD]))
+    try:
+        before = train(first, name="before")
+    finally:
+        first.app.close()
+    assert stored_signature(sqlite_url, "linreg", before).startswith("retired:")
+
+    rotating = client_of(sqlite_url, signing_keys=dict([NEW, OLD]))
+    try:
+        assert predict(rotating, before).status_code == 200
+        after = train(rotating, name="after")
+    finally:
+        rotating.app.close()
+    assert stored_signature(sqlite_url, "linreg", after).startswith("current:")
+
+    rotated = client_of(sqlite_url, signing_keys=dict([NEW]))
+    try:
+        assert predict(rotated, after).status_code == 200
+        refused = predict(rotated, before)
+        assert refused.status_code == 500
+        description = refused.json["description"]
+        assert description.endswith("is signed with a key this server does not hold; not loaded")
+        assert "retired" not in description
+    finally:
+        rotated.app.close()
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        {"model": "other"},
+        {"key": "k2"},
+        {"version": 2},
+        {"serializer": "onnx"},
+    ],
+)
+def test_a_signature_holds_only_where_it_was_made(elsewhere):
+    """A signed blob moved to another model, key, version or serializer fails; bytes changed by
+    one bit fail; the exception is an IntegrityError the HTTP layer maps to 500."""
+    signer = Signer(dict([NEW, OLD]))
+    where = {"model": "linreg", "key": "k1", "version": 1, "serializer": "joblib"}
+    blob = b"model bytes" * 100
+    signature = signer.sign(blob, **where)
+    signer.verify(blob, signature, **where)
+    with pytest.raises(SignatureMismatch):
+        signer.verify(blob, signature, **{**where, **elsewhere})
+    with pytest.raises(IntegrityError):
+        signer.verify(blob[:-1] + b"t", signature, **where)
+    with pytest.raises(SignatureMismatch):
+        signer.verify(blob, signature[:-1] + "0", **where)
+
+
+@pytest.mark.parametrize(
+    ("keys", "needle"),
+    [
+        ([], "at least one key"),
+        ([("k", "short")], "shorter than 16 bytes"),
+        ([("bad id", NEW[1])], "must be 1 to 64 letters"),
+        ([NEW, ("current", OLD[1])], "given twice"),
+    ],
+)
+def test_bad_keys_are_configuration_errors(sqlite_url, keys, needle):
+    """No key, a short secret, a malformed or repeated id is refused when the app is built."""
+    with pytest.raises(ConfigurationError, match=needle) as raised:
+        create_app(registry(), SQLStore(sqlite_url), signing_keys=keys)
+    assert all(secret not in str(raised.value) for _, secret in (NEW, OLD))
+
+
+def test_key_text_format_never_echoes_secrets():
+    """`id:secret` entries split on commas, spaces and lines; errors and repr hide secrets."""
+    text = f"# rotation\n{NEW[0]}:{NEW[1]}, {OLD[0]}:{OLD[1]}\n"
+    assert parse_signing_keys(text) == [NEW, OLD]
+    signer = Signer(parse_signing_keys(text))
+    assert signer.signing_key == "current" and signer.key_ids == ("current", "retired")
+    assert NEW[1] not in repr(signer)
+    with pytest.raises(ConfigurationError, match="entry 2 is not of the form id:secret") as bad:
+        parse_signing_keys(f"{NEW[0]}:{NEW[1]},{OLD[1]}")
+    assert OLD[1] not in str(bad.value)
+    with pytest.raises(ConfigurationError, match="no signing keys"):
+        parse_signing_keys("  # nothing\n")
+
+
+def test_a_table_from_before_signatures_gains_the_column(store_url):
+    """A versions table created without the signature column gets it on first use, keeping
+    its rows."""
+    store = SQLStore(store_url)
+    store.ping()  # creates the current table
+    store.close()
+    db = db_url.connect(store_url)
+    with db.connection_context():
+        db.execute_sql(f"ALTER TABLE {TABLE_NAME} DROP COLUMN signature")
+        assert "signature" not in {c.name for c in db.get_columns(TABLE_NAME)}
+    db.close()
+
+    client = client_of(store_url, signing_keys=dict([NEW]))
+    try:
+        key = train(client)
+        assert predict(client, key).status_code == 200
+    finally:
+        client.app.close()
+    assert stored_signature(store_url, "linreg", key).startswith("current:")
+
+
+def test_cli_bad_signing_keys_are_one_line_without_the_secret(monkeypatch, capsys):
+    """A malformed MLSERVER_SIGNING_KEYS exits 2 with one line that does not show the secret."""
+    monkeypatch.setenv("MLSERVER_SIGNING_KEYS", "k1:tooshort-secret-x,k1:again-a-long-secret")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err == "mlserver: error: MLSERVER_SIGNING_KEYS: signing key id 'k1' is given twice\n"
+    monkeypatch.setenv("MLSERVER_SIGNING_KEYS", "k1:tiny")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "shorter than 16 bytes" in err and "tiny" not in err
+
+
+def test_cli_signs_with_the_first_key_of_the_environment(tmp_path):
+    """`ml-server serve` with MLSERVER_SIGNING_KEYS stores signatures of the first key."""
+    url = f"sqlite:///{tmp_path / 'models.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+    env["MLSERVER_SIGNING_KEYS"] = f"{NEW[0]}:{NEW[1]},{OLD[0]}:{OLD[1]}"
+    process = subprocess.Popen(
+        [*COMMAND, "serve", "support:registry", "--port", "0", "--store", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parent,
+    )
+    try:
+        line = process.stdout.readline()
+        found = re.search(r"on (http://\S+) ", line)
+        assert found, line
+        x, y = regression()
+        started = requests.put(f"{found[1]}/linreg", json=body(x, y), timeout=10)
+        key = started.json()["model-key"]
+        wait_until(
+            lambda: (
+                requests.get(f"{found[1]}/linreg", params={"model-key": key}, timeout=10).json()[
+                    "status"
+                ]
+                == "FINISHED"
+            )
+        )
+        assert stored_signature(url, "linreg", key).startswith("current:")
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
