@@ -2,7 +2,7 @@
 
 Serve it with any WSGI server, the store URL taken from the environment:
 
-    MLSERVER_STORE_URL=sqlite:///models.db waitress-serve --port 8080 --call custom_wrapper:make_app
+    MLSERVER_STORE=sqlite:///models.db waitress-serve --port 8080 --call custom_wrapper:make_app
 
 Run as a script, it serves itself on a free port, trains once over HTTP and predicts.
 """
@@ -39,8 +39,8 @@ class ScaledRidge(ModelWrapper):
 
 
 def make_app(store_url: str | None = None) -> App:
-    """The WSGI app; the store URL comes from the argument or MLSERVER_STORE_URL."""
-    url = store_url or os.environ.get("MLSERVER_STORE_URL", "sqlite:///models.db")
+    """The WSGI app; the store URL comes from the argument or MLSERVER_STORE."""
+    url = store_url or os.environ.get("MLSERVER_STORE", "sqlite:///models.db")
     return create_app(Registry([ScaledRidge]), SQLStore(url))
 
 

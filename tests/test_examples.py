@@ -66,3 +66,14 @@ def test_online_learning_adds_a_version_per_patch():
     assert versions == [1, 2, 3, 4, 5]
     final = float(re.findall(r'"0":([-\d.]+)', out)[-1])
     assert final == pytest.approx(1.0, abs=0.1)
+
+
+def test_replicas_share_models_and_train_on_dask():
+    """A model trained through one replica on the Dask cluster is served by the other, and back."""
+    out = run("replicas.py")
+    assert re.search(r"^dask scheduler: tcp://127\.0\.0\.1:\d+, 2 workers$", out, re.M)
+    assert re.search(r"^served by B: version 1, accuracy (\d\.\d+)$", out, re.M)
+    accuracy = float(re.search(r"accuracy (\d\.\d+)", out).group(1))
+    assert accuracy > 0.9
+    assert "retrained through B: version 2" in out
+    assert "served by A: version 2" in out
