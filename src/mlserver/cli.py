@@ -130,7 +130,15 @@ _OPTIONS = (
     _Option("store", str, "sqlite:///mlserver.db", "database URL of the model store", "URL"),
     _Option("host", str, "127.0.0.1", "interface to listen on; 0.0.0.0 for all", "HOST"),
     _Option("port", _port, 8080, "TCP port; 0 picks a free one", "PORT"),
-    _Option("threads", _positive_int, 8, "request threads of waitress", "N"),
+    _Option("threads", _positive_int, 8, "request threads (per worker process)", "N"),
+    _Option(
+        "workers",
+        _positive_int,
+        1,
+        "server processes; above 1 they run under gunicorn (pip install 'ml-server[gunicorn]'), "
+        "each with its own app, model cache and training pool",
+        "N",
+    ),
     _Option(
         "executor",
         str,
@@ -631,6 +639,9 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(options["log_level"], sys.stderr)
     registry = _registry(options["target"])
     store = _open_store(options["store"])
+    if options["workers"] > 1:
+        store.close()  # each worker opens its own
+        return _serve_workers(options, settings, [w.name for w in registry])
     with contextlib.ExitStack() as resources:
         resources.callback(store.close)
         executor: Executor | None = None
@@ -676,6 +687,69 @@ def _serve(args: argparse.Namespace) -> int:
             _say(sys.stdout, f"stopping: finishing in-flight requests and {jobs} training job(s)")
             _drain(socket_map, listeners, options["graceful_timeout"])
             resources.close()  # waits for training jobs; a second signal still exits at once
+    _say(sys.stdout, "stopped")
+    return 0
+
+
+def _serve_workers(options: Mapping[str, Any], settings: Settings, names: list[str]) -> int:
+    """Serve with gunicorn: one app per worker process, so both cores take requests.
+
+    PERF: one waitress process is bound by the GIL; measured in docs/performance.md.
+    """
+    try:
+        from gunicorn.app.base import BaseApplication
+    except ImportError:
+        raise ConfigurationError(
+            "--workers above 1 needs gunicorn: pip install 'ml-server[gunicorn]'"
+        ) from None
+    if options["executor"] != "thread":
+        raise ConfigurationError("--workers above 1 trains on each worker's own thread pool")
+
+    class Workers(BaseApplication):
+        app: App | None = None
+
+        def load_config(self) -> None:
+            config = {
+                "bind": f"{options['host']}:{options['port']}",
+                "workers": options["workers"],
+                "threads": options["threads"],
+                "worker_class": "gthread",
+                "graceful_timeout": int(options["graceful_timeout"]),
+                "loglevel": options["log_level"],
+                "preload_app": False,  # heartbeats and training threads belong to each worker
+                "when_ready": self._ready,
+                "worker_exit": self._exit,
+            }
+            for name, value in config.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> App:
+            store = _open_store(options["store"])
+            registry = _registry(options["target"])
+            self.app = create_app(registry, store, settings=settings, **_security(options))
+            gc.collect()
+            gc.freeze()
+            return self.app
+
+        def _ready(self, server: Any) -> None:
+            host, port = server.LISTENERS[0].sock.getsockname()[:2]
+            _say(
+                sys.stdout,
+                f"serving {len(names)} models on http://{host}:{port} with "
+                f"{options['workers']} workers (store {public_url(options['store'])}): "
+                f"{', '.join(names)}",
+            )
+
+        def _exit(self, server: Any, worker: Any) -> None:
+            if self.app is not None:
+                self.app.close()
+                self.app.service.store.close()
+
+    try:
+        Workers().run()
+    except SystemExit as exc:  # gunicorn's arbiter exits the process when it halts
+        if exc.code not in (0, None):
+            raise
     _say(sys.stdout, "stopped")
     return 0
 

@@ -1,0 +1,63 @@
+"""ml-server serve --workers N: several processes, each with its own app, behind one port."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from support import regression, wait_until
+
+
+def test_two_worker_processes_serve_one_store(tmp_path):
+    """With --workers 2, gunicorn runs two app processes that train and serve on one port."""
+    script = Path(sys.executable).with_name("ml-server")
+    process = subprocess.Popen(
+        [
+            str(script),
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            "0",
+            "--store",
+            f"sqlite:///{tmp_path / 'models.db'}",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "with 2 workers" in line, line
+        url = line.split(" on ")[1].split()[0]
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        wait_until(lambda: len(children.read_text().split()) == 2)
+        x, y = regression()
+        body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
+        key = requests.put(f"{url}/linear-regression", json=body, timeout=30).json()["model-key"]
+        wait_until(
+            lambda: (
+                requests.get(
+                    f"{url}/linear-regression", params={"model-key": key}, timeout=30
+                ).json()["status"]
+                == "FINISHED"
+            )
+        )
+        answers = [
+            requests.post(
+                f"{url}/linear-regression",
+                json={"x": x.to_json(orient="split"), "orient": "split", "model-key": key},
+                timeout=30,
+            )
+            for _ in range(20)
+        ]
+        assert {a.status_code for a in answers} == {200}
+        assert len({a.json()["y"] for a in answers}) == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert "stopped" in process.stdout.read()
+        process.stdout.close()
