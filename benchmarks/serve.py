@@ -43,7 +43,8 @@ THREADS = 8
 
 YARDSTICK = textwrap.dedent(
     """
-    import sys, falcon, joblib, numpy, orjson, waitress
+    import logging, sys, falcon, joblib, numpy, orjson, waitress
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # as ml-server does
     model = joblib.load(sys.argv[1])
 
     class Predict:
@@ -62,7 +63,8 @@ YARDSTICK = textwrap.dedent(
 
 SEED_WAY = textwrap.dedent(
     """
-    import io, sys, falcon, joblib, orjson, pandas, waitress
+    import io, logging, sys, falcon, joblib, orjson, pandas, waitress
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # as ml-server does
     blob = open(sys.argv[1], "rb").read()  # the seed read the model from its database
 
     class Predict:
@@ -154,6 +156,7 @@ class Server:
             argv, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
         )
         line = self.process.stdout.readline().strip()
+        assert line, f"{argv[:3]} did not start"
         port = line if line.isdigit() else urlparse(line.split(" on ")[1].split()[0]).port
         self.base = f"http://127.0.0.1:{port}"
 
@@ -218,6 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per load case")
     parser.add_argument("--quick", action="store_true", help="skip the 1M-row and RSS parts")
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 1_000, 10_000])
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="mlserver-bench-"))
@@ -234,6 +238,7 @@ def main() -> None:
     yardstick = Server([sys.executable, "-c", YARDSTICK, str(workdir / "array.joblib")])
     seed = Server([sys.executable, "-c", SEED_WAY, str(workdir / "model.joblib")])
     server = ml_server(workdir)
+    workers = ml_server(workdir, "--workers", "2")
     try:
         fit = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
         keys = {}
@@ -244,7 +249,7 @@ def main() -> None:
             wait_finished(server.base, backend, keys[backend])
 
         print(f"{'case':<34}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}  ratios")
-        for rows in (1, 1_000, 10_000):
+        for rows in args.rows:
             batch = x.head(rows)
             floor = floor_ms(model, batch)
             split = orjson.loads(batch.to_json(orient="split", double_precision=15))
@@ -260,6 +265,11 @@ def main() -> None:
                 ),
                 "mlserver onnx": (
                     f"{server.base}/onnx",
+                    {"x": split, "orient": "split", "model-key": keys["onnx"]},
+                ),
+                # Same store, same key: the two-process server finds the version trained above.
+                "mlserver onnx, 2 workers": (
+                    f"{workers.base}/onnx",
                     {"x": split, "orient": "split", "model-key": keys["onnx"]},
                 ),
             }
@@ -312,7 +322,7 @@ def main() -> None:
             f"Arrow {timings['arrow'] * 1e3:.1f} ms, Arrow x JSON {speedup:.1f}"
         )
     finally:
-        for process in (yardstick, seed, server):
+        for process in (yardstick, seed, server, workers):
             process.stop()
     if args.quick:
         return

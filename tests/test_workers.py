@@ -11,22 +11,23 @@ import requests
 
 from support import regression, wait_until
 
+REGISTRY = """
+from sklearn.linear_model import LinearRegression
+from mlserver import Registry, wrap_estimator
+registry = Registry([wrap_estimator(LinearRegression, "linear-regression", serializer="onnx")])
+"""
+
 
 def test_two_worker_processes_serve_one_store(tmp_path):
-    """With --workers 2, gunicorn runs two app processes that train and serve on one port."""
+    """With --workers 2, two app processes train and serve on one port and end cleanly."""
+    (tmp_path / "models.py").write_text(REGISTRY)
     script = Path(sys.executable).with_name("ml-server")
+    target = f"{tmp_path / 'models.py'}:registry"
+    store = f"sqlite:///{tmp_path / 'models.db'}"
     process = subprocess.Popen(
-        [
-            str(script),
-            "serve",
-            "--workers",
-            "2",
-            "--port",
-            "0",
-            "--store",
-            f"sqlite:///{tmp_path / 'models.db'}",
-        ],
+        [str(script), "serve", target, "--workers", "2", "--port", "0", "--store", store],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
     try:
@@ -60,4 +61,7 @@ def test_two_worker_processes_serve_one_store(tmp_path):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         assert "stopped" in process.stdout.read()
+        errors = process.stderr.read()
+        assert "SIGABRT" not in errors and "SIGSEGV" not in errors, errors
         process.stdout.close()
+        process.stderr.close()

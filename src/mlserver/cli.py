@@ -745,9 +745,16 @@ def _serve_workers(options: Mapping[str, Any], settings: Settings, names: list[s
                 self.app.close()
                 self.app.service.store.close()
 
+    master = os.getpid()
     try:
         Workers().run()
-    except SystemExit as exc:  # gunicorn's arbiter exits the process when it halts
+    except SystemExit as exc:  # gunicorn ends the master and each worker by SystemExit
+        if os.getpid() != master:
+            # NOTE: a worker has closed its app (worker_exit); skipping interpreter teardown
+            # in a forked process avoids onnxruntime aborting in its thread-pool destructor.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.code if isinstance(exc.code, int) else 0)
         if exc.code not in (0, None):
             raise
     _say(sys.stdout, "stopped")
