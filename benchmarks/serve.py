@@ -311,7 +311,7 @@ def main() -> None:
                 response = requests.post(
                     url if name == "arrow" else f"{server.base}/joblib",
                     data=body,
-                    headers={"Content-Type": media},
+                    headers={"Content-Type": media, "Accept": media},  # answered in kind
                     timeout=60,
                 )
                 assert response.status_code == 200, response.text

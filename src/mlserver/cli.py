@@ -777,7 +777,16 @@ def _listen(app: App, host: str, port: int, threads: int) -> dict[int, Any]:
     """waitress listening on host:port; returns its socket map, where the event loop runs."""
     socket_map: dict[int, Any] = {}
     try:
-        waitress.create_server(app, map=socket_map, host=host, port=port, threads=threads)
+        # PERF: waitress spools bodies above 512 KiB to a temporary file; keep any body the
+        # app accepts (max_body_bytes) in memory instead.
+        waitress.create_server(
+            app,
+            map=socket_map,
+            host=host,
+            port=port,
+            threads=threads,
+            inbuf_overflow=app.service.settings.max_body_bytes,
+        )
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from exc
