@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import io
 import json
 import multiprocessing
 import os
@@ -247,6 +248,16 @@ def main() -> None:
                 "model-key"
             ]
             wait_finished(server.base, backend, keys[backend])
+
+        check = x.head(1000)
+        for backend, key in keys.items():
+            answer = requests.post(
+                f"{server.base}/{backend}",
+                json={"x": check.to_json(orient="split"), "orient": "split", "model-key": key},
+                timeout=60,
+            ).json()
+            served = pd.read_json(io.StringIO(answer["y"]), orient="split")["label"].to_numpy()
+            assert (served == model.predict(check)).all(), f"{backend} predictions differ"
 
         print(f"{'case':<34}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}  ratios")
         for rows in args.rows:
