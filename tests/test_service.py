@@ -225,3 +225,16 @@ def test_models_describes_each_wrapper(service):
     assert described["sgd"]["verbs"] == ["GET", "PUT", "POST", "PATCH", "DELETE"]
     assert described["linreg"]["serializer"] == "joblib"
     assert described["slow"]["description"].startswith("A linear regression")
+
+
+def test_cache_is_bounded_by_bytes_too():
+    """The model cache evicts least-recently-used entries above max_bytes, keeping the newest."""
+    from mlserver.cache import ModelCache
+
+    cache = ModelCache(capacity=10, max_bytes=100)
+    for key in ("a", "b", "c"):
+        assert cache.get(key, lambda k=key: k.upper(), size=40) == key.upper()
+    assert len(cache) == 2 and cache.bytes == 80
+    assert cache.get("a", lambda: "reloaded", size=40) == "reloaded"  # "a" was evicted
+    cache.get("huge", lambda: "H", size=500)
+    assert len(cache) == 1 and cache.bytes == 500  # the newest stays even above the bound

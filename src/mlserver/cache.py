@@ -16,19 +16,27 @@ __all__ = ["ModelCache", "NewestCache"]
 
 
 class ModelCache:
-    """LRU of loaded models bounded by count; a cold version is loaded once even when many
-    threads ask for it at the same moment."""
+    """LRU of loaded models bounded by count and by bytes; a cold version is loaded once even
+    when many threads ask for it at the same moment.
 
-    def __init__(self, capacity: int) -> None:
+    An entry's bytes are its serialized size: a proxy for its memory that costs nothing to
+    know. The newest entry always stays, even when it alone is above `max_bytes`.
+    """
+
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.hits = 0
         self.misses = 0
+        self.bytes = 0
         self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._sizes: dict[Hashable, int] = {}
         self._loading: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
-        """The cached value for `key`, calling `load()` once if it is missing."""
+    def get(self, key: Hashable, load: Callable[[], Any], size: int = 0) -> Any:
+        """The cached value for `key`, calling `load()` once if it is missing; `size` is what
+        the entry counts against `max_bytes`."""
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
@@ -49,14 +57,22 @@ class ModelCache:
                 raise
             with self._lock:
                 self._entries[key] = value
+                self._sizes[key] = size
+                self.bytes += size
                 self._loading.pop(key, None)
-                while len(self._entries) > self.capacity:
-                    self._entries.popitem(last=False)
+                while len(self._entries) > 1 and (
+                    len(self._entries) > self.capacity
+                    or (self.max_bytes is not None and self.bytes > self.max_bytes)
+                ):
+                    evicted, _ = self._entries.popitem(last=False)
+                    self.bytes -= self._sizes.pop(evicted)
             return value
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._sizes.clear()
+            self.bytes = 0
 
     def __len__(self) -> int:
         with self._lock:

@@ -201,6 +201,7 @@ _SETTING_HELP = {
     "max_body_bytes": "largest request body, in bytes (413 above it)",
     "training_threads": "training threads (or processes, with --executor process)",
     "model_cache_size": "deserialized model versions kept in memory",
+    "model_cache_bytes": "serialized bytes of the cached versions, at most",
     "lease_seconds": "seconds a RUNNING version stays claimed without a heartbeat",
     "heartbeat_seconds": "seconds between lease renewals and sweeps for interrupted jobs",
     "refuse_version_skew": "refuse (409) versions trained with other library versions",

@@ -28,6 +28,8 @@ class Settings:
     training_threads: int = 2
     #: Deserialized model versions kept in memory per process.
     model_cache_size: int = 16
+    #: Serialized bytes of the cached versions, at most (the newest one always stays).
+    model_cache_bytes: int = 2 * 1024 * 1024 * 1024
     #: Seconds a process trusts its memory of a key's newest version; another replica's
     #: retrain, update or delete is served within this bound (0: ask the store every time).
     freshness_seconds: float = 1.0

@@ -117,7 +117,7 @@ class Service:
         self.executor = executor or ThreadPoolExecutor(
             self.settings.training_threads, thread_name_prefix="mlserver-train"
         )
-        self.cache = ModelCache(self.settings.model_cache_size)
+        self.cache = ModelCache(self.settings.model_cache_size, self.settings.model_cache_bytes)
         self.newest = NewestCache(self.settings.freshness_seconds)
         self.jobs = Jobs(
             store,
@@ -386,7 +386,7 @@ class Service:
             return _Loaded(model, schema, targets, warnings)
 
         # NOTE: a version loads once per process, so its skew warning is logged once.
-        return self.cache.get(version.id, load)
+        return self.cache.get(version.id, load, size=version.size or 0)
 
     def _blob(self, version: Version) -> bytes:
         """A version's bytes, checked against its signature when the server signs blobs:
