@@ -74,9 +74,13 @@ _KWARGS = {"type": ["object", "string"], "description": "Keyword arguments (or t
 
 
 def _request(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """A request body; optional parameters may be null, which means "not given"."""
     return {
         "type": "object",
-        "properties": properties,
+        "properties": {
+            name: schema if name in required else {"anyOf": [schema, {"type": "null"}]}
+            for name, schema in properties.items()
+        },
         "required": required,
         "additionalProperties": False,
     }

@@ -80,6 +80,8 @@ class _Params:
                 if name in self.values and self.values[name] != value:
                     raise InvalidPayload(f"{name} given twice with different values", name)
                 self.values[name] = value
+        # A JSON null means "not given", for every parameter alike.
+        self.values = {name: value for name, value in self.values.items() if value is not None}
         unknown = sorted(set(self.values) - _PARAMETERS[req.method])
         if unknown:
             allowed = ", ".join(sorted(_PARAMETERS[req.method]))

@@ -1,0 +1,265 @@
+"""Crash safety: `ml-server serve` killed with SIGKILL at random moments, restarted each time.
+
+Each round starts a server on the same store, checks what the previous crash left, then loads it
+with training (slow fits queued on the pool, retrains of one key, updates) and predictions
+from several threads, and kills it after a random delay (seeded: the same moments every run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+
+from mlserver.serializers.base import resolve_serializer
+from mlserver.store import SQLStore
+from support import regression, wait_until
+
+SUPPORT = Path(__file__).parent / "support.py"
+_SCRIPT = Path(sys.executable).with_name("ml-server")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
+ROUNDS = 10
+SEED = 20261
+PREDICTORS = 4
+X, Y = regression()
+SPLIT = {"x": X.to_json(orient="split"), "y": Y.to_json(orient="split"), "orient": "split"}
+ROWS = {"x": X.head(5).to_json(orient="split"), "orient": "split"}
+# How a request to a killed server ends: refused, reset, or cut off in the middle of the answer.
+BROKEN = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+
+
+class Server:
+    """`ml-server serve tests/support.py:registry` on `store_url`, in its own process."""
+
+    def __init__(self, store_url: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+        self.process = subprocess.Popen(
+            [*COMMAND, "serve", f"{SUPPORT}:registry", "--port", "0", "--store", store_url],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        line = self.process.stdout.readline()
+        if " on http://" not in line:
+            self.kill()
+            raise AssertionError(f"server did not start: {line!r}")
+        self.url = line.split(" on ")[1].split()[0]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process.stdout.close()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self.process.stdout.close()
+        return code
+
+
+# -- the store, read directly --------------------------------------------------------------
+
+Row = tuple[str, str, int]  # model, key, version
+
+
+def read_versions(url: str, *, blobs: bool = False) -> dict[Row, dict[str, Any]]:
+    """Every version in the store: status, error, serializer, sha256 (the blob with `blobs`)."""
+    store = SQLStore(url)
+    try:
+        rows = store._rows
+        columns = [rows.model, rows.key, rows.version, rows.status, rows.error]
+        columns += [rows.serializer, rows.sha256]
+        with store._session():
+            query = rows.select(*columns, *([rows.blob] if blobs else [])).tuples()
+            found = {}
+            for model, key, version, status, error, serializer, sha256, *blob in query:
+                found[(model, key, version)] = {
+                    "status": status,
+                    "error": error,
+                    "serializer": serializer,
+                    "sha256": sha256,
+                    # NOTE: PostgreSQL returns bytea as memoryview.
+                    "blob": bytes(blob[0]) if blob and blob[0] is not None else None,
+                }
+        return found
+    finally:
+        store.close()
+
+
+def finished(versions: dict[Row, dict[str, Any]]) -> dict[Row, str]:
+    return {row: v["sha256"] for row, v in versions.items() if v["status"] == "FINISHED"}
+
+
+# -- the load ------------------------------------------------------------------------------
+
+
+class Load:
+    """Training and predicting threads against one server until it dies or `stop` is set.
+
+    Every answer the server gives (before the connection breaks) must be one the contract
+    allows; anything else is collected in `unexpected`.
+    """
+
+    def __init__(
+        self, url: str, rng: random.Random, round_: int, predict_keys: list, sgd_key: str
+    ) -> None:
+        self.url = url
+        self.round = round_
+        self.predict_keys = predict_keys  # (model, key) pairs with a FINISHED version
+        self.sgd_key = sgd_key  # updated (PATCH) by the training thread
+        self.stop = threading.Event()
+        self.unexpected: list[str] = []
+        self.predictions = 0
+        self.training_steps = 0
+        self._lock = threading.Lock()
+        # Drawn here, not in the threads: the seeded RNG then gives the same plan every run.
+        self.fit_seconds = [round(rng.uniform(0.05, 0.5), 3) for _ in range(40)]
+        self.threads = [threading.Thread(target=self._train, daemon=True)]
+        self.threads += [
+            threading.Thread(target=self._predict, args=(i,), daemon=True)
+            for i in range(PREDICTORS)
+        ]
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def _note(self, what: str, response: requests.Response, allowed: tuple[int, ...]) -> None:
+        if response.status_code not in allowed:
+            with self._lock:
+                self.unexpected.append(f"{what}: {response.status_code} {response.text[:200]}")
+
+    def _train(self) -> None:
+        """Each step: a new key on `slow`, a retrain of the shared key, an update of sgd's."""
+        with requests.Session() as session:
+            for i, seconds in enumerate(self.fit_seconds):
+                if self.stop.is_set():
+                    return
+                new = {**SPLIT, "name": f"r{self.round}-{i}", "algkwargs": {"seconds": seconds}}
+                shared = {**SPLIT, "name": "shared", "retrain": True}
+                shared["algkwargs"] = {"seconds": seconds / 2}
+                update = {**SPLIT, "model-key": self.sgd_key}
+                try:
+                    answer = session.put(f"{self.url}/slow", json=new, timeout=30)
+                    self._note("PUT new key", answer, (202,))
+                    answer = session.put(f"{self.url}/slow", json=shared, timeout=30)
+                    self._note("PUT shared", answer, (200, 202))  # 200: still RUNNING
+                    answer = session.patch(f"{self.url}/sgd", json=update, timeout=30)
+                    self._note("PATCH sgd", answer, (202, 409))  # 409: one still RUNNING
+                except BROKEN:
+                    return
+                with self._lock:
+                    self.training_steps += 1
+                time.sleep(0.05)
+
+    def _predict(self, index: int) -> None:
+        keys = self.predict_keys
+        with requests.Session() as session:
+            n = index
+            while keys and not self.stop.is_set():
+                model, key = keys[n % len(keys)]
+                n += 1
+                try:
+                    response = session.post(
+                        f"{self.url}/{model}", json={**ROWS, "model-key": key}, timeout=30
+                    )
+                except BROKEN:
+                    return
+                self._note(f"POST {model} {key}", response, (200,))
+                with self._lock:
+                    self.predictions += 1
+
+
+def settle(url: str, model: str, key: str) -> dict:
+    def done():
+        state = requests.get(f"{url}/{model}", params={"model-key": key}, timeout=30).json()
+        return state["status"] != "RUNNING" and state
+
+    return wait_until(done, timeout=30)
+
+
+def check_after_restart(url: str, store_url: str, before: dict[Row, str]) -> dict[Row, str]:
+    """What a restarted server must show: nothing RUNNING, nothing FINISHED lost, every
+    FINISHED blob matching its sha256, loading and predicting (the newest over HTTP)."""
+    versions = read_versions(store_url, blobs=True)
+    running = [row for row, v in versions.items() if v["status"] == "RUNNING"]
+    assert running == [], f"left RUNNING after the start-up sweep: {running}"
+    now = finished(versions)
+    lost = {row: sha for row, sha in before.items() if now.get(row) != sha}
+    assert lost == {}, f"FINISHED before the crash, lost or changed after it: {lost}"
+    newest: dict[tuple[str, str], int] = {}
+    for (model, key, version), v in versions.items():
+        if v["status"] != "FINISHED":
+            continue
+        assert hashlib.sha256(v["blob"]).hexdigest() == v["sha256"], (model, key, version)
+        fitted = resolve_serializer(v["serializer"]).loads(v["blob"])
+        assert np.isfinite(fitted.predict(X.head(3))).all(), (model, key, version)
+        newest[(model, key)] = max(version, newest.get((model, key), 0))
+    with requests.Session() as session:
+        for (model, key), version in newest.items():
+            body = {**ROWS, "model-key": key}
+            response = session.post(f"{url}/{model}", json=body, timeout=30)
+            assert response.status_code == 200, (model, key, response.text)
+            assert response.json()["version"] == version, (model, key)
+    return now
+
+
+def test_sigkill_during_training_and_predictions_loses_nothing_finished(store_url):
+    """Killed at random moments under load, a restarted server has no RUNNING version, lost no
+    FINISHED one, and every FINISHED blob matches its sha256 and predicts."""
+    rng = random.Random(SEED)
+    before: dict[Row, str] = {}
+    kills = 0
+    steps = predictions = 0
+    server = Server(store_url)
+    try:
+        # Keys to predict with and to update, FINISHED before the first crash.
+        base = requests.put(f"{server.url}/slow", json={**SPLIT, "name": "base"}, timeout=30)
+        sgd = requests.put(f"{server.url}/sgd", json={**SPLIT, "name": "sgd-base"}, timeout=30)
+        sgd_key = sgd.json()["model-key"]
+        predict_keys = [("slow", base.json()["model-key"]), ("sgd", sgd_key)]
+        for model, key in predict_keys:
+            assert settle(server.url, model, key)["status"] == "FINISHED"
+        for round_ in range(ROUNDS):
+            load = Load(server.url, rng, round_, predict_keys, sgd_key)
+            delay = rng.uniform(0.2, 1.2)
+            with load:
+                time.sleep(delay)
+                wait_until(lambda load=load: load.training_steps and load.predictions, timeout=10)
+                before = finished(read_versions(store_url))
+                server.kill()
+                kills += 1
+            assert load.unexpected == [], load.unexpected
+            steps += load.training_steps
+            predictions += load.predictions
+            server = Server(store_url)
+            now = check_after_restart(server.url, store_url, before)
+            predict_keys = sorted({(m, k) for m, k, _ in now if m in ("slow", "sgd")})
+        assert kills >= 10
+        stored = read_versions(store_url).values()
+        # The load really had jobs cut short beside finished ones, and only the kills failed any.
+        assert {v["status"] for v in stored} == {"FINISHED", "FAILED"}
+        errors = {v["error"] for v in stored if v["status"] == "FAILED"}
+        assert all(error.startswith("interrupted") for error in errors), errors
+        assert steps > 2 * ROUNDS and predictions > 10 * ROUNDS, (steps, predictions)
+        assert server.stop() == 0
+    finally:
+        server.kill()

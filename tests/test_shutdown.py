@@ -1,0 +1,242 @@
+"""Graceful shutdown of `ml-server serve` on SIGTERM, beyond what tests/test_cli.py proves.
+
+test_cli.py already proves that one small in-flight request is answered, that new connections
+are refused, and that a job running at SIGTERM finishes (thread and process pools) before exit
+0. Here: answers larger than the socket buffers still in flight, jobs still queued, a job longer
+than --graceful-timeout, and a second SIGTERM.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from sklearn.linear_model import LinearRegression
+
+from mlserver.store import SQLStore
+from support import regression, wait_until
+
+_SCRIPT = Path(sys.executable).with_name("ml-server")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
+
+# Models that leave a file in MARKS (the directory of the registry file, plus "marks") each
+# time a fit or a predict starts, so a test knows the work is in flight before it signals.
+MODELS = textwrap.dedent(
+    '''
+    """Models for the shutdown tests."""
+
+    import time
+    import uuid
+    from pathlib import Path
+
+    from sklearn.linear_model import LinearRegression
+
+    from mlserver import ModelWrapper, Registry
+
+    MARKS = Path(__file__).parent / "marks"
+
+
+    class SlowFit(ModelWrapper):
+        """A linear regression whose fit marks its start, then takes `seconds`."""
+
+        name = "slow-fit"
+
+        def make_model(self, **modkwargs):
+            return LinearRegression(**modkwargs)
+
+        def fit(self, model, x, y=None, seconds=1.0):
+            (MARKS / f"fit-{uuid.uuid4().hex}").touch()
+            time.sleep(seconds)
+            return model.fit(x, y)
+
+
+    class SlowPredict(ModelWrapper):
+        """A linear regression whose predict marks its start, then takes a second."""
+
+        name = "slow-predict"
+
+        def make_model(self, **modkwargs):
+            return LinearRegression(**modkwargs)
+
+        def predict(self, model, x):
+            (MARKS / f"predict-{uuid.uuid4().hex}").touch()
+            time.sleep(1.0)
+            return model.predict(x)
+
+
+    def registry():
+        return Registry([SlowFit(), SlowPredict()])
+    '''
+)
+
+
+class Server:
+    """`ml-server serve models.py:registry ARGS` in its own process."""
+
+    def __init__(self, models: Path, store_url: str, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+        self.process = subprocess.Popen(
+            [*COMMAND, "serve", f"{models}:registry", "--port", "0", "--store", store_url, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        line = self.process.stdout.readline()
+        if " on http://" not in line:
+            self.kill()
+            raise AssertionError(f"server did not start: {line!r}")
+        self.url = line.split(" on ")[1].split()[0]
+
+    def terminate(self) -> str:
+        """SIGTERM; the line the server answers it with."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.stdout.readline()
+
+    def wait(self, timeout: float = 60) -> tuple[int, str, str]:
+        """The exit code, the rest of stdout and stderr."""
+        out, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out, err
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+
+
+@pytest.fixture
+def models(tmp_path) -> Path:
+    path = tmp_path / "models.py"
+    path.write_text(MODELS)
+    (tmp_path / "marks").mkdir()
+    return path
+
+
+@pytest.fixture
+def serve(models, sqlite_url):
+    """Start servers on the test's store; each is killed at the end if it still runs."""
+    servers: list[Server] = []
+
+    def start(*args: str) -> Server:
+        servers.append(Server(models, sqlite_url, *args))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+def marks(models: Path, kind: str) -> int:
+    return len(list((models.parent / "marks").glob(f"{kind}-*")))
+
+
+def fit(server: Server, model: str, name: str, **params) -> str:
+    x, y = regression()
+    body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
+    response = requests.put(
+        f"{server.url}/{model}", json={**body, "name": name, **params}, timeout=30
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["model-key"]
+
+
+def versions(store_url: str) -> dict[str, tuple[str, str | None]]:
+    """key -> (status, error) of every version in the store, read from the table itself."""
+    store = SQLStore(store_url)
+    try:
+        rows = store._rows
+        with store._session():
+            query = rows.select(rows.key, rows.status, rows.error).tuples()
+            return {key: (status, error) for key, status, error in query}
+    finally:
+        store.close()
+
+
+def test_big_answers_in_flight_at_sigterm_arrive_whole(serve, models, sqlite_url):
+    """Three predicts in flight at SIGTERM, each answering ~6 MB to a client that reads it only
+    after the server's threads are done (more than the socket buffers hold), all get their
+    complete 200 before the server exits 0."""
+    server = serve()
+    key = fit(server, "slow-predict", "big")
+    wait_until(lambda: versions(sqlite_url)[key][0] == "FINISHED")
+    x, y = regression()
+    rows = pd.DataFrame(
+        np.random.default_rng(0).normal(size=(300_000, 2)), columns=x.columns
+    ).round(6)
+    body = {"x": rows.to_json(orient="split"), "orient": "split", "model-key": key}
+    answers: list[requests.Response] = []
+
+    def send() -> None:
+        # stream: only the head is read here; the body waits in the server's buffers.
+        answers.append(
+            requests.post(f"{server.url}/slow-predict", json=body, timeout=60, stream=True)
+        )
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: marks(models, "predict") == 3, timeout=30)
+    assert server.terminate().startswith("mlserver: stopping")
+    for thread in threads:
+        thread.join(timeout=60)
+    time.sleep(1.0)  # a slow reader: by now the server's threads have written everything
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text[:200] for a in answers]
+    expected = LinearRegression().fit(x, y).predict(rows)
+    for answer in answers:
+        assert len(answer.content) > 5_000_000
+        got = pd.read_json(io.StringIO(answer.json()["y"]), orient="split").iloc[:, 0]
+        np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-9)
+    code, out, err = server.wait()
+    assert (code, out, err) == (0, "mlserver: stopped\n", "")
+
+
+def test_sigterm_finishes_the_running_job_and_fails_the_queued_ones(serve, models, sqlite_url):
+    """SIGTERM with one job running past --graceful-timeout and two queued: the running one
+    is waited for and FINISHED, the queued ones are FAILED (cancelled), none stays RUNNING,
+    and the exit code is 0."""
+    server = serve("--training-threads", "1", "--graceful-timeout", "1")
+    running = fit(server, "slow-fit", "running", algkwargs={"seconds": 3.0})
+    queued = [fit(server, "slow-fit", f"queued-{i}", algkwargs={"seconds": 0}) for i in range(2)]
+    wait_until(lambda: marks(models, "fit") == 1)
+    signalled = time.monotonic()
+    assert server.terminate().endswith(" and 3 training job(s)\n")
+    code, out, err = server.wait()
+    assert (code, out, err) == (0, "mlserver: stopped\n", "")
+    assert time.monotonic() - signalled > 2.0  # it waited for the job, past the 1 s grace
+    assert marks(models, "fit") == 1  # the queued fits never started
+    stored = versions(sqlite_url)
+    assert stored[running] == ("FINISHED", None)
+    for key in queued:
+        status, error = stored[key]
+        assert status == "FAILED" and error.startswith("cancelled"), stored[key]
+
+
+def test_a_second_sigterm_exits_at_once_and_the_job_comes_back_interrupted(
+    serve, models, sqlite_url
+):
+    """A second SIGTERM while a long job runs exits 1 at once; the next server marks that job
+    FAILED (interrupted) at start-up, never leaving it RUNNING."""
+    server = serve()
+    key = fit(server, "slow-fit", "long", algkwargs={"seconds": 300})
+    wait_until(lambda: marks(models, "fit") == 1)
+    assert server.terminate().startswith("mlserver: stopping")
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    code, _, err = server.wait(timeout=10)
+    assert code == 1 and "SIGTERM again: exiting without waiting" in err
+    assert time.monotonic() - signalled < 5
+    assert versions(sqlite_url)[key][0] == "RUNNING"  # what the dead process left
+    serve()
+    status, error = versions(sqlite_url)[key]
+    assert status == "FAILED" and error.startswith("interrupted"), (status, error)
