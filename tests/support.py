@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,3 +123,48 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02) -> Any:
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+_SCRIPT = Path(sys.executable).with_name("ml-server")
+#: How to run the CLI: the venv's console script, or the module where there is none.
+ML_SERVER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
+
+
+class ServerProcess:
+    """`ml-server serve` (this module's registry unless `target` says otherwise) on a store, in
+    its own process, on a free port; `url` is where it listens."""
+
+    def __init__(
+        self, store_url: str, *options: str, target: str | None = None, env: dict | None = None
+    ) -> None:
+        target = target or f"{Path(__file__)}:registry"
+        # The tests choose every setting: none leaks in from the environment running them.
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+        self.process = subprocess.Popen(
+            [*ML_SERVER, "serve", target, "--port", "0", "--store", store_url, *options],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**environ, **(env or {})},
+        )
+        line = self.process.stdout.readline()
+        if " on http://" not in line:
+            self.kill()
+            raise AssertionError(f"server did not start: {line!r}")
+        self.url = line.split(" on ")[1].split()[0]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send `sig` (a graceful stop by default) and wait; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(timeout=30)
+        if not self.process.stdout.closed:
+            self.process.stdout.close()
+        return code
+
+    def kill(self) -> int:
+        """SIGKILL: the process gets no chance to clean up, as in a crash."""
+        return self.stop(signal.SIGKILL)

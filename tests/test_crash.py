@@ -8,14 +8,9 @@ from several threads, and kills it after a random delay (seeded: the same moment
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,11 +18,8 @@ import requests
 
 from mlserver.serializers.base import resolve_serializer
 from mlserver.store import SQLStore
-from support import regression, wait_until
+from support import ServerProcess, regression, wait_until
 
-SUPPORT = Path(__file__).parent / "support.py"
-_SCRIPT = Path(sys.executable).with_name("ml-server")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
 ROUNDS = 10
 SEED = 20261
 PREDICTORS = 4
@@ -38,35 +30,7 @@ ROWS = {"x": X.head(5).to_json(orient="split"), "orient": "split"}
 BROKEN = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
 
 
-class Server:
-    """`ml-server serve tests/support.py:registry` on `store_url`, in its own process."""
-
-    def __init__(self, store_url: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
-        self.process = subprocess.Popen(
-            [*COMMAND, "serve", f"{SUPPORT}:registry", "--port", "0", "--store", store_url],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        line = self.process.stdout.readline()
-        if " on http://" not in line:
-            self.kill()
-            raise AssertionError(f"server did not start: {line!r}")
-        self.url = line.split(" on ")[1].split()[0]
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.process.stdout.close()
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=60)
-        self.process.stdout.close()
-        return code
+Server = ServerProcess
 
 
 # -- the store, read directly --------------------------------------------------------------

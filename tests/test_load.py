@@ -7,15 +7,10 @@ one deleting and re-creating thread, all for a fixed, short time.
 from __future__ import annotations
 
 import io
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,11 +19,8 @@ import requests
 from sklearn.linear_model import LinearRegression
 
 from mlserver.store import SQLStore
-from support import regression, wait_until
+from support import ServerProcess, regression, wait_until
 
-SUPPORT = Path(__file__).parent / "support.py"
-_SCRIPT = Path(sys.executable).with_name("ml-server")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
 CLIENTS = 16
 SECONDS = 10.0
 CHURNED = 4  # keys deleted and re-created over and over
@@ -38,38 +30,14 @@ QUERY = X.head(4)
 EXPECTED = LinearRegression().fit(X, Y).predict(QUERY)
 
 
-class Server:
-    """`ml-server serve tests/support.py:registry` on a SQLite file, in its own process."""
-
-    def __init__(self, store_url: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
-        self.process = subprocess.Popen(
-            [*COMMAND, "serve", f"{SUPPORT}:registry", "--port", "0", "--store", store_url],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        line = self.process.stdout.readline()
-        if " on http://" not in line:
-            self.stop()
-            raise AssertionError(f"server did not start: {line!r}")
-        self.url = line.split(" on ")[1].split()[0]
+class Server(ServerProcess):
+    """The test registry's server, with the two calls this test makes."""
 
     def put(self, model: str, **params) -> requests.Response:
         return requests.put(f"{self.url}/{model}", json={**TRAIN, **params}, timeout=30)
 
     def status(self, model: str, key: str) -> dict:
         return requests.get(f"{self.url}/{model}", params={"model-key": key}, timeout=30).json()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process.stdout.close()
 
 
 @pytest.fixture

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,28 +13,17 @@ import pytest
 import requests
 from sklearn.linear_model import LinearRegression
 
-from support import regression, wait_until
+from support import ServerProcess, regression, wait_until
 
-SUPPORT = Path(__file__).parent / "support.py"
 # Short leases so that a dead replica's job is taken for interrupted within seconds.
 LEASES = {"MLSERVER_LEASE_SECONDS": "4", "MLSERVER_HEARTBEAT_SECONDS": "1"}
 
 
-class Replica:
-    """`ml-server serve` on the shared store, in its own process."""
+class Replica(ServerProcess):
+    """`ml-server serve` on the shared store with short leases, in its own process."""
 
     def __init__(self, store_url: str) -> None:
-        script = Path(sys.executable).with_name("ml-server")
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "mlserver.cli"]
-        self.process = subprocess.Popen(
-            [*command, "serve", f"{SUPPORT}:registry", "--port", "0", "--store", store_url],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **LEASES},
-        )
-        line = self.process.stdout.readline()
-        assert " on http://" in line, f"replica did not start: {line!r}"
-        self.url = line.split(" on ")[1].split()[0]
+        super().__init__(store_url, env=LEASES)
 
     def put(self, model: str, body: dict) -> requests.Response:
         return requests.put(f"{self.url}/{model}", json=body, timeout=30)
@@ -49,12 +34,6 @@ class Replica:
     def predict(self, model: str, key: str, x: pd.DataFrame) -> requests.Response:
         body = {"x": x.to_json(orient="split"), "orient": "split", "model-key": key}
         return requests.post(f"{self.url}/{model}", json=body, timeout=30)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=60)
-        self.process.stdout.close()
 
 
 @pytest.fixture

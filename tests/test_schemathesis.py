@@ -9,11 +9,6 @@ random keys (404) and frames (422) never would.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -33,11 +28,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from mlserver.service import verbs
-from support import classification, registry, regression, wait_until
+from support import ServerProcess, classification, registry, regression, wait_until
 
-SUPPORT = Path(__file__).parent / "support.py"
-_SCRIPT = Path(sys.executable).with_name("ml-server")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
 # 38 operations (8 models with 4 or 5 verbs, 4 service routes): ~3,800 requests, ~40 s here.
 MAX_EXAMPLES = 100
 # Models trained on classification() (columns a, b, c); the others on regression() (u, v).
@@ -45,22 +37,11 @@ CLASSIFIERS = {"logreg", "kmeans"}
 KEY_NAMES = ("model-key", "model_key")
 
 
-class Server:
-    """`ml-server serve tests/support.py:registry` on a SQLite file, in its own process."""
+class Server(ServerProcess):
+    """The test registry's server, remembering the keys trained on it for the fuzzer."""
 
     def __init__(self, store_url: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
-        self.process = subprocess.Popen(
-            [*COMMAND, "serve", f"{SUPPORT}:registry", "--port", "0", "--store", store_url],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        line = self.process.stdout.readline()
-        if " on http://" not in line:
-            self.kill()
-            raise AssertionError(f"server did not start: {line!r}")
-        self.url = line.split(" on ")[1].split()[0]
+        super().__init__(store_url)
         #: model -> the keys it has (finished, failed or running).
         self.keys: dict[str, list[str]] = {}
         #: model -> the predict methods it offers.
@@ -80,13 +61,6 @@ class Server:
     def status(self, model: str, key: str) -> str:
         answer = requests.get(f"{self.url}/{model}", params={"model-key": key}, timeout=30)
         return answer.json()["status"]
-
-    def kill(self) -> None:
-        # NOTE: SIGKILL: one job of this server sleeps for an hour; a graceful stop would wait.
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.process.stdout.close()
 
 
 @pytest.fixture(scope="module")

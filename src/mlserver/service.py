@@ -43,7 +43,7 @@ from mlserver.jobs import Jobs, TrainingTask
 from mlserver.registry import Registry
 from mlserver.serializers.base import Serializer, resolve_serializer
 from mlserver.signing import Signer
-from mlserver.store.base import Claim, Store, Version
+from mlserver.store.base import Claim, Status, Store, Version
 from mlserver.wrapper import ModelWrapper
 
 __all__ = ["Prediction", "Service"]
@@ -357,6 +357,8 @@ class Service:
         newest = self.store.newest(model, key)
         if newest is None:
             raise KeyNotFound(f"model-key {key!r} has no versions of {model!r}")
+        if newest.status is Status.FINISHED:  # it finished between our two reads
+            return newest
         detail = f": {newest.error}" if newest.error else ""
         raise NotReady(
             f"no version of {key!r} has finished; the newest is {newest.status}{detail}",
