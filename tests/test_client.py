@@ -452,3 +452,19 @@ def test_an_error_page_that_is_not_json_is_a_server_failure(serve):
         client.keys()
     assert caught.value.status_code == 502 and caught.value.title == "Bad Gateway"
     assert "nginx" in caught.value.description
+
+
+def test_auth_errors_are_typed(sqlite_store, serve):
+    """401 without a token and 403 with a token lacking the scope raise their own classes."""
+    from mlserver.client import Forbidden, Unauthorized
+    from mlserver.http.auth import hash_token
+
+    app = create_app(registry(), sqlite_store, tokens={hash_token("reader"): "predict"})
+    url = serve(app)
+    x, y = regression()
+    with ModelClient(url, "linreg") as anonymous, pytest.raises(Unauthorized) as refused:
+        anonymous.fit(x, y)
+    assert refused.value.status_code == 401
+    with ModelClient(url, "linreg", token="reader") as reader, pytest.raises(Forbidden) as denied:
+        reader.fit(x, y)
+    assert denied.value.status_code == 403 and "train" in denied.value.description

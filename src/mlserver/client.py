@@ -13,9 +13,11 @@ MLServerError                   (mlserver.errors)
     ├── ConnectionFailed        no answer: refused, unreachable or timed out (names the URL)
     ├── ServerError             the server answered with an error status (4xx, 5xx)
     │   ├── BadRequest          400: a parameter is missing, malformed or unknown
+    │   ├── Unauthorized        401: no valid token (pass `token=`)
+    │   ├── Forbidden           403: the token lacks the scope this call needs
     │   ├── NotFound            404: unknown model, or a model-key with no versions
     │   ├── MethodNotAllowed    405: the model does not take that verb (e.g. no update)
-    │   ├── Conflict            409: the key is not ready; `status` says why (RUNNING, FAILED)
+    │   ├── Conflict            409: the key is not ready or not servable; `status` says which
     │   ├── RequestTooLarge     413: the body is above the server's limit
     │   ├── UnsupportedMedia    415: the body is not JSON
     │   ├── Unprocessable       422: x does not fit the model (e.g. other columns)
@@ -47,6 +49,7 @@ __all__ = [
     "ClientError",
     "Conflict",
     "ConnectionFailed",
+    "Forbidden",
     "MethodNotAllowed",
     "ModelClient",
     "NotFound",
@@ -54,6 +57,7 @@ __all__ = [
     "ServerError",
     "ServerFailure",
     "TrainingFailed",
+    "Unauthorized",
     "Unprocessable",
     "UnsupportedMedia",
     "WaitTimeout",
@@ -114,6 +118,14 @@ class BadRequest(ServerError):
     @property
     def parameter(self) -> str | None:
         return self.body.get("parameter")
+
+
+class Unauthorized(ServerError):
+    """401: the server wants a token and got none, or one it does not know."""
+
+
+class Forbidden(ServerError):
+    """403: the token is valid but lacks the scope (predict, train, admin) this call needs."""
 
 
 class NotFound(ServerError):
@@ -186,6 +198,8 @@ class WaitTimeout(ClientError):
 
 _ERRORS: dict[int, type[ServerError]] = {
     400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     405: MethodNotAllowed,
     409: Conflict,
