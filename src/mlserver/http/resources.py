@@ -19,7 +19,6 @@ from mlserver.frames import (
     encode_arrow,
     split_target,
 )
-from mlserver.http.openapi import openapi
 from mlserver.service import Service
 from mlserver.store.base import Status, Version
 
@@ -27,7 +26,6 @@ __all__ = [
     "HealthResource",
     "ModelResource",
     "ModelsResource",
-    "OpenAPIResource",
     "ReadyResource",
 ]
 
@@ -262,13 +260,3 @@ class ModelsResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         _send(resp, {"models": self.service.models()})
-
-
-class OpenAPIResource:
-    """`/openapi.json`: the OpenAPI 3.1 document of this app."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        _send(resp, openapi(self.service))
