@@ -68,12 +68,6 @@ class ModelCache:
                     self.bytes -= self._sizes.pop(evicted)
             return value
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._sizes.clear()
-            self.bytes = 0
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
