@@ -41,6 +41,7 @@ import requests
 from sklearn.linear_model import LogisticRegression
 
 THREADS = 8
+ARROW = "application/vnd.apache.arrow.stream"
 
 YARDSTICK = textwrap.dedent(
     """
@@ -302,36 +303,7 @@ def main() -> None:
                     )
             print(f"{rows} row(s): in-process floor p50 {floor:.3f} ms")
 
-        # Arrow against JSON for the same 10k rows, on the same (joblib) model.
-        arrow_body = arrow_bytes(x)
-        url = f"{server.base}/joblib?model-key={keys['joblib']}"
-        json_body = json.dumps(
-            {
-                "x": orjson.loads(x.to_json(orient="split", double_precision=15)),
-                "orient": "split",
-                "model-key": keys["joblib"],
-            }
-        ).encode()
-        timings = {}
-        for name, body, media in (
-            ("json", json_body, "application/json"),
-            ("arrow", arrow_body, "application/vnd.apache.arrow.stream"),
-        ):
-            start = time.perf_counter()
-            for _ in range(10):
-                response = requests.post(
-                    url if name == "arrow" else f"{server.base}/joblib",
-                    data=body,
-                    headers={"Content-Type": media, "Accept": media},  # answered in kind
-                    timeout=60,
-                )
-                assert response.status_code == 200, response.text
-            timings[name] = (time.perf_counter() - start) / 10
-        speedup = timings["json"] / timings["arrow"]
-        print(
-            f"10k-row predict: JSON {timings['json'] * 1e3:.1f} ms, "
-            f"Arrow {timings['arrow'] * 1e3:.1f} ms, Arrow x JSON {speedup:.1f}"
-        )
+        bulk(workdir, server.base, keys, x)
     finally:
         for process in (yardstick, seed, server, workers):
             process.stop()
@@ -340,6 +312,70 @@ def main() -> None:
 
     ingest(workdir, rng)
     rss(workdir)
+
+
+def bulk(workdir: Path, base: str, keys: dict[str, str], x: pd.DataFrame) -> None:
+    """Arrow against JSON for the same 10k rows, answered in kind: end to end over one
+    keep-alive connection, and in process (the same app called as WSGI, no sockets)."""
+    from falcon.testing import create_environ
+
+    from mlserver import create_app
+    from mlserver.store import SQLStore
+
+    sys.path.insert(0, str(workdir))
+    from bench_registry import registry  # the registry the server serves
+
+    app = create_app(registry, SQLStore(f"sqlite:///{workdir / 'models.db'}"))
+    split = orjson.loads(x.to_json(orient="split", double_precision=15))
+    parsed = urlparse(base)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+
+    def over_http(path: str, body: bytes, media: str) -> None:
+        connection.request(
+            "POST", path, body=body, headers={"Content-Type": media, "Accept": media}
+        )
+        response = connection.getresponse()
+        answer = response.read()
+        assert response.status == 200, answer
+
+    def in_process(path: str, body: bytes, media: str) -> None:
+        route, _, query = path.partition("?")
+        environ = create_environ(
+            route, query, method="POST", body=body, headers={"Content-Type": media, "Accept": media}
+        )
+        status = []
+        b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+        assert status[0].startswith("200"), status
+
+    try:
+        for backend, key in keys.items():
+            cases = {
+                "json": (
+                    f"/{backend}",
+                    orjson.dumps({"x": split, "orient": "split", "model-key": key}),
+                    "application/json",
+                ),
+                "arrow": (f"/{backend}?model-key={key}", arrow_bytes(x), ARROW),
+            }
+            for where, call in (("end to end", over_http), ("in process", in_process)):
+                timings = {}
+                for name, (path, body, media) in cases.items():
+                    for _ in range(3):
+                        call(path, body, media)  # warm up
+                    samples = []
+                    for _ in range(30):
+                        start = time.perf_counter()
+                        call(path, body, media)
+                        samples.append(time.perf_counter() - start)
+                    timings[name] = float(np.median(samples))
+                print(
+                    f"10k-row predict, {backend}, {where}: JSON {timings['json'] * 1e3:.2f} ms, "
+                    f"Arrow {timings['arrow'] * 1e3:.2f} ms, "
+                    f"Arrow x JSON {timings['json'] / timings['arrow']:.1f}"
+                )
+    finally:
+        connection.close()
+        app.close()
 
 
 def ingest(workdir: Path, rng: np.random.Generator) -> None:

@@ -13,13 +13,16 @@ import pytest
 
 from mlserver.errors import InvalidPayload, SchemaMismatch
 from mlserver.frames import (
+    LAZY_BODY_BYTES,
     ORIENTS,
+    LazyJSON,
     Schema,
     Table,
     align_target,
     decode_frame,
     decode_target,
     encode_frame,
+    loads_body,
     name_key,
     training_key,
 )
@@ -463,3 +466,81 @@ def test_numeric_fast_path_steps_aside_for_anything_else() -> None:
         other = decode_frame({"columns": ["a", "z"], "data": [[1.0, 2.0]]}, "split", schema=schema)
         schema.conform(other.frame)
     assert not decode_frame([[1.0, 2.0, 3.0]], "values", schema=schema).conformed
+
+
+# -- large bodies, parsed lazily -----------------------------------------------------------------
+
+LAZY_SCHEMA = Schema.of(pd.DataFrame({"a": [1.0], "b": [2.0]}))
+
+
+def lazily(value: Any, orient: str = "split") -> Table | Exception:
+    """decode_frame on `value` as a large body brings it: a LazyJSON from the body's text."""
+    raw = orjson.dumps({"x": value, "orient": orient})
+    raw += b" " * (LAZY_BODY_BYTES - len(raw))  # whitespace makes it large, nothing else
+    body = loads_body(raw, lazy=True)
+    assert isinstance(body["x"], LazyJSON) and body["orient"] == orient
+    return decoded(body["x"], orient)
+
+
+def decoded(value: Any, orient: str) -> Table | Exception:
+    try:
+        return decode_frame(value, orient, schema=LAZY_SCHEMA)
+    except Exception as exc:  # compared with the small body's outcome
+        return exc
+
+
+def outcome(result: Table | Exception) -> Any:
+    if isinstance(result, Exception):
+        return type(result), str(result)
+    split = result.frame.to_dict(orient="split")
+    return result.conformed, result.as_string, orjson.dumps(split)  # NaN as null: comparable
+
+
+LAZY_CASES = {
+    "plain": {"columns": ["a", "b"], "index": [0, 1], "data": [[1.5, 2.0], [0.1, 3]]},
+    "reordered, labelled": {"columns": ["b", "a"], "index": [7, "r"], "data": [[1, 2], [3, 4]]},
+    "no index": {"columns": ["a", "b"], "data": [[1, 2]]},
+    "nested cell": {"columns": ["a", "b"], "data": [[1, [2]], [3, 4]]},
+    "nested pair": {"columns": ["a", "b"], "data": [[1, []], [3, [4, 5]]]},
+    "ragged": {"columns": ["a", "b"], "data": [[1, 2, 3], [4]]},
+    "null": {"columns": ["a", "b"], "data": [[1, None], [3, 4]]},
+    "string": {"columns": ["a", "b"], "data": [[1, "2"], [3, 4]]},
+    "boolean": {"columns": ["a", "b"], "data": [[1, True], [3, 4]]},
+    "bracket label": {"columns": ["a", "b"], "index": ["[", "]"], "data": [[1, 2], [3, 4]]},
+    "unknown column": {"columns": ["a", "z"], "data": [[1, 2]]},
+    "extra key": {"columns": ["a", "b"], "data": [[1, 2]], "more": 1},
+    "no rows": {"columns": ["a", "b"], "data": []},
+}
+
+
+@pytest.mark.parametrize("case", LAZY_CASES)
+def test_lazy_split_decodes_as_a_small_body_does(case: str) -> None:
+    """Whatever x holds, the lazy parse gives the same table, or the same error, as orjson;
+    nested, ragged or non-numeric rows never slip through as numbers."""
+    value = LAZY_CASES[case]
+    assert outcome(lazily(value)) == outcome(decoded(value, "split"))
+
+
+@pytest.mark.parametrize(
+    "rows", [[[1, 2], [3, 4.5]], [[1, [2]], [3, 4]], [[1, 2, 3], [4]], [[1, None]]]
+)
+def test_lazy_values_decode_as_a_small_body_does(rows: list) -> None:
+    assert outcome(lazily(rows, "values")) == outcome(decoded(rows, "values"))
+
+
+def test_lazy_text_and_other_parameters() -> None:
+    """x as large pandas-JSON text is read lazily and answered as text; the other
+    parameters come back as plain Python values; bad JSON is a ValueError."""
+    frame = pd.DataFrame({"a": [i / 3 for i in range(5000)], "b": [i * 2.0 for i in range(5000)]})
+    text = frame.to_json(orient="split", double_precision=15)
+    assert len(text) > LAZY_BODY_BYTES
+    table = decode_frame(text, "split", schema=LAZY_SCHEMA)
+    assert table.conformed and table.as_string
+    assert table.array.tolist() == orjson.loads(text)["data"]
+    body = loads_body(orjson.dumps({"x": [[1, 2]], "method": "predict", "k": [{"a": [1]}]}))
+    assert body == {"x": [[1, 2]], "method": "predict", "k": [{"a": [1]}]}
+    big = orjson.dumps({"x": [[1, 2]] * 20_000, "k": [{"a": [1]}], "n": None})
+    lazy = loads_body(big, lazy=True)
+    assert isinstance(lazy["x"], LazyJSON) and lazy["k"] == [{"a": [1]}] and lazy["n"] is None
+    with pytest.raises(ValueError):
+        loads_body(big[:-1], lazy=True)

@@ -8,17 +8,19 @@ same data gives the same frame, and the same key, whatever the orient or form it
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
+import simdjson
 
 from mlserver.errors import InvalidPayload, SchemaMismatch, UnsupportedMediaType
 
@@ -29,6 +31,9 @@ __all__ = [
     "align_target",
     "decode_frame",
     "decode_target",
+    "encode_array",
+    "encode_arrow",
+    "encode_arrow_array",
     "encode_frame",
     "name_key",
     "training_key",
@@ -40,15 +45,48 @@ _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-@dataclass(frozen=True)
 class Table:
-    """A decoded `x`: the frame plus how it came, so the answer can go back the same way."""
+    """A decoded `x`: its rows plus how they came, so the answer can go back the same way.
 
-    frame: pd.DataFrame
-    orient: str
-    as_string: bool
-    #: True when the frame already has the training schema's columns, order and float64 data.
-    conformed: bool = False
+    Rows come either as a DataFrame, or (the numeric fast path) as one float64 array already
+    in the training schema's column order; then the frame is built only if someone asks.
+    """
+
+    def __init__(
+        self,
+        frame: pd.DataFrame | None,
+        orient: str,
+        as_string: bool,
+        *,
+        array: np.ndarray | None = None,
+        columns: pd.Index | None = None,
+        index: pd.Index | None = None,
+    ) -> None:
+        self.orient = orient
+        self.as_string = as_string
+        #: float64 rows in training order, or None when the rows came as a general frame.
+        self.array = array
+        #: The fast path's row labels; None stands for 0..n-1 (no Index built for it).
+        self.given_index = index
+        self._frame = frame
+        self._columns = columns
+
+    @property
+    def conformed(self) -> bool:
+        """The rows already have the training schema's columns, order and float64 data."""
+        return self.array is not None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.array.shape if self.array is not None else self.frame.shape  # type: ignore[return-value]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = pd.DataFrame(
+                self.array, columns=self._columns, index=self.given_index, copy=False
+            )
+        return self._frame
 
 
 @dataclass(frozen=True)
@@ -66,6 +104,10 @@ class Schema:
         one-row decode (pandas 3 backs it with Arrow); one per version does.
         """
         return pd.Index(list(self.columns), dtype=object)
+
+    @functools.cached_property
+    def names(self) -> list[Hashable]:
+        return list(self.columns)
 
     @functools.cached_property
     def numeric(self) -> bool:
@@ -154,8 +196,97 @@ def _names(labels: Sequence[Hashable]) -> str:
 # Decoding
 
 
+#: Bodies at least this large are parsed lazily (see `loads_body`).
+LAZY_BODY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class LazyJSON:
+    """A JSON value parsed by simdjson but not yet turned into Python objects."""
+
+    value: Any
+    #: How many "[" the whole source text holds: what proves a table has no nested lists.
+    brackets: int
+
+
+def loads_body(raw: bytes, lazy: bool = False) -> Any:
+    """A JSON request body; with `lazy`, a large one's `x` stays a LazyJSON until its
+    training schema is known, so a numeric table goes straight from the text into an array.
+
+    PERF: 10k x 10 numbers: ~10 ms as Python lists then an array (orjson + numpy), ~4 ms
+    straight into an array (simdjson). Raises ValueError for text that is not JSON.
+    """
+    if not lazy or len(raw) < LAZY_BODY_BYTES:
+        return orjson.loads(raw)
+    document = simdjson.Parser().parse(raw)
+    if not isinstance(document, simdjson.Object):
+        return _plain(document)
+    # NOTE: items() would convert every value; indexing keeps containers lazy.
+    body = {name: document[name] for name in document.keys()}  # noqa: SIM118
+    return {
+        name: LazyJSON(value, raw.count(b"["))
+        if name == "x" and isinstance(value, _CONTAINERS)
+        else _plain(value)
+        for name, value in body.items()
+    }
+
+
+_CONTAINERS = (simdjson.Object, simdjson.Array)
+
+
+def _plain(value: Any) -> Any:
+    """A lazily parsed JSON value as Python objects (anything else as it is)."""
+    if isinstance(value, LazyJSON):
+        value = value.value
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    return value
+
+
+def _lazy_table(lazy: LazyJSON, orient: str, schema: Schema, as_string: bool) -> Table | None:
+    """The fast path for a lazily parsed numeric table (orient split or values): the numbers
+    go from the text into one array; None when it is not a plain rectangle of numbers."""
+    value, lists = lazy.value, 1
+    if orient == "split" and isinstance(value, simdjson.Object):
+        parts = {name: value[name] for name in value.keys()}  # noqa: SIM118 (lazy values)
+        rows = parts.pop("data", None)
+        if set(parts) - {"columns", "index"} or not isinstance(rows, simdjson.Array):
+            return None
+        rest = {name: _plain(part) for name, part in parts.items()}
+        lists += sum(isinstance(part, list) for part in rest.values())
+    elif orient == "values" and isinstance(value, simdjson.Array):
+        rows, rest = value, {}
+    else:
+        return None
+    width = len(schema.columns)
+    count = len(rows)
+    # NOTE: as_buffer flattens nested lists, so the rectangle is proved first: the text has
+    # one "[" per row and per list of labels, none more (a "[" inside a label or another
+    # parameter only sends the table down the general path), and each row `width` values.
+    if not count or lazy.brackets != count + lists:
+        return None
+    if any(not isinstance(row, simdjson.Array) or len(row) != width for row in rows):
+        return None
+    try:
+        flat = np.frombuffer(rows.as_buffer(of_type="d"), dtype=np.float64)
+    except (TypeError, ValueError):  # null, strings, booleans, out-of-range numbers
+        return None
+    return _arranged(
+        flat.reshape(count, width),
+        rest.get("columns"),
+        rest.get("index"),
+        schema,
+        as_string,
+        orient,
+    )
+
+
 def _parse(value: Any, parameter: str) -> tuple[Any, bool]:
     """The JSON value of a parameter and whether it came as pandas-JSON text."""
+    if isinstance(value, LazyJSON):
+        return _plain(value), False
     if isinstance(value, str | bytes):
         try:
             return orjson.loads(value), True
@@ -286,11 +417,12 @@ def _frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
     raise InvalidPayload(f"orient must be one of {', '.join(ORIENTS)}; got {orient!r}", "orient")
 
 
-def _numeric_frame(value: Any, orient: str, schema: Schema) -> pd.DataFrame | None:
+def _numeric_table(value: Any, orient: str, schema: Schema, as_string: bool) -> Table | None:
     """The fast path: rows -> one float64 array in training order, or None to take the
     general path (which also produces the error messages).
 
-    PERF: building a frame column by column costs ~0.4 ms for one row; this ~0.04 ms.
+    PERF: building a frame column by column costs ~0.4 ms for one row; this ~0.04 ms, and
+    no frame at all is built when the model takes the array itself.
     """
     columns, index = None, None
     if orient == "split" and isinstance(value, dict):
@@ -315,14 +447,24 @@ def _numeric_frame(value: Any, orient: str, schema: Schema) -> pd.DataFrame | No
         array = np.asarray(rows, dtype=np.float64)
     except (TypeError, ValueError):  # strings, ragged rows, nested values
         return None
-    width = len(schema.columns)
-    if array.ndim != 2 or array.shape[1] != width:
+    if array.ndim != 2 or array.shape[1] != len(schema.columns):
         return None
+    return _arranged(array, columns, index, schema, as_string, orient)
+
+
+def _arranged(
+    array: np.ndarray, columns: Any, index: Any, schema: Schema, as_string: bool, orient: str
+) -> Table | None:
+    """Rows whose labels (if given) name the training columns, put in training order."""
+    width = len(schema.columns)
     if columns is not None:
         if not isinstance(columns, list) or len(columns) != width:
             return None
-        labels = [_label(c) for c in columns]
-        if labels != list(schema.columns):
+        if not all(isinstance(label, str | int | float) for label in columns):
+            return None
+        # PERF: labels as trained need no conversion (a regex per label).
+        labels = columns if columns == schema.names else [_label(c) for c in columns]
+        if labels != schema.names:
             position = {label: i for i, label in enumerate(labels)}
             if len(position) != width or set(position) != set(schema.columns):
                 return None
@@ -330,10 +472,37 @@ def _numeric_frame(value: Any, orient: str, schema: Schema) -> pd.DataFrame | No
     if index is not None:
         if not isinstance(index, list) or len(index) != len(array):
             return None
-        if not all(isinstance(label, str | int | float) for label in index):
+        # PERF: the usual index (0..n-1) needs no Index: building one costs ~20-70 us.
+        if _is_range(index):
+            index = None
+        elif all(isinstance(label, str | int | float) for label in index):
+            index = _axis(index, "x")
+        else:
             return None
-        index = _axis(index, "x")
-    return pd.DataFrame(array, columns=schema.labels, index=index, copy=False)
+    return Table(None, orient, as_string, array=array, columns=schema.labels, index=index)
+
+
+def _float_table(table: Table, schema: Schema) -> Table | None:
+    """A decoded all-float64 frame with a default index, as the fast path's array."""
+    frame = table.frame
+    if not default_index(frame.index) or any(t != np.float64 for t in frame.dtypes.tolist()):
+        return None
+    columns = frame.columns.tolist()
+    return _arranged(frame.to_numpy(), columns, None, schema, table.as_string, table.orient)
+
+
+def default_index(index: pd.Index) -> bool:
+    """The index pandas gives a frame by default: 0..n-1, unnamed."""
+    return (
+        isinstance(index, pd.RangeIndex)
+        and (index.start, index.step) == (0, 1)
+        and index.name is None
+    )
+
+
+def _is_range(labels: list[Any]) -> bool:
+    """Labels 0..n-1, all ints (0.0 and True compare equal to 0 and 1, but are not)."""
+    return labels == list(range(len(labels))) and set(map(type, labels)) <= {int}
 
 
 def _checked(data: pd.DataFrame | pd.Series, parameter: str) -> None:
@@ -342,9 +511,12 @@ def _checked(data: pd.DataFrame | pd.Series, parameter: str) -> None:
     if frame.columns.has_duplicates:
         duplicated = _names(list(dict.fromkeys(frame.columns[frame.columns.duplicated()])))
         raise InvalidPayload(f"{parameter} has duplicate columns {duplicated}", parameter)
-    for column in frame.columns:
-        values = frame[column]
-        if values.dtype == object and values.map(lambda v: isinstance(v, list | dict)).any():
+    # PERF: only object columns can hold lists or objects; looking up each column costs.
+    dtypes = frame.dtypes.tolist()
+    for position in [i for i, dtype in enumerate(dtypes) if dtype == np.dtype("O")]:
+        column = frame.columns[position]
+        values = frame.iloc[:, position]
+        if values.map(lambda v: isinstance(v, list | dict)).any():
             raise InvalidPayload(
                 f"{parameter}: column {column!r} holds lists or objects; cells must be "
                 "numbers, strings, booleans or null",
@@ -361,14 +533,26 @@ def decode_frame(
     float64 array in training order; anything else takes the general path.
     """
     if isinstance(value, Table):  # already decoded, e.g. from an Arrow body
+        if schema is not None and schema.numeric and value.array is None:
+            return _float_table(value, schema) or value
         return value
     if value is None:
         raise InvalidPayload(f"missing parameter {parameter!r}", parameter)
+    if schema is not None and schema.numeric and orient in ("split", "values"):
+        lazy, as_string = value, False
+        if isinstance(value, str | bytes) and len(value) >= LAZY_BODY_BYTES:
+            text = value.encode() if isinstance(value, str) else value
+            with contextlib.suppress(ValueError):  # the general path words the error
+                lazy, as_string = LazyJSON(simdjson.Parser().parse(text), text.count(b"[")), True
+        if isinstance(lazy, LazyJSON):
+            fast = _lazy_table(lazy, orient, schema, as_string)
+            if fast is not None:
+                return fast
     parsed, as_string = _parse(value, parameter)
     if schema is not None and schema.numeric:
-        fast = _numeric_frame(parsed, orient, schema)
+        fast = _numeric_table(parsed, orient, schema, as_string)
         if fast is not None:
-            return Table(fast, orient, as_string, conformed=True)
+            return fast
     frame = _frame(parsed, orient, parameter)
     if frame.empty:
         raise InvalidPayload(f"{parameter} has no rows or no columns", parameter)
@@ -475,7 +659,9 @@ def decode_bulk(raw: bytes, kind: str, parameter: str = "x") -> pd.DataFrame:
                 table = pa.ipc.open_stream(pa.py_buffer(raw)).read_all()
             else:
                 table = pa.parquet.read_table(pa.BufferReader(raw))
-            frame = table.to_pandas()
+            frame = _float_frame(pa, table)
+            if frame is None:
+                frame = table.to_pandas()
     except UnsupportedMediaType:
         raise
     except Exception as exc:  # each format library raises its own error types
@@ -487,6 +673,29 @@ def decode_bulk(raw: bytes, kind: str, parameter: str = "x") -> pd.DataFrame:
         raise InvalidPayload(f"{parameter} has no rows or no columns", parameter)
     _checked(frame, parameter)
     return frame
+
+
+def _float_frame(pa: Any, table: Any) -> pd.DataFrame | None:
+    """All-float64 columns and no index of their own: one 2-D array, or None.
+
+    PERF: `to_pandas` spends ~1 ms on pandas metadata for 10 columns; this ~0.1 ms.
+    """
+    if not table.num_columns or not all(pa.types.is_float64(t) for t in table.schema.types):
+        return None
+    indexes = (table.schema.pandas_metadata or {}).get("index_columns", [])
+    if any(not _default_range(index, table.num_rows) for index in indexes):
+        return None
+    array = np.column_stack([column.to_numpy() for column in table.columns])
+    return pd.DataFrame(array, columns=table.column_names, copy=False)
+
+
+def _default_range(index: Any, rows: int) -> bool:
+    """pandas metadata of a RangeIndex 0..rows-1, the one pandas gives by default."""
+    return isinstance(index, dict) and (
+        index.get("kind") == "range"
+        and index.get("name") is None
+        and (index.get("start"), index.get("stop"), index.get("step")) == (0, rows, 1)
+    )
 
 
 def split_target(
@@ -507,6 +716,25 @@ def encode_arrow(frame: pd.DataFrame) -> bytes:
     """An Arrow IPC stream of `frame`, its index kept; column names become strings."""
     pa = _pyarrow()
     table = pa.Table.from_pandas(frame.set_axis([str(c) for c in frame.columns], axis=1))
+    return _ipc(pa, table)
+
+
+def encode_arrow_array(values: np.ndarray, columns: list[Any], index: pd.Index | None) -> bytes:
+    """`encode_arrow(DataFrame(values, index, columns))`: without an index of its own
+    (None: 0..n-1), the columns go straight into Arrow, as the client reads them back.
+
+    PERF: ~1 ms less than through pandas for a 10k-row answer.
+    """
+    if index is not None or values.dtype.kind not in "biuf":
+        frame = pd.DataFrame(values, index=index, columns=pd.Index(columns, dtype=object))
+        return encode_arrow(frame)
+    pa = _pyarrow()
+    names = [str(c) for c in columns]
+    table = pa.table([pa.array(values[:, i]) for i in range(values.shape[1])], names=names)
+    return _ipc(pa, table)
+
+
+def _ipc(pa: Any, table: Any) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -528,24 +756,6 @@ def _rows(frame: pd.DataFrame) -> list[list[Any]]:
 
 def encode_frame(frame: pd.DataFrame, orient: str) -> Any:
     """The JSON value `frame.to_json(orient=orient)` would hold, at full float64 precision."""
-    columns = list(frame.columns)
-    index = frame.index.tolist()
-    if orient == "split":
-        return {"columns": columns, "index": index, "data": _rows(frame)}
-    if orient == "records":
-        keys = [_key(c) for c in columns]
-        return [dict(zip(keys, row, strict=True)) for row in _rows(frame)]
-    if orient == "values":
-        return _rows(frame)
-    if orient == "columns":
-        keys = [_key(i) for i in index]
-        return {_key(c): dict(zip(keys, frame[c].tolist(), strict=True)) for c in columns}
-    if orient == "index":
-        keys = [_key(c) for c in columns]
-        return {
-            _key(i): dict(zip(keys, row, strict=True))
-            for i, row in zip(index, _rows(frame), strict=True)
-        }
     if orient == "table":
         schema = pd.io.json.build_table_schema(frame)
         index_name = frame.index.name if frame.index.name is not None else "index"
@@ -554,6 +764,75 @@ def encode_frame(frame: pd.DataFrame, orient: str) -> Any:
         return {
             "schema": schema,
             "data": [dict(zip(keys, row, strict=True)) for row in _rows(flat)],
+        }
+    return _encode(
+        list(frame.columns),
+        frame.index.tolist(),
+        lambda: _rows(frame),
+        lambda: [frame[c].tolist() for c in frame.columns],
+        orient,
+    )
+
+
+#: Array kinds whose `tolist()` gives the values `Series.tolist()` would: bool, int, float,
+#: object and str. Others (datetimes) go through a frame.
+_PLAIN_KINDS = frozenset("biufOU")
+
+
+def _orjson_exact(dtype: np.dtype) -> bool:
+    """orjson writes such arrays exactly as their Python numbers: bool, int and float64
+    (float32 it would write shortened, unlike `float(value)`)."""
+    return dtype.kind in "biu" or dtype == np.float64
+
+
+def encode_array(
+    values: np.ndarray, columns: list[Any], index: pd.Index | None, orient: str
+) -> Any:
+    """`encode_frame(DataFrame(values, index, columns), orient)` without building the frame;
+    an `index` of None stands for 0..n-1. The value may hold numpy arrays: `dumps` (or
+    orjson with OPT_SERIALIZE_NUMPY) writes them as the lists they stand for.
+
+    PERF: for one row, the frame and its column-wise conversion cost ~100 us; this ~3 us.
+    """
+    if orient == "table" or values.dtype.kind not in _PLAIN_KINDS:
+        frame = pd.DataFrame(values, index=index, columns=pd.Index(columns, dtype=object))
+        return encode_frame(frame, orient)
+    labels = list(range(len(values))) if index is None else index.tolist()
+    if orient in ("split", "values") and _orjson_exact(values.dtype):
+        # PERF: orjson writes these arrays itself, exactly: no Python number per value.
+        rows = np.ascontiguousarray(values)
+        if orient == "values":
+            return rows
+        if index is None:
+            labels = np.arange(len(values))
+        return {"columns": columns, "index": labels, "data": rows}
+    return _encode(columns, labels, values.tolist, lambda: values.T.tolist(), orient)
+
+
+def _encode(
+    columns: list[Any],
+    index: list[Any],
+    rows: Callable[[], list[list[Any]]],
+    by_column: Callable[[], list[list[Any]]],
+    orient: str,
+) -> Any:
+    if orient == "split":
+        return {"columns": columns, "index": index, "data": rows()}
+    if orient == "records":
+        keys = [_key(c) for c in columns]
+        return [dict(zip(keys, row, strict=True)) for row in rows()]
+    if orient == "values":
+        return rows()
+    if orient == "columns":
+        keys = [_key(i) for i in index]
+        return {
+            _key(c): dict(zip(keys, values, strict=True))
+            for c, values in zip(columns, by_column(), strict=True)
+        }
+    if orient == "index":
+        keys = [_key(c) for c in columns]
+        return {
+            _key(i): dict(zip(keys, row, strict=True)) for i, row in zip(index, rows(), strict=True)
         }
     raise InvalidPayload(f"orient must be one of {', '.join(ORIENTS)}; got {orient!r}", "orient")
 

@@ -19,6 +19,7 @@ import orjson
 import pandas as pd
 import sklearn
 
+from mlserver.arrays import array_model
 from mlserver.cache import ModelCache, NewestCache
 from mlserver.config import Settings
 from mlserver.errors import (
@@ -35,6 +36,10 @@ from mlserver.frames import (
     align_target,
     decode_frame,
     decode_target,
+    default_index,
+    encode_array,
+    encode_arrow,
+    encode_arrow_array,
     encode_frame,
     name_key,
     training_key,
@@ -53,21 +58,60 @@ log = logging.getLogger("mlserver.service")
 DEFAULT_TARGET = "y"
 
 
-@dataclass(frozen=True)
 class Prediction:
-    """Predictions (`frame`, on x's index), to answer in the orient and form x came in."""
+    """Predictions for x's rows, to answer in the orient and form x came in.
 
-    key: str
-    version: int
-    orient: str
-    frame: pd.DataFrame
-    as_string: bool = False
-    warnings: tuple[str, ...] = ()
+    A model's array output stays an array (`values`, one column per output) until it is
+    encoded; `frame` is built only when an answer needs one (Arrow, orient "table").
+    """
+
+    def __init__(
+        self,
+        key: str,
+        version: int,
+        orient: str,
+        output: pd.DataFrame | tuple[np.ndarray, list[Any]],
+        index: pd.Index | None,
+        as_string: bool = False,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
+        self.key = key
+        self.version = version
+        self.orient = orient
+        self.as_string = as_string
+        self.warnings = warnings
+        #: x's row labels; None stands for 0..n-1.
+        self.index = index
+        if isinstance(output, pd.DataFrame):
+            if index is None:
+                index = pd.RangeIndex(len(output))
+            self._frame: pd.DataFrame | None = output.set_axis(index, axis=0)
+            self.values, self.columns = None, list(output.columns)
+        else:
+            self._frame = None
+            self.values, self.columns = output
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            # PERF: object labels; inferring an Arrow-backed string Index costs more.
+            columns = pd.Index(self.columns, dtype=object)
+            self._frame = pd.DataFrame(self.values, index=self.index, columns=columns, copy=False)
+        return self._frame
+
+    def arrow(self) -> bytes:
+        """The answer as an Arrow IPC stream, x's index kept."""
+        if self.values is not None:
+            return encode_arrow_array(self.values, self.columns, self.index)
+        return encode_arrow(self.frame)
 
     @functools.cached_property
     def y(self) -> Any:
         """The JSON answer: text when x came as text, else the value, in x's orient."""
-        value = encode_frame(self.frame, self.orient)
+        if self.values is not None and self.orient != "table":
+            value = encode_array(self.values, self.columns, self.index, self.orient)
+        else:
+            value = encode_frame(self.frame, self.orient)
         if self.as_string:
             return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
         return value
@@ -79,6 +123,8 @@ class _Loaded:
     schema: Schema
     targets: tuple[Any, ...]
     warnings: tuple[str, ...]
+    #: The model's form that takes conformed rows as one float64 array (see mlserver.arrays).
+    direct: Any = None
 
 
 def _mlserver_version() -> str:
@@ -167,7 +213,7 @@ class Service:
         wrapper = self.registry.get(model)
         orient = _orient(orient)
         table = decode_frame(x, orient, "x")
-        self._within_limits(table.frame)
+        self._within_limits(table.shape)
         target = None if y is None else align_target(table.frame, decode_target(y, orient))
         modkwargs = _kwargs(modkwargs, "modkwargs")
         algkwargs = _kwargs(algkwargs, "algkwargs")
@@ -232,7 +278,7 @@ class Service:
         # NOTE: x is decoded once the training schema is known, so numeric tables can skip
         # the general frame building (see frames.decode_frame).
         table = decode_frame(x, orient, "x", loaded.schema)
-        self._within_limits(table.frame)
+        self._within_limits(table.shape)
         if method != "predict" and not _has(loaded.model, method):
             offered = [m for m in wrapper.methods if m == "predict" or _has(loaded.model, m)]
             raise InvalidPayload(
@@ -240,16 +286,28 @@ class Service:
                 f"available: {', '.join(offered)}",
                 "method",
             )
-        frame = table.frame
-        if not table.conformed:
-            frame = loaded.schema.conform(frame, positional=orient == "values")
+        direct = None
+        if loaded.direct is not None and _calls_model(wrapper, method):
+            direct = getattr(loaded.direct, method, None)
+        if table.conformed:
+            rows, index = table.array, table.given_index
+        else:
+            frame = loaded.schema.conform(table.frame, positional=orient == "values")
+            rows, index = frame, None if default_index(frame.index) else frame.index
         try:
-            raw = wrapper.apply(loaded.model, frame, method)
+            if direct is not None:
+                if not isinstance(rows, np.ndarray):
+                    rows = rows.to_numpy(dtype=np.float64)
+                raw = direct(rows)
+            else:
+                if isinstance(rows, np.ndarray):
+                    rows = table.frame
+                raw = wrapper.apply(loaded.model, rows, method)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise UnprocessableData(f"the model cannot {method} on x: {exc}") from None
-        predictions = _prediction_frame(raw, frame.index, loaded.model, method, loaded.targets)
+        output = _output(raw, len(rows), loaded.model, method, loaded.targets)
         return Prediction(
-            key, version.version, table.orient, predictions, table.as_string, loaded.warnings
+            key, version.version, table.orient, output, index, table.as_string, loaded.warnings
         )
 
     def warnings(self, model: str, version: Version) -> list[str]:
@@ -272,7 +330,7 @@ class Service:
         key = _key(key)
         orient = _orient(orient)
         table = decode_frame(x, orient, "x")
-        self._within_limits(table.frame)
+        self._within_limits(table.shape)
         target = None if y is None else align_target(table.frame, decode_target(y, orient))
         base = self._newest_finished(model, key)
         schema = Schema.from_json(base.metadata["features"])
@@ -385,7 +443,8 @@ class Service:
             model = serializer.loads(self._blob(version))
             schema = Schema.from_json(version.metadata["features"])
             targets = tuple(version.metadata.get("targets") or (DEFAULT_TARGET,))
-            return _Loaded(model, schema, targets, warnings)
+            direct = array_model(model, schema.columns) if schema.numeric else None
+            return _Loaded(model, schema, targets, warnings, direct)
 
         # NOTE: a version loads once per process, so its skew warning is logged once.
         return self.cache.get(version.id, load, size=version.size or 0)
@@ -405,9 +464,9 @@ class Service:
             )
         return blob
 
-    def _within_limits(self, x: pd.DataFrame) -> None:
+    def _within_limits(self, shape: tuple[int, int]) -> None:
         """UnprocessableData (422) when decoded `x` has more rows or columns than configured."""
-        rows, columns = x.shape
+        rows, columns = shape
         for count, what, limit in ((rows, "rows", "max_rows"), (columns, "columns", "max_columns")):
             if count > getattr(self.settings, limit):
                 raise UnprocessableData(
@@ -481,23 +540,31 @@ def _output_names(model: Any, method: str, ndim: int, targets: tuple[Any, ...]) 
     return []
 
 
-def _prediction_frame(
-    raw: Any, index: pd.Index, model: Any, method: str, targets: tuple[Any, ...]
-) -> pd.DataFrame:
-    """A method's output as a frame on `x`'s index, one named column per output."""
-    if isinstance(raw, pd.DataFrame):
-        return raw.set_axis(index, axis=0)
+def _calls_model(wrapper: ModelWrapper, method: str) -> bool:
+    """The wrapper runs `method` as `model.<method>(x)`, as ModelWrapper does by default."""
+    kind = type(wrapper)
+    if kind.apply is not ModelWrapper.apply:
+        return False
+    return method != "predict" or kind.predict is ModelWrapper.predict
+
+
+def _output(
+    raw: Any, rows: int, model: Any, method: str, targets: tuple[Any, ...]
+) -> pd.DataFrame | tuple[np.ndarray, list[Any]]:
+    """A method's output as a frame (when the wrapper gave one) or as a 2-d array and one
+    name per column."""
+    if isinstance(raw, pd.DataFrame) and len(raw) == rows:
+        return raw
     values = np.asarray(raw.to_numpy() if isinstance(raw, pd.Series) else raw)
-    if values.ndim not in (1, 2):
-        raise UnprocessableData(f"the model returned output of shape {values.shape}")
+    if values.ndim not in (1, 2) or len(values) != rows:
+        raise UnprocessableData(
+            f"the model returned output of shape {values.shape} for {rows} rows of x"
+        )
     names = _output_names(model, method, values.ndim, targets)
-    # PERF: object Indexes of labels; inferring an Arrow-backed string Index costs more.
     if values.ndim == 1:
-        name = names[0] if len(names) == 1 else DEFAULT_TARGET
-        return pd.DataFrame(values[:, None], index=index, columns=pd.Index([name], dtype=object))
+        return values[:, None], [names[0] if len(names) == 1 else DEFAULT_TARGET]
     width = values.shape[1]
-    columns = names if len(names) == width else list(range(width))
-    return pd.DataFrame(values, index=index, columns=pd.Index(columns, dtype=object))
+    return values, names if len(names) == width else list(range(width))
 
 
 def _first_line(text: str | None) -> str:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
-import uuid
 from typing import Any
 
 import falcon
@@ -106,6 +106,7 @@ class Metrics:
             registry=registry,
         )
         self._lock = threading.Lock()
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         # NOTE: a store may be shared with other apps; count its failures from now on.
         self._seen: dict[tuple[str, str], int] = {
             ("store", operation): count for operation, count in service.store.error_counts().items()
@@ -114,9 +115,15 @@ class Metrics:
 
     def request(self, route: str, model: str, method: str, status: str, seconds: float) -> None:
         """Count one answered request."""
-        self.requests.labels(route, model, method, status).inc()
-        self.latency.labels(route, model, method).observe(seconds)
-        self.sync()
+        key = (route, model, method, status)
+        children = self._children.get(key)
+        if children is None:  # PERF: labels() costs ~6 us a call; a request needs two
+            children = (self.requests.labels(*key), self.latency.labels(*key[:3]))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+        # NOTE: a served prediction changes nothing but the cache counts.
+        self.sync(cache_only=method == "POST" and status == "200")
 
     def job(self, outcome: JobOutcome) -> None:
         """Count one recorded job (a `Jobs` observer)."""
@@ -125,12 +132,14 @@ class Metrics:
             self.training.labels(outcome.model, outcome.kind).observe(outcome.training_seconds)
         self.sync()
 
-    def sync(self) -> None:
+    def sync(self, cache_only: bool = False) -> None:
         """Carry the service's own counts (cache, store failures, running jobs) over."""
         service = self.service
         with self._lock:
             self._advance(self.cache_hits, ("cache", "hits"), service.cache.hits)
             self._advance(self.cache_misses, ("cache", "misses"), service.cache.misses)
+            if cache_only:
+                return
             for operation, count in service.store.error_counts().items():
                 counter = self.store_errors.labels(operation)
                 self._advance(counter, ("store", operation), count)
@@ -176,9 +185,7 @@ class RequestObserver:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
         given = req.get_header("X-Request-ID")
-        req.context.request_id = (
-            given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        )
+        req.context.request_id = given if given and _REQUEST_ID.fullmatch(given) else _new_id()
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict
@@ -190,7 +197,7 @@ class RequestObserver:
     ) -> None:
         context = req.context
         seconds = time.perf_counter() - context.get("started", time.perf_counter())
-        request_id = context.get("request_id") or uuid.uuid4().hex
+        request_id = context.get("request_id") or _new_id()
         resp.set_header("X-Request-ID", request_id)
         route = req.uri_template or "unmatched"
         model = context.get("model")
@@ -212,6 +219,11 @@ class RequestObserver:
                 "error": context.get("error"),
             }
             access_log.info("event=request %s", _pairs(fields))
+
+
+def _new_id() -> str:
+    """32 random hex digits, as uuid4().hex looks. PERF: a tenth of uuid4's cost."""
+    return os.urandom(16).hex()
 
 
 def _pairs(fields: dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 import falcon
-import orjson
 
 from mlserver.errors import InvalidPayload, PayloadTooLarge, UnsupportedMediaType
 from mlserver.frames import (
@@ -16,7 +15,7 @@ from mlserver.frames import (
     Table,
     decode_bulk,
     dumps,
-    encode_arrow,
+    loads_body,
     split_target,
 )
 from mlserver.service import Service
@@ -74,7 +73,9 @@ class _Params:
         if body and media in BULK_MEDIA:
             self._bulk(_read_body(req, max_bytes), BULK_MEDIA[media], req.method)
         elif body:
-            for name, value in _read_json(req, max_bytes, media).items():
+            # A predict's x is decoded once its training schema is known (Service.predict).
+            lazy = req.method == "POST"
+            for name, value in _read_json(req, max_bytes, media, lazy).items():
                 if name in self.values and self.values[name] != value:
                     raise InvalidPayload(f"{name} given twice with different values", name)
                 self.values[name] = value
@@ -120,7 +121,7 @@ def _read_body(req: falcon.Request, max_bytes: int) -> bytes:
     return raw
 
 
-def _read_json(req: falcon.Request, max_bytes: int, media: str) -> dict[str, Any]:
+def _read_json(req: falcon.Request, max_bytes: int, media: str, lazy: bool) -> dict[str, Any]:
     """The JSON object in the body ({} when there is none), bounded by `max_bytes`."""
     raw = _read_body(req, max_bytes)
     if not raw.strip():
@@ -129,8 +130,8 @@ def _read_json(req: falcon.Request, max_bytes: int, media: str) -> dict[str, Any
         kinds = ", ".join(["application/json", *BULK_MEDIA])
         raise UnsupportedMediaType(f"request body must be one of {kinds}; not {media}")
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        body = loads_body(raw, lazy)
+    except ValueError as exc:  # orjson.JSONDecodeError is one
         raise InvalidPayload(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidPayload("request body must be a JSON object of parameters")
@@ -171,9 +172,9 @@ class ModelResource:
         result = self.service.predict(
             model, key=p.key(), x=p.get("x"), orient=p.get("orient"), method=p.get("method")
         )
-        if req.client_prefers((falcon.MEDIA_JSON, ARROW_STREAM)) == ARROW_STREAM:
+        if _wants_arrow(req):
             resp.content_type = ARROW_STREAM
-            resp.data = encode_arrow(result.frame)
+            resp.data = result.arrow()
             resp.set_header("X-Model-Key", result.key)
             resp.set_header("X-Model-Version", str(result.version))
             if result.warnings:
@@ -220,6 +221,14 @@ class ModelResource:
             ):
                 body["warnings"] = warnings
             _send(resp, body)
+
+
+def _wants_arrow(req: falcon.Request) -> bool:
+    """Accept prefers Arrow over JSON. PERF: content negotiation only when Arrow is named."""
+    accept = req.get_header("Accept")
+    if not accept or "arrow" not in accept.lower():
+        return False
+    return req.client_prefers((falcon.MEDIA_JSON, ARROW_STREAM)) == ARROW_STREAM
 
 
 def _key_list(versions: Iterable[Version]) -> list[dict[str, Any]]:

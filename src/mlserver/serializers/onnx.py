@@ -186,8 +186,15 @@ class OnnxModel:
         self._names = [str(c) for c in self.feature_names_in_]
         self._single = len(inputs) == 1 and inputs[0]["type"] == "float"
 
-    def _feed(self, x: pd.DataFrame) -> dict[str, np.ndarray]:
+    @property
+    def takes_arrays(self) -> bool:
+        """One float input: the conformed rows as an array are exactly its tensor."""
+        return self._single
+
+    def _feed(self, x: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         """Input tensors straight from the frame's columns, in the training order."""
+        if isinstance(x, np.ndarray) and self._single:
+            return {"input": x.astype(np.float32)}
         if self._single and [str(c) for c in x.columns] == self._names:
             # PERF: the service hands over frames already in training order: no column lookup.
             return {"input": x.to_numpy(dtype=np.float32)}
