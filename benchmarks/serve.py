@@ -9,8 +9,9 @@ req/s, p50 and p99 per case, and ratios, all measured in this run:
 - seed way: pandas.read_json + deserialize the model per request + predict on a DataFrame;
 - mlserver with the joblib backend (scikit-learn on a DataFrame) and the ONNX backend.
 
-Then the fit ingest of 1M x 10 rows as JSON and as Arrow (server time until the 202), and the
-RSS of a server holding 100 small cached models.
+Then a 10k-row predict as Arrow against JSON, for both backends, end to end and in process;
+the fit ingest of 1M x 10 rows as JSON and as Arrow (server time until the 202); and the RSS of
+a server holding 100 small cached models.
 
     python benchmarks/serve.py [--seconds 4] [--quick]
 """
@@ -65,8 +66,9 @@ YARDSTICK = textwrap.dedent(
 
 SEED_WAY = textwrap.dedent(
     """
-    import io, logging, sys, falcon, joblib, orjson, pandas, waitress
+    import io, logging, sys, warnings, falcon, joblib, orjson, pandas, waitress
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # as ml-server does
+    warnings.simplefilter("ignore", UserWarning)  # read_json's date inference, once per run
     blob = open(sys.argv[1], "rb").read()  # the seed read the model from its database
 
     class Predict:

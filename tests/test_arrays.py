@@ -166,3 +166,13 @@ def test_transform_keeps_the_frame() -> None:
     form = array_model(scaler, COLUMNS)
     assert form is not None and getattr(form, "transform", None) is None
     assert list(scaler.transform(x).columns) == COLUMNS
+
+
+def test_integer_labels() -> None:
+    """Fitted on integer column labels (no feature_names_in_): the array answers the same."""
+    x, y = classification(100)
+    x.columns = [0, 1, 2]
+    model = LogisticRegression().fit(x, y)
+    form = array_model(model, [0, 1, 2])
+    assert form is not None
+    assert form.predict_proba(rows(x)).tolist() == model.predict_proba(x).tolist()

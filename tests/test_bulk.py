@@ -14,7 +14,8 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from mlserver import create_app
-from mlserver.frames import ARROW_STREAM
+from mlserver.errors import InvalidPayload
+from mlserver.frames import ARROW_STREAM, decode_bulk
 from mlserver.store import SQLStore
 from support import registry, regression, wait_until
 
@@ -141,3 +142,34 @@ def test_bad_table_bodies(client, body, media, params, status, needle):
     assert response.status_code == status, response.json
     assert needle in response.json["description"]
     assert client.simulate_get("/linreg").json["keys"] == []
+
+
+FLOAT_TABLES = {
+    "plain": pd.DataFrame({"u": [0.5, 1.5], "v": [2.0, -1.0]}),
+    "integer-like names": pd.DataFrame({"0": [0.5, 1.5], "1": [2.0, -1.0]}),
+    "labelled index": pd.DataFrame({"u": [0.5, 1.5]}, index=[7, 9]),
+    "shifted range index": pd.DataFrame({"u": [0.5, 1.5]}, index=pd.RangeIndex(5, 7)),
+    "named index": pd.DataFrame({"u": [0.5, 1.5]}).rename_axis("row"),
+    "with nulls": pd.DataFrame({"u": [0.5, None]}),
+    "mixed dtypes": pd.DataFrame({"u": [0.5, 1.5], "n": [1, 2]}),
+}
+
+
+@pytest.mark.parametrize("case", FLOAT_TABLES)
+def test_float_tables_decode_as_through_pandas(case) -> None:
+    """The all-float shortcut gives what Arrow's own conversion to pandas gives: values,
+    dtypes, labels (integer-like ones as integers) and index."""
+    frame = FLOAT_TABLES[case]
+    expected = pa.ipc.open_stream(arrow(frame)).read_all().to_pandas()
+    expected.columns = [int(c) if c.isdigit() else c for c in expected.columns]
+    decoded = decode_bulk(arrow(frame), "arrow")
+    pd.testing.assert_frame_equal(decoded, expected, check_column_type=False)
+
+
+def test_duplicate_float_columns_are_refused() -> None:
+    table = pa.table([pa.array([1.0]), pa.array([2.0])], names=["u", "u"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    with pytest.raises(InvalidPayload, match="duplicate columns 'u'"):
+        decode_bulk(sink.getvalue().to_pybytes(), "arrow")

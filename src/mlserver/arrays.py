@@ -41,12 +41,14 @@ def array_model(model: Any, columns: Sequence[Any]) -> Any | None:
         return model
     if not _plain_sklearn(model) or getattr(model, "n_features_in_", None) != len(columns):
         return None
+    if any(_fitted_on_names(held) for held in _held(vars(model).values())):
+        return None
     names = getattr(model, "feature_names_in_", None)
     if names is None:  # fitted on non-string labels: scikit-learn already ignores them
         return _ColumnMajor(model)
     if [str(name) for name in names] != [str(column) for column in columns]:
         return None
-    if any(_fitted_on_names(held) for held in _held(vars(model).values())):
+    if "feature_names_in_" not in vars(model):  # a property of its own: leave it be
         return None
     form = copy.copy(model)
     del form.feature_names_in_

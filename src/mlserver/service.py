@@ -286,26 +286,22 @@ class Service:
                 f"available: {', '.join(offered)}",
                 "method",
             )
+        # The model's array form, where it has one and the wrapper just calls the model.
         direct = None
         if loaded.direct is not None and _calls_model(wrapper, method):
             direct = getattr(loaded.direct, method, None)
-        if table.conformed:
-            rows, index = table.array, table.given_index
-        else:
+        frame, index = None, table.given_index
+        if not table.conformed:
             frame = loaded.schema.conform(table.frame, positional=orient == "values")
-            rows, index = frame, None if default_index(frame.index) else frame.index
+            index = None if default_index(frame.index) else frame.index
         try:
             if direct is not None:
-                if not isinstance(rows, np.ndarray):
-                    rows = rows.to_numpy(dtype=np.float64)
-                raw = direct(rows)
+                raw = direct(table.array if frame is None else frame.to_numpy(dtype=np.float64))
             else:
-                if isinstance(rows, np.ndarray):
-                    rows = table.frame
-                raw = wrapper.apply(loaded.model, rows, method)
+                raw = wrapper.apply(loaded.model, table.frame if frame is None else frame, method)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise UnprocessableData(f"the model cannot {method} on x: {exc}") from None
-        output = _output(raw, len(rows), loaded.model, method, loaded.targets)
+        output = _output(raw, table.shape[0], loaded.model, method, loaded.targets)
         return Prediction(
             key, version.version, table.orient, output, index, table.as_string, loaded.warnings
         )

@@ -194,7 +194,7 @@ class OnnxModel:
     def _feed(self, x: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         """Input tensors straight from the frame's columns, in the training order."""
         if isinstance(x, np.ndarray) and self._single:
-            return {"input": x.astype(np.float32)}
+            return {"input": np.ascontiguousarray(x, dtype=np.float32)}
         if self._single and [str(c) for c in x.columns] == self._names:
             # PERF: the service hands over frames already in training order: no column lookup.
             return {"input": x.to_numpy(dtype=np.float32)}
