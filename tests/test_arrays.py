@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -70,6 +71,7 @@ def test_name_aware_models_keep_the_frame() -> None:
         ColumnTransformer([("scale", StandardScaler(), ["a", "b"])]).fit(x),
         FunctionTransformer(lambda frame: frame[["a"]]).fit(x),
         VotingClassifier([("lr", LogisticRegression())]).fit(x, y),
+        CalibratedClassifierCV(LogisticRegression()).fit(x, y),  # estimators in plain objects
     ]
     for model in name_aware:
         assert array_model(model, COLUMNS) is None, type(model).__name__
@@ -147,8 +149,9 @@ def test_service_answers_match_on_both_paths(service) -> None:
         np.array([[0.25, 0.75], [1.0, 0.0], [0.5, 0.5]], dtype=np.float32),
         np.array([True, False, True]),
         np.array(["x", "y", "z"], dtype=object),
+        np.array([1, 2, 3], dtype=">i8"),
     ],
-    ids=["int", "float", "float32", "bool", "object"],
+    ids=["int", "float", "float32", "bool", "object", "big-endian"],
 )
 @pytest.mark.parametrize("index", [None, pd.Index([10, 11, 12])], ids=["range", "labels"])
 def test_encode_array_is_encode_frame(orient, values, index) -> None:

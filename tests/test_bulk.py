@@ -15,7 +15,7 @@ from sklearn.linear_model import LinearRegression
 
 from mlserver import create_app
 from mlserver.errors import InvalidPayload
-from mlserver.frames import ARROW_STREAM, decode_bulk
+from mlserver.frames import ARROW_STREAM, Schema, Table, decode_bulk, decode_frame
 from mlserver.store import SQLStore
 from support import registry, regression, wait_until
 
@@ -152,6 +152,7 @@ FLOAT_TABLES = {
     "named index": pd.DataFrame({"u": [0.5, 1.5]}).rename_axis("row"),
     "with nulls": pd.DataFrame({"u": [0.5, None]}),
     "mixed dtypes": pd.DataFrame({"u": [0.5, 1.5], "n": [1, 2]}),
+    "nullable floats": pd.DataFrame({"u": pd.array([0.5, None], dtype="Float64")}),
 }
 
 
@@ -173,3 +174,36 @@ def test_duplicate_float_columns_are_refused() -> None:
         writer.write_table(table)
     with pytest.raises(InvalidPayload, match="duplicate columns 'u'"):
         decode_bulk(sink.getvalue().to_pybytes(), "arrow")
+
+
+def test_arrow_floats_by_position_with_orient_values() -> None:
+    """orient=values matches an Arrow body's columns by position, as for any other body."""
+    schema = Schema.of(pd.DataFrame({"a": [0.0], "b": [0.0]}))
+    given = pd.DataFrame({"b": [1.0, 2.0], "a": [3.0, 4.0]})
+    table = decode_frame(
+        Table(decode_bulk(arrow(given), "arrow"), "values", False), "values", schema=schema
+    )
+    assert table.frame.to_numpy().tolist() == given.to_numpy().tolist()
+
+
+def test_arrow_labels_as_the_general_path_gives_them() -> None:
+    """Integer-like names become integers only when all of them are, as `_axis` decides."""
+    decoded = decode_bulk(arrow(pd.DataFrame({"1": [0.5], "a": [1.5]})), "arrow")
+    assert decoded.columns.tolist() == ["1", "a"]
+
+
+def test_accept_with_a_wildcard_can_prefer_arrow(client) -> None:
+    """JSON at q=0.5 and */* at q=1: Arrow wins the negotiation."""
+    x, y = regression()
+    fit = client.simulate_put(
+        "/linreg",
+        json={"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"},
+    )
+    key = fit.json["model-key"]
+    settled(client, key)
+    answer = client.simulate_post(
+        "/linreg",
+        json={"x": x.to_json(orient="split"), "orient": "split", "model-key": key},
+        headers={"Accept": "application/json;q=0.5, */*"},
+    )
+    assert answer.status_code == 200 and answer.headers["content-type"] == ARROW_STREAM

@@ -544,3 +544,52 @@ def test_lazy_text_and_other_parameters() -> None:
     assert isinstance(lazy["x"], LazyJSON) and lazy["k"] == [{"a": [1]}] and lazy["n"] is None
     with pytest.raises(ValueError):
         loads_body(big[:-1], lazy=True)
+
+
+def big_body(**parameters: Any) -> bytes:
+    """A body above LAZY_BODY_BYTES: `parameters` plus a large numeric x."""
+    raw = orjson.dumps({"x": [[1.5, 2.5]] * 8000, **parameters})
+    assert len(raw) >= LAZY_BODY_BYTES
+    return raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        big_body()[:-1] + b', "n": 123456789012345678901234567890}',  # above 64 bits
+        big_body()[:-1] + b', "x": [[3.0, 4.0]]}',  # a duplicate key: the last one counts
+        big_body()[:-1] + b', "deep": ' + b"[" * 1100 + b"]" * 1100 + b"}",
+    ],
+    ids=["big integer", "duplicate key", "deep nesting"],
+)
+def test_lazy_bodies_read_as_orjson_reads_them(raw: bytes) -> None:
+    """Where simdjson and orjson disagree, orjson decides: same value or same error."""
+    try:
+        expected: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        expected = ValueError
+        assert isinstance(exc, ValueError)
+    try:
+        body = loads_body(raw, lazy=True)
+        got: Any = {k: v.python() if isinstance(v, LazyJSON) else v for k, v in body.items()}
+    except ValueError:
+        got = ValueError
+    assert got == expected
+
+
+def test_a_byte_order_mark_is_refused_as_before() -> None:
+    with pytest.raises(ValueError):
+        loads_body(b"\xef\xbb\xbf" + big_body(), lazy=True)
+
+
+def test_duplicate_keys_inside_a_lazy_x_read_as_orjson_reads_them() -> None:
+    value = {"columns": ["b", "a"], "data": [[1.0, 2.0]] * 3000}
+    raw = orjson.dumps({"x": value})[:-2] + b', "columns": null}}'
+    table = decode_frame(loads_body(raw, lazy=True)["x"], "split", schema=LAZY_SCHEMA)
+    expected = decode_frame(orjson.loads(raw)["x"], "split", schema=LAZY_SCHEMA)
+    assert table.array.tolist() == expected.array.tolist()  # by position: columns is null
+
+
+def test_nested_cells_are_named_plainly() -> None:
+    with pytest.raises(InvalidPayload, match=r"column 1 holds lists"):
+        decode_frame([[1.0, [2.0]]], "values")

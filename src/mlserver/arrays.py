@@ -89,23 +89,30 @@ def _plain_sklearn(model: Any) -> bool:
     return type(model).__module__.startswith("sklearn.") and not kinds & set(_NAME_AWARE)
 
 
-def _held(values: Any, depth: int = 3) -> list[Any]:
-    """Objects held in attribute values, looking into lists, tuples and dicts."""
+def _held(values: Any, depth: int = 4) -> list[Any]:
+    """Objects held in attribute values, looking into lists, tuples, dicts and the
+    attributes of held objects (CalibratedClassifierCV keeps its fitted estimators inside
+    plain objects)."""
     found = []
     for value in values:
-        if isinstance(value, list | tuple) and depth:
-            found.extend(_held(value, depth - 1))
-        elif isinstance(value, dict) and depth:
-            found.extend(_held(value.values(), depth - 1))
+        if isinstance(value, np.ndarray | str | bytes | int | float | type) or value is None:
+            continue
+        if isinstance(value, list | tuple):
+            if depth:
+                found.extend(_held(value, depth - 1))
+        elif isinstance(value, dict):
+            if depth:
+                found.extend(_held(value.values(), depth - 1))
         else:
             found.append(value)
+            if depth and hasattr(value, "__dict__"):
+                found.extend(_held(vars(value).values(), depth - 1))
     return found
 
 
 def _fitted_on_names(value: Any) -> bool:
-    """A held estimator that saw a DataFrame's names, or that is name-aware itself."""
-    if not hasattr(value, "get_params"):
-        return False
+    """A held object that saw a DataFrame's names, or an estimator that is name-aware or
+    not scikit-learn's own."""
     if getattr(value, "feature_names_in_", None) is not None:
         return True
-    return not _plain_sklearn(value) and hasattr(value, "fit")
+    return hasattr(value, "fit") and hasattr(value, "get_params") and not _plain_sklearn(value)

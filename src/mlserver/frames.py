@@ -8,7 +8,7 @@ same data gives the same frame, and the same key, whatever the orient or form it
 
 from __future__ import annotations
 
-import contextlib
+import codecs
 import functools
 import hashlib
 import io
@@ -205,8 +205,36 @@ class LazyJSON:
     """A JSON value parsed by simdjson but not yet turned into Python objects."""
 
     value: Any
-    #: How many "[" the whole source text holds: what proves a table has no nested lists.
+    #: The JSON text it came from, and the key it sits under there (None: the whole text).
+    source: bytes
+    key: str | None
+    #: How many "[" the source holds: what proves a table has no nested lists.
     brackets: int
+
+    def python(self) -> Any:
+        """The value as orjson reads it from the source: the general path's semantics
+        (last of duplicate keys, big integers as floats), whatever simdjson made of it."""
+        value = orjson.loads(self.source)
+        return value if self.key is None else value[self.key]
+
+
+def _simdjson(raw: bytes) -> Any:
+    """simdjson's lazy document, or None where orjson is the one to read `raw` (invalid
+    JSON, a byte-order mark, integers above 64 bits, deep nesting: orjson words the error
+    or reads it the way it always has)."""
+    if raw.startswith(codecs.BOM_UTF8):
+        return None
+    try:
+        return simdjson.Parser().parse(raw)
+    except (ValueError, RuntimeError):  # simdjson reports some failures as RuntimeError
+        return None
+
+
+def _distinct_keys(document: Any) -> list[str] | None:
+    """An object's keys, or None if one repeats (simdjson would take the first value,
+    orjson takes the last)."""
+    keys = list(document.keys())
+    return keys if len(set(keys)) == len(keys) else None
 
 
 def loads_body(raw: bytes, lazy: bool = False) -> Any:
@@ -216,15 +244,13 @@ def loads_body(raw: bytes, lazy: bool = False) -> Any:
     PERF: 10k x 10 numbers: ~10 ms as Python lists then an array (orjson + numpy), ~4 ms
     straight into an array (simdjson). Raises ValueError for text that is not JSON.
     """
-    if not lazy or len(raw) < LAZY_BODY_BYTES:
+    document = _simdjson(raw) if lazy and len(raw) >= LAZY_BODY_BYTES else None
+    if not isinstance(document, simdjson.Object) or (keys := _distinct_keys(document)) is None:
         return orjson.loads(raw)
-    document = simdjson.Parser().parse(raw)
-    if not isinstance(document, simdjson.Object):
-        return _plain(document)
     # NOTE: items() would convert every value; indexing keeps containers lazy.
-    body = {name: document[name] for name in document.keys()}  # noqa: SIM118
+    body = {name: document[name] for name in keys}
     return {
-        name: LazyJSON(value, raw.count(b"["))
+        name: LazyJSON(value, raw, name, raw.count(b"["))
         if name == "x" and isinstance(value, _CONTAINERS)
         else _plain(value)
         for name, value in body.items()
@@ -236,8 +262,6 @@ _CONTAINERS = (simdjson.Object, simdjson.Array)
 
 def _plain(value: Any) -> Any:
     """A lazily parsed JSON value as Python objects (anything else as it is)."""
-    if isinstance(value, LazyJSON):
-        value = value.value
     if isinstance(value, simdjson.Object):
         return value.as_dict()
     if isinstance(value, simdjson.Array):
@@ -250,7 +274,9 @@ def _lazy_table(lazy: LazyJSON, orient: str, schema: Schema, as_string: bool) ->
     go from the text into one array; None when it is not a plain rectangle of numbers."""
     value, lists = lazy.value, 1
     if orient == "split" and isinstance(value, simdjson.Object):
-        parts = {name: value[name] for name in value.keys()}  # noqa: SIM118 (lazy values)
+        if (keys := _distinct_keys(value)) is None:
+            return None
+        parts = {name: value[name] for name in keys}
         rows = parts.pop("data", None)
         if set(parts) - {"columns", "index"} or not isinstance(rows, simdjson.Array):
             return None
@@ -286,7 +312,7 @@ def _lazy_table(lazy: LazyJSON, orient: str, schema: Schema, as_string: bool) ->
 def _parse(value: Any, parameter: str) -> tuple[Any, bool]:
     """The JSON value of a parameter and whether it came as pandas-JSON text."""
     if isinstance(value, LazyJSON):
-        return _plain(value), False
+        return value.python(), False
     if isinstance(value, str | bytes):
         try:
             return orjson.loads(value), True
@@ -487,7 +513,10 @@ def _float_table(table: Table, schema: Schema) -> Table | None:
     frame = table.frame
     if not default_index(frame.index) or any(t != np.float64 for t in frame.dtypes.tolist()):
         return None
-    columns = frame.columns.tolist()
+    if frame.shape[1] != len(schema.columns):
+        return None
+    # Orient "values" matches columns by position, as Schema.conform does.
+    columns = None if table.orient == "values" else frame.columns.tolist()
     return _arranged(frame.to_numpy(), columns, None, schema, table.as_string, table.orient)
 
 
@@ -514,7 +543,7 @@ def _checked(data: pd.DataFrame | pd.Series, parameter: str) -> None:
     # PERF: only object columns can hold lists or objects; looking up each column costs.
     dtypes = frame.dtypes.tolist()
     for position in [i for i, dtype in enumerate(dtypes) if dtype == np.dtype("O")]:
-        column = frame.columns[position]
+        column = frame.columns.tolist()[position]
         values = frame.iloc[:, position]
         if values.map(lambda v: isinstance(v, list | dict)).any():
             raise InvalidPayload(
@@ -542,8 +571,9 @@ def decode_frame(
         lazy, as_string = value, False
         if isinstance(value, str | bytes) and len(value) >= LAZY_BODY_BYTES:
             text = value.encode() if isinstance(value, str) else value
-            with contextlib.suppress(ValueError):  # the general path words the error
-                lazy, as_string = LazyJSON(simdjson.Parser().parse(text), text.count(b"[")), True
+            document = _simdjson(text)  # pandas-JSON text
+            if isinstance(document, _CONTAINERS):
+                lazy, as_string = LazyJSON(document, text, None, text.count(b"[")), True
         if isinstance(lazy, LazyJSON):
             fast = _lazy_table(lazy, orient, schema, as_string)
             if fast is not None:
@@ -686,16 +716,19 @@ def _float_frame(pa: Any, table: Any) -> pd.DataFrame | None:
         return None
     if not all(pa.types.is_float64(t) for t in table.schema.types):
         return None
-    indexes = (table.schema.pandas_metadata or {}).get("index_columns", [])
-    if any(not _default_range(index, table.num_rows) for index in indexes):
+    metadata = table.schema.pandas_metadata or {}
+    if any(not _default_range(i, table.num_rows) for i in metadata.get("index_columns", [])):
         return None
-    labels = [_label(name) for name in table.column_names]
-    if len(set(labels)) != len(labels):
+    # pandas metadata can ask for other dtypes (nullable "Float64"): to_pandas knows those.
+    if any(c.get("numpy_type") != "float64" for c in metadata.get("columns", [])):
+        return None
+    labels = _axis(table.column_names, "x")
+    if labels.has_duplicates:
         return None
     # Column after column, as pandas keeps a frame's values: no strided copy, no second copy
     # when the frame is built, and the layout scikit-learn gets from a frame anyway.
     array = np.vstack([column.to_numpy() for column in table.columns]).T
-    return pd.DataFrame(array, columns=pd.Index(labels, dtype=object), copy=False)
+    return pd.DataFrame(array, columns=labels, copy=False)
 
 
 def _default_range(index: Any, rows: int) -> bool:
@@ -791,7 +824,7 @@ _PLAIN_KINDS = frozenset("biufOU")
 def _orjson_exact(dtype: np.dtype) -> bool:
     """orjson writes such arrays exactly as their Python numbers: bool, int and float64
     (float32 it would write shortened, unlike `float(value)`)."""
-    return dtype.kind in "biu" or dtype == np.float64
+    return dtype.isnative and (dtype.kind in "biu" or dtype == np.float64)
 
 
 def encode_array(

@@ -107,6 +107,7 @@ class Metrics:
         )
         self._lock = threading.Lock()
         self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+        self._synced = 0.0  # time.monotonic() of the last full sync on a request
         # NOTE: a store may be shared with other apps; count its failures from now on.
         self._seen: dict[tuple[str, str], int] = {
             ("store", operation): count for operation, count in service.store.error_counts().items()
@@ -122,8 +123,14 @@ class Metrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
-        # NOTE: a served prediction changes nothing but the cache counts.
-        self.sync(cache_only=method == "POST" and status == "200")
+        # NOTE: a served prediction changes nothing but the cache counts; the rest (store
+        # failures of background threads too) is carried over at least once a second.
+        now = time.monotonic()
+        if method == "POST" and status == "200" and now - self._synced < 1.0:
+            self.sync(cache_only=True)
+        else:
+            self._synced = now
+            self.sync()
 
     def job(self, outcome: JobOutcome) -> None:
         """Count one recorded job (a `Jobs` observer)."""
