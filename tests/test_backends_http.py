@@ -256,3 +256,68 @@ def test_no_warnings_field_without_skew(client):
     key, status = train(client, "logreg-onnx", X, LABELS)
     assert "warnings" not in status
     assert "warnings" not in ask(client, "logreg-onnx", key, X).json
+
+
+def settled(client, model, key):
+    return wait_until(
+        lambda: (
+            (s := client.simulate_get(f"/{model}", params={"model-key": key}).json)["status"]
+            != "RUNNING"
+            and s
+        )
+    )
+
+
+def test_update_refuses_skew_when_predict_would(sqlite_url):
+    """With refuse_version_skew, a PATCH on a version from other library versions is a 409
+    and starts nothing: updating unpickles the base just as serving would."""
+    store = SQLStore(sqlite_url)
+    app = create_app(backends(), store, refuse_version_skew=True)
+    client = falcon.testing.TestClient(app)
+    try:
+        key, status = train(client, "sgd-onnx", X, VALUES)
+        assert status["status"] == "FINISHED"
+        _pretend_trained_with(store, key, "0.1.0")
+        body = {"x": X.to_json(orient="split"), "y": VALUES.to_json(orient="split")}
+        refused = client.simulate_patch(
+            "/sgd-onnx", json={**body, "orient": "split", "model-key": key}
+        )
+        assert refused.status_code == 409, refused.json
+        assert (
+            "not updated" in refused.json["description"] and "0.1.0" in refused.json["description"]
+        )
+        after = client.simulate_get("/sgd-onnx", params={"model-key": key}).json
+        assert (after["version"], after["status"]) == (1, "FINISHED")
+    finally:
+        app.close()
+
+
+def test_update_loads_its_base_with_the_serializer_it_was_stored_with(sqlite_url):
+    """A model whose wrapper moved from joblib to ONNX: PATCH reads the joblib base and
+    stores the update as ONNX, which then predicts like scikit-learn would."""
+    store = SQLStore(sqlite_url)
+    before = create_app(
+        Registry([wrap_estimator(SGDRegressor, "sgd", update="partial_fit")]), store
+    )
+    client = falcon.testing.TestClient(before)
+    try:
+        key, status = train(client, "sgd", X, VALUES, modkwargs={"random_state": 0})
+        assert status["status"] == "FINISHED"
+    finally:
+        before.close()
+    after = create_app(
+        Registry([wrap_estimator(SGDRegressor, "sgd", serializer="onnx", update="partial_fit")]),
+        store,
+    )
+    client = falcon.testing.TestClient(after)
+    try:
+        body = {"x": X.to_json(orient="split"), "y": VALUES.to_json(orient="split")}
+        patched = client.simulate_patch("/sgd", json={**body, "orient": "split", "model-key": key})
+        assert patched.status_code == 202, patched.json
+        status = settled(client, "sgd", key)
+        assert (status["status"], status["version"]) == ("FINISHED", 2), status["error"]
+        expected = SGDRegressor(random_state=0).fit(X, VALUES).partial_fit(X, VALUES).predict(X)
+        served = frame(ask(client, "sgd", key, X))["value"].to_numpy()
+        np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-4)  # ONNX: float32
+    finally:
+        after.close()

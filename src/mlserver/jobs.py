@@ -23,6 +23,7 @@ import pandas as pd
 
 from mlserver.config import Settings
 from mlserver.errors import StoreError
+from mlserver.serializers.base import Serializer
 from mlserver.signing import Signer
 from mlserver.store.base import Store, Version
 from mlserver.wrapper import ModelWrapper
@@ -45,6 +46,7 @@ class TrainingTask:
     base_blob: bytes | None = None  # the version to update, for update
     algkwargs: Mapping[str, Any] = field(default_factory=dict)
     schema: Any = None
+    base_serializer: Serializer | None = None  # what base_blob was written with (default: own)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def train(task: TrainingTask) -> Artifact:
         fitted = wrapper.fit(task.model, task.x, task.y, **task.algkwargs)
         fitted = task.model if fitted is None else fitted
     else:
-        base = serializer.loads_for_update(task.base_blob)
+        base = (task.base_serializer or serializer).loads_for_update(task.base_blob)
         fitted = wrapper.update(base, task.x, task.y)
         fitted = base if fitted is None else fitted
     seconds = time.perf_counter() - started

@@ -306,13 +306,17 @@ class Service:
             key, version.version, table.orient, output, index, table.as_string, loaded.warnings
         )
 
-    def warnings(self, model: str, version: Version) -> list[str]:
-        """Library-version skew between the version's training and this process."""
+    def warnings(self, model: str, version: Version, *, update: bool = False) -> list[str]:
+        """Library-version skew between the version's training and this process (for
+        serving it, or with `update` for loading it to update)."""
         serializer = self._serializer_for(self.registry.get(model), version)
         trained = version.metadata.get("libraries") or {}
         serving = {**self._libraries, **serializer.library_versions()}
         found = []
-        for library in serializer.skew_libraries:
+        libraries = serializer.skew_libraries
+        if update and serializer.update_skew_libraries is not None:
+            libraries = serializer.update_skew_libraries
+        for library in libraries:
             then, now = trained.get(library), serving.get(library)
             if then and now and _major_minor(then) != _major_minor(now):
                 found.append(f"trained with {library} {then}, served with {library} {now}")
@@ -329,6 +333,8 @@ class Service:
         self._within_limits(table.shape)
         target = None if y is None else align_target(table.frame, decode_target(y, orient))
         base = self._newest_finished(model, key)
+        # NOTE: an update unpickles its base as a predict would: the same skew policy.
+        self._skew(wrapper, base, "updated")
         schema = Schema.from_json(base.metadata["features"])
         frame = schema.conform(table.frame, positional=orient == "values")
         blob = self._blob(base)
@@ -342,7 +348,12 @@ class Service:
         metadata["kwargs"] = claimed_base.metadata.get("kwargs", {})
         if "name" in claimed_base.metadata:
             metadata["name"] = claimed_base.metadata["name"]
-        task = TrainingTask(wrapper, frame, target, base_blob=blob, schema=schema)
+        # The base loads with the serializer it was stored with; the update is stored with
+        # the wrapper's own.
+        base_serializer = self._serializer_for(wrapper, claimed_base)
+        task = TrainingTask(
+            wrapper, frame, target, base_blob=blob, schema=schema, base_serializer=base_serializer
+        )
         self.jobs.submit(version, task, metadata)
         return version
 
@@ -421,12 +432,7 @@ class Service:
 
     def _load(self, wrapper: ModelWrapper, version: Version) -> _Loaded:
         def load() -> _Loaded:
-            warnings = tuple(self.warnings(wrapper.name, version))
-            if warnings and self.settings.refuse_version_skew:
-                raise NotServable(
-                    f"version {version.version} of {version.key!r} is not served: "
-                    + "; ".join(warnings)
-                )
+            warnings = self._skew(wrapper, version, "served")
             if warnings:
                 log.warning(
                     "event=version_skew model=%s key=%s version=%d detail=%r",
@@ -444,6 +450,15 @@ class Service:
 
         # NOTE: a version loads once per process, so its skew warning is logged once.
         return self.cache.get(version.id, load, size=version.size or 0)
+
+    def _skew(self, wrapper: ModelWrapper, version: Version, use: str) -> tuple[str, ...]:
+        """The version's library-skew warnings; NotServable if the settings refuse skew."""
+        warnings = tuple(self.warnings(wrapper.name, version, update=use == "updated"))
+        if warnings and self.settings.refuse_version_skew:
+            raise NotServable(
+                f"version {version.version} of {version.key!r} is not {use}: " + "; ".join(warnings)
+            )
+        return warnings
 
     def _blob(self, version: Version) -> bytes:
         """A version's bytes, checked against its signature when the server signs blobs:

@@ -23,6 +23,8 @@ class Serializer(ABC):
     name: str
     #: Libraries whose major.minor must match between training and serving for a safe load.
     skew_libraries: tuple[str, ...] = ("scikit-learn",)
+    #: The same for what `loads_for_update` reads, where that differs (None: the same).
+    update_skew_libraries: tuple[str, ...] | None = None
 
     @abstractmethod
     def dumps(self, model: Any, schema: Any = None) -> bytes:

@@ -35,6 +35,8 @@ class OnnxSerializer(Serializer):
 
     name = "onnx"
     skew_libraries = ("onnxruntime",)
+    #: Updates unpickle the native scikit-learn model kept beside the graph.
+    update_skew_libraries = ("scikit-learn",)
 
     def __init__(
         self,
