@@ -77,3 +77,20 @@ def test_replicas_share_models_and_train_on_dask():
     assert accuracy > 0.9
     assert "retrained through B: version 2" in out
     assert "served by A: version 2" in out
+
+
+def test_bulk_arrow_trains_and_scores_as_arrow():
+    """500k training rows and 10k scored rows as Arrow; the ONNX answers agree with
+    scikit-learn's own predictions."""
+    out = run("bulk_arrow.py")
+    assert re.search(
+        r"^PUT  500000 rows as Arrow \(\d+ MiB\) -> 202 in \d+ ms, model-key [0-9a-f]{32}$",
+        out,
+        re.M,
+    )
+    assert re.search(r"^GET  FINISHED version 1$", out, re.M)
+    agreement = re.search(
+        r"^POST 10000 predictions as Arrow, agreement with scikit-learn (\S+)$", out, re.M
+    )
+    assert agreement and float(agreement.group(1)) >= 0.999
+    assert re.search(r"^10,000 rows per request: Arrow [\d.]+ ms, JSON [\d.]+ ms", out, re.M)
