@@ -768,8 +768,7 @@ def encode_arrow_array(values: np.ndarray, columns: list[Any], index: pd.Index |
     PERF: ~1 ms less than through pandas for a 10k-row answer.
     """
     if index is not None or values.dtype.kind not in "biuf":
-        frame = pd.DataFrame(values, index=index, columns=pd.Index(columns, dtype=object))
-        return encode_arrow(frame)
+        return encode_arrow(_frame_of(values, columns, index))
     pa = _pyarrow()
     names = [str(c) for c in columns]
     table = pa.table([pa.array(values[:, i]) for i in range(values.shape[1])], names=names)
@@ -837,18 +836,22 @@ def encode_array(
     PERF: for one row, the frame and its column-wise conversion cost ~100 us; this ~3 us.
     """
     if orient == "table" or values.dtype.kind not in _PLAIN_KINDS:
-        frame = pd.DataFrame(values, index=index, columns=pd.Index(columns, dtype=object))
-        return encode_frame(frame, orient)
-    labels = list(range(len(values))) if index is None else index.tolist()
+        return encode_frame(_frame_of(values, columns, index), orient)
     if orient in ("split", "values") and _orjson_exact(values.dtype):
         # PERF: orjson writes these arrays itself, exactly: no Python number per value.
         rows = np.ascontiguousarray(values)
         if orient == "values":
             return rows
-        if index is None:
-            labels = np.arange(len(values))
+        labels = np.arange(len(values)) if index is None else index.tolist()
         return {"columns": columns, "index": labels, "data": rows}
+    labels = list(range(len(values))) if index is None else index.tolist()
     return _encode(columns, labels, values.tolist, lambda: values.T.tolist(), orient)
+
+
+def _frame_of(values: np.ndarray, columns: list[Any], index: pd.Index | None) -> pd.DataFrame:
+    """The frame `values` stand for. PERF: object labels; inferring an Arrow-backed string
+    Index costs more."""
+    return pd.DataFrame(values, index=index, columns=pd.Index(columns, dtype=object), copy=False)
 
 
 def _encode(

@@ -61,8 +61,8 @@ DEFAULT_TARGET = "y"
 class Prediction:
     """Predictions for x's rows, to answer in the orient and form x came in.
 
-    A model's array output stays an array (`values`, one column per output) until it is
-    encoded; `frame` is built only when an answer needs one (Arrow, orient "table").
+    A model's array output stays an array (`values`, with one name per column in `columns`)
+    until it is encoded; `frame` is set instead when the wrapper answered with a DataFrame.
     """
 
     def __init__(
@@ -82,36 +82,28 @@ class Prediction:
         self.warnings = warnings
         #: x's row labels; None stands for 0..n-1.
         self.index = index
+        self.frame: pd.DataFrame | None = None
+        self.values: np.ndarray | None = None
+        self.columns: list[Any] = []
         if isinstance(output, pd.DataFrame):
-            if index is None:
-                index = pd.RangeIndex(len(output))
-            self._frame: pd.DataFrame | None = output.set_axis(index, axis=0)
-            self.values, self.columns = None, list(output.columns)
+            labels = pd.RangeIndex(len(output)) if index is None else index
+            self.frame = output.set_axis(labels, axis=0)
         else:
-            self._frame = None
             self.values, self.columns = output
-
-    @property
-    def frame(self) -> pd.DataFrame:
-        if self._frame is None:
-            # PERF: object labels; inferring an Arrow-backed string Index costs more.
-            columns = pd.Index(self.columns, dtype=object)
-            self._frame = pd.DataFrame(self.values, index=self.index, columns=columns, copy=False)
-        return self._frame
 
     def arrow(self) -> bytes:
         """The answer as an Arrow IPC stream, x's index kept."""
-        if self.values is not None:
-            return encode_arrow_array(self.values, self.columns, self.index)
-        return encode_arrow(self.frame)
+        if self.frame is not None:
+            return encode_arrow(self.frame)
+        return encode_arrow_array(self.values, self.columns, self.index)
 
     @functools.cached_property
     def y(self) -> Any:
         """The JSON answer: text when x came as text, else the value, in x's orient."""
-        if self.values is not None and self.orient != "table":
-            value = encode_array(self.values, self.columns, self.index, self.orient)
-        else:
+        if self.frame is not None:
             value = encode_frame(self.frame, self.orient)
+        else:
+            value = encode_array(self.values, self.columns, self.index, self.orient)
         if self.as_string:
             return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
         return value
@@ -334,7 +326,7 @@ class Service:
         target = None if y is None else align_target(table.frame, decode_target(y, orient))
         base = self._newest_finished(model, key)
         # NOTE: an update unpickles its base as a predict would: the same skew policy.
-        self._skew(wrapper, base, "updated")
+        self._skew(wrapper, base, update=True)
         schema = Schema.from_json(base.metadata["features"])
         frame = schema.conform(table.frame, positional=orient == "values")
         blob = self._blob(base)
@@ -432,7 +424,7 @@ class Service:
 
     def _load(self, wrapper: ModelWrapper, version: Version) -> _Loaded:
         def load() -> _Loaded:
-            warnings = self._skew(wrapper, version, "served")
+            warnings = self._skew(wrapper, version)
             if warnings:
                 log.warning(
                     "event=version_skew model=%s key=%s version=%d detail=%r",
@@ -451,10 +443,14 @@ class Service:
         # NOTE: a version loads once per process, so its skew warning is logged once.
         return self.cache.get(version.id, load, size=version.size or 0)
 
-    def _skew(self, wrapper: ModelWrapper, version: Version, use: str) -> tuple[str, ...]:
-        """The version's library-skew warnings; NotServable if the settings refuse skew."""
-        warnings = tuple(self.warnings(wrapper.name, version, update=use == "updated"))
+    def _skew(
+        self, wrapper: ModelWrapper, version: Version, update: bool = False
+    ) -> tuple[str, ...]:
+        """The version's library-skew warnings (for serving it, or for loading it to update);
+        NotServable if the settings refuse skew."""
+        warnings = tuple(self.warnings(wrapper.name, version, update=update))
         if warnings and self.settings.refuse_version_skew:
+            use = "updated" if update else "served"
             raise NotServable(
                 f"version {version.version} of {version.key!r} is not {use}: " + "; ".join(warnings)
             )
