@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import falcon.testing
 import jsonschema
 import pytest
@@ -19,15 +13,12 @@ from mlserver.cli import main
 from mlserver.errors import ConfigurationError
 from mlserver.http.auth import Tokens, hash_token, load_token_file, parse_tokens
 from mlserver.store import SQLStore
-from support import registry, regression, wait_until
+from support import ServerProcess, registry, regression, wait_until
 
 SECRETS = {"predict": "tok-predict-1", "train": "tok-train-2", "admin": "tok-admin-3"}
 TOKENS = {hash_token(token): [scope] for scope, token in SECRETS.items()}
 ANY = frozenset(SECRETS)  # any valid token will do
 OPEN = None
-
-_SCRIPT = Path(sys.executable).with_name("ml-server")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -262,31 +253,12 @@ def test_cli_token_file_flag_wins_over_the_environment(tmp_path):
     flag_file, env_file = tmp_path / "flag-tokens", tmp_path / "env-tokens"
     flag_file.write_text(f"{hash_token('from-flag')} admin\n")
     env_file.write_text(f"{hash_token('from-env')} admin\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
-    env |= {"MLSERVER_TOKEN_FILE": str(env_file), "MLSERVER_TOKENS": f"{hash_token('extra')} admin"}
-    process = subprocess.Popen(
-        [
-            *COMMAND,
-            "serve",
-            "support:registry",
-            "--port",
-            "0",
-            "--token-file",
-            str(flag_file),
-            "--store",
-            f"sqlite:///{tmp_path / 'models.db'}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=Path(__file__).parent,
+    env = {"MLSERVER_TOKEN_FILE": str(env_file), "MLSERVER_TOKENS": f"{hash_token('extra')} admin"}
+    server = ServerProcess(
+        f"sqlite:///{tmp_path / 'models.db'}", "--token-file", str(flag_file), env=env
     )
     try:
-        line = process.stdout.readline()
-        found = re.search(r"on (http://\S+) ", line)
-        assert found, (line, process.stderr.read() if process.poll() is not None else "")
-        url = found[1]
+        url = server.url
 
         def status(token: str | None, path: str = "/models") -> int:
             headers = bearer(token) if token else {}
@@ -297,5 +269,4 @@ def test_cli_token_file_flag_wins_over_the_environment(tmp_path):
         assert status("from-flag") == 200 and status("extra") == 200
         assert status("from-env") == 401
     finally:
-        process.terminate()
-        process.communicate(timeout=30)
+        server.stop()

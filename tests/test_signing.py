@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import falcon.testing
@@ -22,13 +19,10 @@ from mlserver.errors import ConfigurationError, IntegrityError, SignatureMismatc
 from mlserver.signing import Signer, parse_signing_keys
 from mlserver.store import SQLStore
 from mlserver.store._tables import TABLE_NAME, make_version_table
-from support import registry, regression, wait_until
+from support import ServerProcess, registry, regression, wait_until
 
 OLD = ("retired", "an-old-secret-of-32-characters!!")
 NEW = ("current", "a-new-secret-of-32-characters!!!")
-
-_SCRIPT = Path(sys.executable).with_name("ml-server")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
 
 
 class Evil:
@@ -287,26 +281,16 @@ def test_cli_bad_signing_keys_are_one_line_without_the_secret(monkeypatch, capsy
 def test_cli_signs_with_the_first_key_of_the_environment(tmp_path):
     """`ml-server serve` with MLSERVER_SIGNING_KEYS stores signatures of the first key."""
     url = f"sqlite:///{tmp_path / 'models.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
-    env["MLSERVER_SIGNING_KEYS"] = f"{NEW[0]}:{NEW[1]},{OLD[0]}:{OLD[1]}"
-    process = subprocess.Popen(
-        [*COMMAND, "serve", "support:registry", "--port", "0", "--store", url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=Path(__file__).parent,
+    server = ServerProcess(
+        url, env={"MLSERVER_SIGNING_KEYS": f"{NEW[0]}:{NEW[1]},{OLD[0]}:{OLD[1]}"}
     )
     try:
-        line = process.stdout.readline()
-        found = re.search(r"on (http://\S+) ", line)
-        assert found, line
         x, y = regression()
-        started = requests.put(f"{found[1]}/linreg", json=body(x, y), timeout=10)
+        started = requests.put(f"{server.url}/linreg", json=body(x, y), timeout=10)
         key = started.json()["model-key"]
         wait_until(
             lambda: (
-                requests.get(f"{found[1]}/linreg", params={"model-key": key}, timeout=10).json()[
+                requests.get(f"{server.url}/linreg", params={"model-key": key}, timeout=10).json()[
                     "status"
                 ]
                 == "FINISHED"
@@ -314,5 +298,4 @@ def test_cli_signs_with_the_first_key_of_the_environment(tmp_path):
         )
         assert stored_signature(url, "linreg", key).startswith("current:")
     finally:
-        process.terminate()
-        process.communicate(timeout=30)
+        server.stop()
