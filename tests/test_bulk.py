@@ -15,7 +15,7 @@ from sklearn.linear_model import LinearRegression
 
 from mlserver import create_app
 from mlserver.errors import InvalidPayload
-from mlserver.frames import ARROW_STREAM, Schema, Table, decode_bulk, decode_frame
+from mlserver.frames import ARROW_STREAM, Schema, decode_bulk, decode_frame
 from mlserver.store import SQLStore
 from support import registry, regression, wait_until
 
@@ -163,7 +163,7 @@ def test_float_tables_decode_as_through_pandas(case) -> None:
     frame = FLOAT_TABLES[case]
     expected = pa.ipc.open_stream(arrow(frame)).read_all().to_pandas()
     expected.columns = [int(c) if c.isdigit() else c for c in expected.columns]
-    decoded = decode_bulk(arrow(frame), "arrow")
+    decoded = decode_bulk(arrow(frame), "arrow").frame
     pd.testing.assert_frame_equal(decoded, expected, check_column_type=False)
 
 
@@ -180,15 +180,49 @@ def test_arrow_floats_by_position_with_orient_values() -> None:
     """orient=values matches an Arrow body's columns by position, as for any other body."""
     schema = Schema.of(pd.DataFrame({"a": [0.0], "b": [0.0]}))
     given = pd.DataFrame({"b": [1.0, 2.0], "a": [3.0, 4.0]})
-    table = decode_frame(
-        Table(decode_bulk(arrow(given), "arrow"), "values", False), "values", schema=schema
-    )
+    table = decode_frame(decode_bulk(arrow(given), "arrow", "values"), "values", schema=schema)
     assert table.frame.to_numpy().tolist() == given.to_numpy().tolist()
+
+
+def test_arrow_floats_in_another_column_order_go_straight_to_the_array() -> None:
+    """An all-float Arrow body is put in training order by name, without a frame."""
+    trained = pd.DataFrame({"a": [0.0], "b": [0.0], "c": [0.0]})
+    given = pd.DataFrame({"c": [1.0, 2.0], "a": [3.0, 4.0], "b": [5.0, 6.0]})
+    table = decode_frame(decode_bulk(arrow(given), "arrow"), "split", schema=Schema.of(trained))
+    assert table.conformed
+    np.testing.assert_array_equal(table.array, given[["a", "b", "c"]].to_numpy())
+
+
+def test_arrow_floats_with_other_columns_are_refused_by_name(client) -> None:
+    """A float body whose names differ from training: 422 naming them, as for JSON; in
+    another order it is served."""
+    x, y = regression()
+    key = client.simulate_put(
+        "/linreg",
+        body=arrow(x.assign(target=y)),
+        content_type=ARROW_STREAM,
+        params={"target": "target"},
+    ).json["model-key"]
+    assert settled(client, key)["status"] == "FINISHED"
+    renamed = x.rename(columns={x.columns[0]: "other"})
+    answer = client.simulate_post(
+        "/linreg", body=arrow(renamed), content_type=ARROW_STREAM, params={"model-key": key}
+    )
+    assert answer.status_code == 422
+    assert "other" in answer.json["description"]
+    shuffled = x[list(reversed(x.columns))]
+    answer = client.simulate_post(
+        "/linreg", body=arrow(shuffled), content_type=ARROW_STREAM, params={"model-key": key}
+    )
+    assert answer.status_code == 200
+    expected = LinearRegression().fit(x, y).predict(x)
+    served = [row[0] for row in answer.json["y"]["data"]]
+    np.testing.assert_allclose(served, expected, rtol=1e-12)
 
 
 def test_arrow_labels_as_the_general_path_gives_them() -> None:
     """Integer-like names become integers only when all of them are, as `_axis` decides."""
-    decoded = decode_bulk(arrow(pd.DataFrame({"1": [0.5], "a": [1.5]})), "arrow")
+    decoded = decode_bulk(arrow(pd.DataFrame({"1": [0.5], "a": [1.5]})), "arrow").frame
     assert decoded.columns.tolist() == ["1", "a"]
 
 

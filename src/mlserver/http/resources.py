@@ -95,10 +95,12 @@ class _Params:
         if "x" in self.values or "y" in self.values:
             raise InvalidPayload(f"with a {kind} body, x and y come in the body", "x")
         target = self.values.pop("target", None) if method in ("PUT", "PATCH") else None
-        x, y = split_target(decode_bulk(raw, kind), target)
-        self.values["x"] = Table(x, self.values.get("orient") or "split", as_string=False)
-        if y is not None:
-            self.values["y"] = y
+        orient = self.values.get("orient") or "split"
+        table = decode_bulk(raw, kind, orient)
+        if target:
+            x, self.values["y"] = split_target(table.frame, target)
+            table = Table(x, orient, as_string=False)
+        self.values["x"] = table
 
     def get(self, name: str) -> Any:
         return self.values.get(name)
