@@ -367,6 +367,16 @@ def test_sigterm_lets_an_in_flight_request_finish(serve, models_file, sqlite_url
     assert (code, out.strip(), err) == (0, "mlserver: stopped", "")
 
 
+def test_a_closed_stdout_does_not_break_serving_or_stopping(serve, models_file, sqlite_url):
+    """Whoever read the start-up line went away (`ml-server serve | head -1`): the server
+    still answers, and SIGTERM still ends it cleanly, without a traceback."""
+    server = serve(f"{models_file}:registry", "--port", "0", "--store", sqlite_url)
+    server.process.stdout.close()
+    assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
+    code, _, err = server.stop()
+    assert (code, err) == (0, "")
+
+
 def test_sigterm_waits_for_a_running_job(serve, models_file, sqlite_url):
     """SIGTERM while a job trains: the job finishes and is recorded, then exit code 0."""
     server = serve(f"{models_file}:registry", "--port", "0", "--store", sqlite_url)

@@ -877,8 +877,16 @@ def _version() -> str:
 
 def _say(stream: TextIO, message: str) -> None:
     """One line for people, flushed so a supervising process sees it at once."""
-    stream.write(f"{SAY} {' '.join(message.split())}\n")
-    stream.flush()
+    try:
+        stream.write(f"{SAY} {' '.join(message.split())}\n")
+        stream.flush()
+    except BrokenPipeError:
+        # Whoever read these lines is gone (`| head`, a supervisor that closed the pipe): the
+        # server goes on, and so that Python's flush at exit cannot raise again, the stream
+        # now writes to the null device.
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
