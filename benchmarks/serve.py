@@ -56,9 +56,24 @@ YARDSTICK = textwrap.dedent(
             resp.data = orjson.dumps({"y": model.predict(x)}, option=orjson.OPT_SERIALIZE_NUMPY)
             resp.content_type = "application/json"
 
+    class Transport:  # reads the body, answers `size` bytes: moving a request, no work
+        def on_post(self, req, resp):
+            req.bounded_stream.read()
+            resp.data = bytes(int(req.params["size"]))
+            resp.content_type = "application/octet-stream"
+
     app = falcon.App()
     app.add_route("/predict", Predict())
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=THREADS)
+    app.add_route("/transport", Transport())
+    # As ml-server listens: bodies kept in memory, read 256 KiB per recv.
+    server = waitress.create_server(
+        app,
+        host="127.0.0.1",
+        port=0,
+        threads=THREADS,
+        inbuf_overflow=1 << 30,
+        recv_bytes=256 * 1024,
+    )
     print(server.effective_port, flush=True)
     server.run()
     """
@@ -305,7 +320,7 @@ def main() -> None:
                     )
             print(f"{rows} row(s): in-process floor p50 {floor:.3f} ms")
 
-        bulk(workdir, server.base, keys, x)
+        bulk(workdir, server.base, yardstick.base, keys, x)
     finally:
         for process in (yardstick, seed, server, workers):
             process.stop()
@@ -316,9 +331,13 @@ def main() -> None:
     rss(workdir)
 
 
-def bulk(workdir: Path, base: str, keys: dict[str, str], x: pd.DataFrame) -> None:
+def bulk(workdir: Path, base: str, yardstick: str, keys: dict[str, str], x: pd.DataFrame) -> None:
     """Arrow against JSON for the same 10k rows, answered in kind: end to end over one
-    keep-alive connection, and in process (the same app called as WSGI, no sockets)."""
+    keep-alive connection, and in process (the same app called as WSGI, no sockets).
+
+    End to end also shows the transport floor: the same bodies, and answers of the same
+    sizes, through a falcon + waitress route that does nothing else.
+    """
     from falcon.testing import create_environ
 
     from mlserver import create_app
@@ -329,16 +348,20 @@ def bulk(workdir: Path, base: str, keys: dict[str, str], x: pd.DataFrame) -> Non
 
     app = create_app(registry, SQLStore(f"sqlite:///{workdir / 'models.db'}"))
     split = orjson.loads(x.to_json(orient="split", double_precision=15))
-    parsed = urlparse(base)
-    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+    connections = {
+        url: http.client.HTTPConnection(urlparse(url).hostname, urlparse(url).port, timeout=60)
+        for url in (base, yardstick)
+    }
 
-    def over_http(path: str, body: bytes, media: str) -> None:
+    def over_http(url: str, path: str, body: bytes, media: str) -> int:
+        connection = connections[url]
         connection.request(
             "POST", path, body=body, headers={"Content-Type": media, "Accept": media}
         )
         response = connection.getresponse()
         answer = response.read()
         assert response.status == 200, answer
+        return len(answer)
 
     def in_process(path: str, body: bytes, media: str) -> None:
         route, _, query = path.partition("?")
@@ -349,34 +372,50 @@ def bulk(workdir: Path, base: str, keys: dict[str, str], x: pd.DataFrame) -> Non
         b"".join(app(environ, lambda s, h, e=None: status.append(s)))
         assert status[0].startswith("200"), status
 
+    def medians_ms(call, cases: dict[str, tuple]) -> dict[str, float]:
+        """Median ms per case, the cases taken in turn so that both see the same machine."""
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for round_ in range(43):
+            for name, args in cases.items():
+                start = time.perf_counter()
+                call(*args)
+                if round_ >= 3:  # the first rounds warm up
+                    samples[name].append(time.perf_counter() - start)
+        return {name: float(np.median(taken)) * 1e3 for name, taken in samples.items()}
+
     try:
         for backend, key in keys.items():
             cases = {
-                "json": (
+                "JSON": (
                     f"/{backend}",
                     orjson.dumps({"x": split, "orient": "split", "model-key": key}),
                     "application/json",
                 ),
-                "arrow": (f"/{backend}?model-key={key}", arrow_bytes(x), ARROW),
+                "Arrow": (f"/{backend}?model-key={key}", arrow_bytes(x), ARROW),
             }
-            for where, call in (("end to end", over_http), ("in process", in_process)):
-                timings = {}
-                for name, (path, body, media) in cases.items():
-                    for _ in range(3):
-                        call(path, body, media)  # warm up
-                    samples = []
-                    for _ in range(30):
-                        start = time.perf_counter()
-                        call(path, body, media)
-                        samples.append(time.perf_counter() - start)
-                    timings[name] = float(np.median(samples))
-                print(
-                    f"10k-row predict, {backend}, {where}: JSON {timings['json'] * 1e3:.2f} ms, "
-                    f"Arrow {timings['arrow'] * 1e3:.2f} ms, "
-                    f"Arrow x JSON {timings['json'] / timings['arrow']:.1f}"
-                )
+            served = medians_ms(over_http, {n: (base, *case) for n, case in cases.items()})
+            floor = medians_ms(
+                over_http,
+                {
+                    name: (yardstick, f"/transport?size={over_http(base, *case)}", *case[1:])
+                    for name, case in cases.items()
+                },
+            )
+            inside = medians_ms(in_process, cases)
+            print(
+                f"10k-row predict, {backend}, end to end: JSON {served['JSON']:.2f} ms, "
+                f"Arrow {served['Arrow']:.2f} ms, Arrow x JSON "
+                f"{served['JSON'] / served['Arrow']:.1f}; transport floor: JSON "
+                f"{floor['JSON']:.2f} ms, Arrow {floor['Arrow']:.2f} ms"
+            )
+            print(
+                f"10k-row predict, {backend}, in process: JSON {inside['JSON']:.2f} ms, "
+                f"Arrow {inside['Arrow']:.2f} ms, Arrow x JSON "
+                f"{inside['JSON'] / inside['Arrow']:.1f}"
+            )
     finally:
-        connection.close()
+        for connection in connections.values():
+            connection.close()
         app.close()
 
 

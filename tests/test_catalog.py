@@ -179,6 +179,23 @@ def test_updatable_entries_learn_from_patch(client, entry):
     np.testing.assert_array_equal(served(client, entry.name, key, x), local.predict(x))
 
 
+def test_patch_of_a_key_whose_parameters_rule_out_partial_fit_is_a_422(client):
+    """MLPClassifier(solver="lbfgs") has no partial_fit: the PATCH is refused at once, naming
+    why, and the key keeps its one finished version (no FAILED job is recorded)."""
+    x, y = data(next(e for e in ENTRIES if e.name == "mlp-classifier"))
+    modkwargs = {"solver": "lbfgs", "max_iter": 50, "random_state": 0}
+    key = client.simulate_put("/mlp-classifier", json=body(x, y, modkwargs=modkwargs)).json[
+        "model-key"
+    ]
+    assert settled(client, "mlp-classifier", key)["status"] == "FINISHED"
+    response = client.simulate_patch("/mlp-classifier", json=body(x, y, **{"model-key": key}))
+    assert response.status_code == 422, response.text
+    assert "partial_fit" in response.json["description"]
+    assert "lbfgs" in response.json["description"]
+    state = client.simulate_get("/mlp-classifier", params={"model-key": key}).json
+    assert (state["status"], state["version"]) == ("FINISHED", 1)
+
+
 @pytest.mark.parametrize(
     "entry", [e for e in ENTRIES if not e.supports_update], ids=lambda entry: entry.name
 )

@@ -325,6 +325,12 @@ class Service:
         self._within_limits(table.shape)
         target = None if y is None else align_target(table.frame, decode_target(y, orient))
         base = self._newest_finished(model, key)
+        modkwargs = (base.metadata.get("kwargs") or {}).get("modkwargs") or {}
+        refusal = wrapper.cannot_update(**modkwargs)
+        if refusal:
+            raise UnprocessableData(
+                f"{model} {key!r} (version {base.version}) cannot be updated: {refusal}"
+            )
         # NOTE: an update unpickles its base as a predict would: the same skew policy.
         self._skew(wrapper, base, update=True)
         schema = Schema.from_json(base.metadata["features"])

@@ -62,6 +62,15 @@ class ModelWrapper(ABC):
         """Return `model` updated with new data. Override it to accept PATCH."""
         raise NotImplementedError(f"{type(self).__name__} does not implement update")
 
+    def cannot_update(self, **modkwargs: Any) -> str | None:
+        """Why models made with these `modkwargs` cannot be updated, or None if they can.
+
+        Asked before a PATCH starts a job, so a key that can never be updated (e.g. an
+        MLPClassifier with solver="lbfgs" has no `partial_fit`) is a 422 at once rather
+        than a FAILED version later.
+        """
+        return None
+
     def metadata(self, model: Any, x: Any, y: Any = None) -> dict[str, Any]:
         """Extra JSON-serializable facts stored with each fitted version."""
         return {}
@@ -102,6 +111,7 @@ def wrap_estimator(
     }
     if update is not None:
         namespace["update"] = _updater(update)
+        namespace["cannot_update"] = _update_check(estimator, update)
     # NOTE: the class is made here, so pickle cannot find it by name; rebuilding it from the
     # same arguments lets process pools and clusters receive these wrappers.
     arguments = (estimator, name)
@@ -141,6 +151,24 @@ def _make_estimator(estimator: type):
         return model
 
     return make_model
+
+
+def _update_check(estimator: type, method: str):
+    def cannot_update(self: ModelWrapper, **modkwargs: Any) -> str | None:
+        # NOTE: scikit-learn hides methods the parameters rule out (`available_if`): an
+        # unfitted model made with the same parameters tells, without loading the fitted one.
+        try:
+            model = estimator(**modkwargs)
+        except Exception:  # accepted at PUT; if not now, the job will say why
+            return None
+        try:
+            getattr(model, method)
+        except AttributeError as exc:
+            reason = exc.__cause__ if isinstance(exc.__cause__, AttributeError) else exc
+            return f"{estimator.__name__} with these modkwargs has no {method}: {reason}"
+        return None
+
+    return cannot_update
 
 
 def _updater(method: str):
