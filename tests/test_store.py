@@ -127,6 +127,21 @@ def test_claim_update_rules(store):
     assert (new.version, base.version, new.status) == (3, 2, Status.RUNNING)
 
 
+def test_claim_update_of_a_base_no_longer_newest_is_refused(store):
+    """An update checked against version 1 is not started once version 2 has finished: the
+    caller hears so (409), and no RUNNING version is left behind."""
+    first = _claim(store).version
+    _finish(store, first.id)
+    second = _claim(store, retrain=True).version
+    _finish(store, second.id)
+    with pytest.raises(NotReady) as stale:
+        store.claim_update("m", "k", worker="w1", lease_seconds=LEASE, base_id=first.id)
+    assert stale.value.status == "FINISHED" and "version 2" in str(stale.value)
+    assert store.newest("m", "k").id == second.id
+    new, base = store.claim_update("m", "k", worker="w1", lease_seconds=LEASE, base_id=second.id)
+    assert (new.version, base.id) == (3, second.id)
+
+
 def test_update_base_skips_failed_versions(store):
     """The base of an update is the newest FINISHED version even when a later one FAILED."""
     first = _claim(store).version

@@ -336,19 +336,21 @@ class Service:
         schema = Schema.from_json(base.metadata["features"])
         frame = schema.conform(table.frame, positional=orient == "values")
         blob = self._blob(base)
-        version, claimed_base = self.store.claim_update(
-            model, key, worker=self.jobs.worker, lease_seconds=self.settings.lease_seconds
+        version, _ = self.store.claim_update(
+            model,
+            key,
+            worker=self.jobs.worker,
+            lease_seconds=self.settings.lease_seconds,
+            base_id=base.id,
         )
-        if claimed_base.id != base.id:  # a newer version finished in between
-            blob = self._blob(claimed_base)
         metadata = self._metadata(wrapper, frame, target, schema)
-        metadata["base_version"] = claimed_base.version
-        metadata["kwargs"] = claimed_base.metadata.get("kwargs", {})
-        if "name" in claimed_base.metadata:
-            metadata["name"] = claimed_base.metadata["name"]
+        metadata["base_version"] = base.version
+        metadata["kwargs"] = base.metadata.get("kwargs", {})
+        if "name" in base.metadata:
+            metadata["name"] = base.metadata["name"]
         # The base loads with the serializer it was stored with; the update is stored with
         # the wrapper's own.
-        base_serializer = self._serializer_for(wrapper, claimed_base)
+        base_serializer = self._serializer_for(wrapper, base)
         task = TrainingTask(
             wrapper, frame, target, base_blob=blob, schema=schema, base_serializer=base_serializer
         )

@@ -68,11 +68,21 @@ class Store(ABC):
 
     @abstractmethod
     def claim_update(
-        self, model: str, key: str, *, worker: str, lease_seconds: float
+        self,
+        model: str,
+        key: str,
+        *,
+        worker: str,
+        lease_seconds: float,
+        base_id: int | None = None,
     ) -> tuple[Version, Version]:
         """Start a RUNNING version that updates the newest FINISHED one; return (new, base).
 
-        Raises KeyNotFound without versions, NotReady while one is RUNNING or none FINISHED.
+        With `base_id`, only while that version is still the newest FINISHED one: what the
+        caller checked (schema, library skew) is then what the job updates.
+
+        Raises KeyNotFound without versions, NotReady while one is RUNNING, none FINISHED, or
+        another version finished after `base_id`.
         """
 
     @abstractmethod

@@ -235,7 +235,13 @@ class SQLStore(Store):
 
     @_guarded
     def claim_update(
-        self, model: str, key: str, *, worker: str, lease_seconds: float
+        self,
+        model: str,
+        key: str,
+        *,
+        worker: str,
+        lease_seconds: float,
+        base_id: int | None = None,
     ) -> tuple[Version, Version]:
         with self._session():
             try:
@@ -252,6 +258,12 @@ class SQLStore(Store):
                         raise NotReady(
                             f"no version of {key!r} has finished; the newest is {newest['status']}",
                             newest["status"],
+                        )
+                    if base_id is not None and base["id"] != base_id:
+                        raise NotReady(
+                            f"version {base['version']} of {key!r} finished while this update "
+                            "was being checked; send the update again",
+                            Status.FINISHED.value,
                         )
                     row = self._insert_running(
                         model, key, newest["version"] + 1, worker, lease_seconds
