@@ -57,6 +57,16 @@ def settled(client, key):
     )
 
 
+def fit_arrow(client, x: pd.DataFrame, y: pd.Series) -> str:
+    """PUT x and y as one Arrow body (y the `target` column); the key it answers."""
+    return client.simulate_put(
+        "/linreg",
+        body=arrow(x.assign(target=y)),
+        content_type=ARROW_STREAM,
+        params={"target": "target"},
+    ).json["model-key"]
+
+
 @pytest.mark.parametrize(
     ("media", "encode"), [(ARROW_STREAM, arrow), (PARQUET, parquet), ("text/csv", csv)]
 )
@@ -87,12 +97,7 @@ def test_arrow_in_arrow_out_keeps_the_index(client):
     """With Accept: Arrow the answer is an Arrow stream on x's index, the key in headers."""
     x, y = regression()
     x.index = y.index = x.index + 500
-    key = client.simulate_put(
-        "/linreg",
-        body=arrow(x.assign(target=y)),
-        content_type=ARROW_STREAM,
-        params={"target": "target"},
-    ).json["model-key"]
+    key = fit_arrow(client, x, y)
     settled(client, key)
     answer = client.simulate_post(
         "/linreg",
@@ -117,12 +122,7 @@ def test_json_and_arrow_bodies_of_the_same_data_share_a_key(client):
         "/linreg",
         json={"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"},
     ).json["model-key"]
-    as_arrow = client.simulate_put(
-        "/linreg",
-        body=arrow(x.assign(target=y)),
-        content_type=ARROW_STREAM,
-        params={"target": "target"},
-    ).json["model-key"]
+    as_arrow = fit_arrow(client, x, y)
     assert as_arrow == as_json
 
 
@@ -197,12 +197,7 @@ def test_arrow_floats_with_other_columns_are_refused_by_name(client) -> None:
     """A float body whose names differ from training: 422 naming them, as for JSON; in
     another order it is served."""
     x, y = regression()
-    key = client.simulate_put(
-        "/linreg",
-        body=arrow(x.assign(target=y)),
-        content_type=ARROW_STREAM,
-        params={"target": "target"},
-    ).json["model-key"]
+    key = fit_arrow(client, x, y)
     assert settled(client, key)["status"] == "FINISHED"
     renamed = x.rename(columns={x.columns[0]: "other"})
     answer = client.simulate_post(
