@@ -132,10 +132,16 @@ ML_SERVER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlse
 
 class ServerProcess:
     """`ml-server serve` (this module's registry unless `target` says otherwise) on a store, in
-    its own process, on a free port; `url` is where it listens."""
+    its own process, on a free port; `url` is where it listens. With `stderr`, what it writes
+    there is kept for `communicate`."""
 
     def __init__(
-        self, store_url: str, *options: str, target: str | None = None, env: dict | None = None
+        self,
+        store_url: str,
+        *options: str,
+        target: str | None = None,
+        env: dict | None = None,
+        stderr: bool = False,
     ) -> None:
         target = target or f"{Path(__file__)}:registry"
         # The tests choose every setting: none leaks in from the environment running them.
@@ -143,6 +149,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [*ML_SERVER, "serve", target, "--port", "0", "--store", store_url, *options],
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if stderr else None,
             text=True,
             env={**environ, **(env or {})},
         )
@@ -152,18 +159,26 @@ class ServerProcess:
             raise AssertionError(f"server did not start: {line!r}")
         self.url = line.split(" on ")[1].split()[0]
 
+    def terminate(self) -> str:
+        """SIGTERM; the line the server answers it with."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.stdout.readline()
+
+    def communicate(self, timeout: float = 60) -> tuple[int, str, str | None]:
+        """Wait for the exit: its code, the rest of stdout, and stderr if kept."""
+        out, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out, err
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Send `sig` (a graceful stop by default) and wait; returns the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            code = self.process.wait(timeout=60)
+            self.process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            code = self.process.wait(timeout=30)
-        if not self.process.stdout.closed:
-            self.process.stdout.close()
-        return code
+            self.process.communicate(timeout=30)
+        return self.process.returncode
 
     def kill(self) -> int:
         """SIGKILL: the process gets no chance to clean up, as in a crash."""

@@ -9,10 +9,7 @@ than --graceful-timeout, and a second SIGTERM.
 from __future__ import annotations
 
 import io
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -25,10 +22,7 @@ import requests
 from sklearn.linear_model import LinearRegression
 
 from mlserver.store import SQLStore
-from support import regression, wait_until
-
-_SCRIPT = Path(sys.executable).with_name("ml-server")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
+from support import ServerProcess, regression, wait_until
 
 # Models that leave a file in MARKS (the directory of the registry file, plus "marks") each
 # time a fit or a predict starts, so a test knows the work is in flight before it signals.
@@ -81,40 +75,6 @@ MODELS = textwrap.dedent(
 )
 
 
-class Server:
-    """`ml-server serve models.py:registry ARGS` in its own process."""
-
-    def __init__(self, models: Path, store_url: str, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
-        self.process = subprocess.Popen(
-            [*COMMAND, "serve", f"{models}:registry", "--port", "0", "--store", store_url, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        line = self.process.stdout.readline()
-        if " on http://" not in line:
-            self.kill()
-            raise AssertionError(f"server did not start: {line!r}")
-        self.url = line.split(" on ")[1].split()[0]
-
-    def terminate(self) -> str:
-        """SIGTERM; the line the server answers it with."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.stdout.readline()
-
-    def wait(self, timeout: float = 60) -> tuple[int, str, str]:
-        """The exit code, the rest of stdout and stderr."""
-        out, err = self.process.communicate(timeout=timeout)
-        return self.process.returncode, out, err
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.communicate()
-
-
 @pytest.fixture
 def models(tmp_path) -> Path:
     path = tmp_path / "models.py"
@@ -126,10 +86,10 @@ def models(tmp_path) -> Path:
 @pytest.fixture
 def serve(models, sqlite_url):
     """Start servers on the test's store; each is killed at the end if it still runs."""
-    servers: list[Server] = []
+    servers: list[ServerProcess] = []
 
-    def start(*args: str) -> Server:
-        servers.append(Server(models, sqlite_url, *args))
+    def start(*args: str) -> ServerProcess:
+        servers.append(ServerProcess(sqlite_url, *args, target=f"{models}:registry", stderr=True))
         return servers[-1]
 
     yield start
@@ -141,7 +101,7 @@ def marks(models: Path, kind: str) -> int:
     return len(list((models.parent / "marks").glob(f"{kind}-*")))
 
 
-def fit(server: Server, model: str, name: str, **params) -> str:
+def fit(server: ServerProcess, model: str, name: str, **params) -> str:
     x, y = regression()
     body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
     response = requests.put(
@@ -197,7 +157,7 @@ def test_big_answers_in_flight_at_sigterm_arrive_whole(serve, models, sqlite_url
         assert len(answer.content) > 5_000_000
         got = pd.read_json(io.StringIO(answer.json()["y"]), orient="split").iloc[:, 0]
         np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-9)
-    code, out, err = server.wait()
+    code, out, err = server.communicate()
     assert (code, out, err) == (0, "mlserver: stopped\n", "")
 
 
@@ -211,7 +171,7 @@ def test_sigterm_finishes_the_running_job_and_fails_the_queued_ones(serve, model
     wait_until(lambda: marks(models, "fit") == 1)
     signalled = time.monotonic()
     assert server.terminate().endswith(" and 3 training job(s)\n")
-    code, out, err = server.wait()
+    code, out, err = server.communicate()
     assert (code, out, err) == (0, "mlserver: stopped\n", "")
     assert time.monotonic() - signalled > 2.0  # it waited for the job, past the 1 s grace
     assert marks(models, "fit") == 1  # the queued fits never started
@@ -233,7 +193,7 @@ def test_a_second_sigterm_exits_at_once_and_the_job_comes_back_interrupted(
     assert server.terminate().startswith("mlserver: stopping")
     signalled = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    code, _, err = server.wait(timeout=10)
+    code, _, err = server.communicate(timeout=10)
     assert code == 1 and "SIGTERM again: exiting without waiting" in err
     assert time.monotonic() - signalled < 5
     assert versions(sqlite_url)[key][0] == "RUNNING"  # what the dead process left
