@@ -144,6 +144,19 @@ def test_bad_table_bodies(client, body, media, params, status, needle):
     assert client.simulate_get("/linreg").json["keys"] == []
 
 
+def test_a_target_given_twice_is_a_400(client):
+    x, y = regression()
+    response = client.simulate_put(
+        "/linreg",
+        body=arrow(x.assign(target=y)),
+        content_type=ARROW_STREAM,
+        query_string="target=target&target=u",
+    )
+    assert response.status_code == 400, response.text
+    assert response.json["parameter"] == "target"
+    assert client.simulate_get("/linreg").json["keys"] == []
+
+
 FLOAT_TABLES = {
     "plain": pd.DataFrame({"u": [0.5, 1.5], "v": [2.0, -1.0]}),
     "integer-like names": pd.DataFrame({"0": [0.5, 1.5], "1": [2.0, -1.0]}),

@@ -517,6 +517,19 @@ def test_catalog_command_lists_every_entry(capsys):
     ]
 
 
+def test_catalog_into_a_pipe_nobody_reads_ends_quietly():
+    """`ml-server catalog | head -1`: a reader that is gone is not a traceback."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [*COMMAND, "catalog"], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [

@@ -81,6 +81,24 @@ def test_a_retrain_on_one_replica_is_served_by_the_other_within_the_bound(replic
     assert time.monotonic() - finished < 1.0 + 0.5  # the bound, plus one request's slack
 
 
+def test_a_patch_right_after_another_replicas_update_starts_at_once(replicas):
+    """B still caches version 1 when A's update writes version 2: B's PATCH is not refused
+    for an outdated base; it updates version 2 into version 3."""
+    a, b = replicas
+    x, y = regression()
+    key = a.put("sgd", fit_body(x, y)).json()["model-key"]
+    wait_until(lambda: a.status("sgd", key)["status"] == "FINISHED")
+    assert b.predict("sgd", key, x.head(2)).json()["version"] == 1  # B caches version 1
+    update = fit_body(x, y, **{"model-key": key})
+    assert requests.patch(f"{a.url}/sgd", json=update, timeout=30).status_code == 202
+    wait_until(lambda: a.status("sgd", key)["status"] == "FINISHED")
+    answer = requests.patch(f"{b.url}/sgd", json=update, timeout=30)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["version"] == 3
+    wait_until(lambda: b.status("sgd", key)["status"] == "FINISHED")
+    assert b.status("sgd", key)["metadata"]["base_version"] == 2
+
+
 def test_the_same_put_on_both_replicas_starts_one_job(replicas):
     """Identical PUTs sent to A and B at the same moment start exactly one job each time."""
     a, b = replicas

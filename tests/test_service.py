@@ -135,6 +135,41 @@ def test_cache_is_bounded(service):
     assert len(service.cache) == 2 and service.cache.misses == 3
 
 
+class RacingStore(SQLStore):
+    """A real store on which, just before the first update is claimed, another process's
+    retrain of the same key finishes (a race the claim must not lose)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url, self.raced = url, False
+
+    def claim_update(self, model, key, **kwargs):
+        if not self.raced:
+            self.raced = True
+            other = Service(registry(), SQLStore(self.url))
+            try:
+                fit(other, model, retrain=True)
+                finished(other, model, key)
+            finally:
+                other.close()
+        return super().claim_update(model, key, **kwargs)
+
+
+def test_an_update_checks_again_when_its_base_is_overtaken(sqlite_url):
+    """A version that finishes between an update's checks and its claim becomes the base:
+    the update is checked against it and started on it, not on the one read first."""
+    service = Service(registry(), RacingStore(sqlite_url))
+    try:
+        claim, x, y = fit(service, "sgd")
+        key = claim.version.key
+        finished(service, "sgd", key)
+        version = service.update("sgd", key=key, x=x.to_json(), y=y.to_json())
+        assert service.store.raced and version.version == 3
+        assert finished(service, "sgd", key).metadata["base_version"] == 2
+    finally:
+        service.close()
+
+
 def test_update_requires_support_and_matching_schema(service):
     """update: 405-style refusal without support, schema checked before anything is stored."""
     claim, x, y = fit(service)

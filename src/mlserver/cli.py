@@ -881,12 +881,16 @@ def _say(stream: TextIO, message: str) -> None:
         stream.write(f"{SAY} {' '.join(message.split())}\n")
         stream.flush()
     except BrokenPipeError:
-        # Whoever read these lines is gone (`| head`, a supervisor that closed the pipe): the
-        # server goes on, and so that Python's flush at exit cannot raise again, the stream
-        # now writes to the null device.
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, stream.fileno())
-        os.close(null)
+        _reader_gone(stream)
+
+
+def _reader_gone(stream: TextIO) -> None:
+    """Whoever read `stream` is gone (`| head`, a supervisor that closed the pipe): it now
+    writes to the null device, so that nothing (Python's flush at exit included) raises
+    again, and the server goes on."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, stream.fileno())
+    os.close(null)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -904,6 +908,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C before the server took over the signal
         return 128 + signal.SIGINT
+    except BrokenPipeError:  # e.g. `ml-server catalog | head -1`: the rest is not wanted
+        _reader_gone(sys.stdout)
+        return 0
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ MLServerError
 ├── ModelNotFound           no wrapper is registered under that name
 ├── KeyNotFound             the model-key names no version
 ├── NotReady                the key exists but its state forbids the operation (RUNNING, FAILED)
+│   └── StaleBase           an update's base is no longer the newest finished version
 ├── NotServable             a finished version this server will not load as configured
 │   └── UntrustedModel      it holds types the server does not trust
 ├── UnsupportedOperation    the wrapper does not offer the operation (e.g. update)
@@ -34,6 +35,7 @@ __all__ = [
     "PayloadTooLarge",
     "SchemaMismatch",
     "SignatureMismatch",
+    "StaleBase",
     "StoreError",
     "UnprocessableData",
     "UnsupportedMediaType",
@@ -116,6 +118,13 @@ class IntegrityError(StoreError):
 class SignatureMismatch(IntegrityError):
     """A stored blob's signature is missing, made with an unknown key, or wrong: the bytes were
     not written by a server holding the signing key, so they are never deserialized."""
+
+
+class StaleBase(NotReady):
+    """The version an update was checked against is no longer the newest FINISHED one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "FINISHED")
 
 
 class NotServable(MLServerError):

@@ -49,8 +49,8 @@ class Table:
     """A decoded `x`: its rows plus how they came, so the answer can go back the same way.
 
     Rows come either as a DataFrame, or as one float64 array: already in the training
-    schema's column order (the numeric fast path), or, from an Arrow body, in the body's own
-    order with its column names (`conformed` False). The frame is built only if asked for.
+    schema's column order (the numeric fast path, with `columns`), or, from an Arrow body, in
+    the body's own order (with its column `names`). The frame is built only if asked for.
     """
 
     def __init__(
@@ -60,29 +60,25 @@ class Table:
         as_string: bool,
         *,
         array: np.ndarray | None = None,
-        columns: pd.Index | list[str] | None = None,
+        columns: pd.Index | None = None,
+        names: list[str] | None = None,
         index: pd.Index | None = None,
-        conformed: bool = True,
     ) -> None:
         self.orient = orient
         self.as_string = as_string
         #: float64 rows, or None when the rows came as a general frame.
         self.array = array
+        #: The body's column names of an array not yet in training order; else None.
+        self.names = names
         #: The fast path's row labels; None stands for 0..n-1 (no Index built for it).
         self.given_index = index
         self._frame = frame
         self._columns = columns
-        self._conformed = conformed
 
     @property
     def conformed(self) -> bool:
         """The rows already have the training schema's columns, order and float64 data."""
-        return self.array is not None and self._conformed
-
-    @property
-    def names(self) -> list[str] | None:
-        """The body's column names of rows not yet conformed (None otherwise)."""
-        return None if self._conformed else self._columns  # type: ignore[return-value]
+        return self.array is not None and self.names is None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -91,7 +87,7 @@ class Table:
     @property
     def frame(self) -> pd.DataFrame:
         if self._frame is None:
-            columns = self._columns if self._conformed else _axis(self._columns, "x")  # type: ignore[arg-type]
+            columns = self._columns if self.names is None else _axis(self.names, "x")
             self._frame = pd.DataFrame(
                 self.array, columns=columns, index=self.given_index, copy=False
             )
@@ -704,9 +700,7 @@ def decode_bulk(raw: bytes, kind: str, orient: str = "split", parameter: str = "
                 table = pa.parquet.read_table(pa.BufferReader(raw))
             rows = _float_rows(pa, table)
             if rows is not None:
-                return Table(
-                    None, orient, False, array=rows, columns=table.column_names, conformed=False
-                )
+                return Table(None, orient, False, array=rows, names=table.column_names)
             frame = table.to_pandas()
     except UnsupportedMediaType:
         raise

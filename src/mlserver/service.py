@@ -27,12 +27,14 @@ from mlserver.errors import (
     KeyNotFound,
     NotReady,
     NotServable,
+    StaleBase,
     UnprocessableData,
     UnsupportedOperation,
 )
 from mlserver.frames import (
     ORIENTS,
     Schema,
+    Table,
     align_target,
     decode_frame,
     decode_target,
@@ -56,6 +58,8 @@ __all__ = ["Prediction", "Service"]
 log = logging.getLogger("mlserver.service")
 
 DEFAULT_TARGET = "y"
+#: How often a PATCH checks a newer base that finished meanwhile before it gives up (409).
+_UPDATE_ATTEMPTS = 3
 
 
 class Prediction:
@@ -324,25 +328,22 @@ class Service:
         table = decode_frame(x, orient, "x")
         self._within_limits(table.shape)
         target = None if y is None else align_target(table.frame, decode_target(y, orient))
-        base = self._newest_finished(model, key)
-        modkwargs = (base.metadata.get("kwargs") or {}).get("modkwargs") or {}
-        refusal = wrapper.cannot_update(**modkwargs)
-        if refusal:
-            raise UnprocessableData(
-                f"{model} {key!r} (version {base.version}) cannot be updated: {refusal}"
-            )
-        # NOTE: an update unpickles its base as a predict would: the same skew policy.
-        self._skew(wrapper, base, update=True)
-        schema = Schema.from_json(base.metadata["features"])
-        frame = schema.conform(table.frame, positional=orient == "values")
-        blob = self._blob(base)
-        version, _ = self.store.claim_update(
-            model,
-            key,
-            worker=self.jobs.worker,
-            lease_seconds=self.settings.lease_seconds,
-            base_id=base.id,
-        )
+        # A version that finishes while we check is taken up by checking again (rarely more
+        # than once); the claim starts a job only on the base that was checked.
+        for attempt in range(_UPDATE_ATTEMPTS):
+            base, frame, schema, blob = self._update_base(wrapper, model, key, table, orient)
+            try:
+                version, _ = self.store.claim_update(
+                    model,
+                    key,
+                    worker=self.jobs.worker,
+                    lease_seconds=self.settings.lease_seconds,
+                    base_id=base.id,
+                )
+                break
+            except StaleBase:
+                if attempt == _UPDATE_ATTEMPTS - 1:
+                    raise
         metadata = self._metadata(wrapper, frame, target, schema)
         metadata["base_version"] = base.version
         metadata["kwargs"] = base.metadata.get("kwargs", {})
@@ -356,6 +357,26 @@ class Service:
         )
         self.jobs.submit(version, task, metadata)
         return version
+
+    def _update_base(
+        self, wrapper: ModelWrapper, model: str, key: str, table: Table, orient: str
+    ) -> tuple[Version, pd.DataFrame, Schema, bytes]:
+        """The version a PATCH would update, checked: it can be updated and loaded, and `x`
+        conforms to its schema; with `x` so conformed, its schema and its bytes."""
+        # NOTE: from the database, not the cache: the claim refuses any base but the newest,
+        # which another process may have written a moment ago.
+        base = self._newest_finished(model, key, cached=False)
+        modkwargs = (base.metadata.get("kwargs") or {}).get("modkwargs") or {}
+        refusal = wrapper.cannot_update(**modkwargs)
+        if refusal:
+            raise UnprocessableData(
+                f"{model} {key!r} (version {base.version}) cannot be updated: {refusal}"
+            )
+        # NOTE: an update unpickles its base as a predict would: the same skew policy.
+        self._skew(wrapper, base, update=True)
+        schema = Schema.from_json(base.metadata["features"])
+        frame = schema.conform(table.frame, positional=orient == "values")
+        return base, frame, schema, self._blob(base)
 
     def delete(self, model: str, *, key: Any) -> int:
         """Delete every version of a key; a job still training it is discarded when it ends."""
@@ -411,8 +432,10 @@ class Service:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _newest_finished(self, model: str, key: str) -> Version:
-        version = self.newest.get(model, key)
+    def _newest_finished(self, model: str, key: str, *, cached: bool = True) -> Version:
+        """The newest FINISHED version; `cached` allows the per-process cache's answer, which
+        may be up to `freshness_seconds` behind other processes."""
+        version = self.newest.get(model, key) if cached else None
         if version is not None:
             return version
         version = self.store.newest(model, key, finished=True)

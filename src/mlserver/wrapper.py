@@ -111,7 +111,7 @@ def wrap_estimator(
     }
     if update is not None:
         namespace["update"] = _updater(update)
-        namespace["cannot_update"] = _update_check(estimator, update)
+        namespace["cannot_update"] = _update_check(update)
     # NOTE: the class is made here, so pickle cannot find it by name; rebuilding it from the
     # same arguments lets process pools and clusters receive these wrappers.
     arguments = (estimator, name)
@@ -153,19 +153,21 @@ def _make_estimator(estimator: type):
     return make_model
 
 
-def _update_check(estimator: type, method: str):
+def _update_check(method: str):
     def cannot_update(self: ModelWrapper, **modkwargs: Any) -> str | None:
         # NOTE: scikit-learn hides methods the parameters rule out (`available_if`): an
         # unfitted model made with the same parameters tells, without loading the fitted one.
         try:
-            model = estimator(**modkwargs)
+            model = self.make_model(**modkwargs)
         except Exception:  # accepted at PUT; if not now, the job will say why
             return None
         try:
             getattr(model, method)
         except AttributeError as exc:
             reason = exc.__cause__ if isinstance(exc.__cause__, AttributeError) else exc
-            return f"{estimator.__name__} with these modkwargs has no {method}: {reason}"
+            return f"{type(model).__name__} with these modkwargs has no {method}: {reason}"
+        except Exception:  # an availability check of its own failing: the job will tell
+            return None
         return None
 
     return cannot_update

@@ -95,6 +95,10 @@ class _Params:
         if "x" in self.values or "y" in self.values:
             raise InvalidPayload(f"with a {kind} body, x and y come in the body", "x")
         target = self.values.pop("target", None) if method in ("PUT", "PATCH") else None
+        if target is not None and not isinstance(target, str):  # ?target=a&target=b
+            raise InvalidPayload(
+                "target must be given once, as comma-separated column names", "target"
+            )
         orient = self.values.get("orient") or "split"
         table = decode_bulk(raw, kind, orient)
         if target:

@@ -81,8 +81,8 @@ class Store(ABC):
         With `base_id`, only while that version is still the newest FINISHED one: what the
         caller checked (schema, library skew) is then what the job updates.
 
-        Raises KeyNotFound without versions, NotReady while one is RUNNING, none FINISHED, or
-        another version finished after `base_id`.
+        Raises KeyNotFound without versions, NotReady while one is RUNNING or none FINISHED,
+        StaleBase if another version finished after `base_id`.
         """
 
     @abstractmethod

@@ -16,7 +16,14 @@ import peewee
 from playhouse import db_url
 from playhouse.migrate import SchemaMigrator, migrate
 
-from mlserver.errors import ConfigurationError, IntegrityError, KeyNotFound, NotReady, StoreError
+from mlserver.errors import (
+    ConfigurationError,
+    IntegrityError,
+    KeyNotFound,
+    NotReady,
+    StaleBase,
+    StoreError,
+)
 from mlserver.store._tables import ADDED_COLUMNS, TABLE_NAME, make_version_table
 from mlserver.store.base import Claim, Status, Store, Version
 
@@ -260,10 +267,9 @@ class SQLStore(Store):
                             newest["status"],
                         )
                     if base_id is not None and base["id"] != base_id:
-                        raise NotReady(
-                            f"version {base['version']} of {key!r} finished while this update "
-                            "was being checked; send the update again",
-                            Status.FINISHED.value,
+                        raise StaleBase(
+                            f"version {base['version']} of {key!r} finished after the one this "
+                            "update was checked against"
                         )
                     row = self._insert_running(
                         model, key, newest["version"] + 1, worker, lease_seconds
