@@ -488,13 +488,13 @@ def _arranged(
 ) -> Table | None:
     """Rows whose labels (if given) name the training columns, put in training order."""
     width = len(schema.columns)
-    if columns is not None:
+    # PERF: labels as trained (the usual case) need no checks and no conversion.
+    if columns is not None and columns != schema.names:
         if not isinstance(columns, list) or len(columns) != width:
             return None
         if not all(isinstance(label, str | int | float) for label in columns):
             return None
-        # PERF: labels as trained need no conversion (a regex per label).
-        labels = columns if columns == schema.names else [_label(c) for c in columns]
+        labels = [_label(c) for c in columns]
         if labels != schema.names:
             position = {label: i for i, label in enumerate(labels)}
             if len(position) != width or set(position) != set(schema.columns):
