@@ -172,7 +172,7 @@ class Schema:
             if str(given) == trained:
                 continue
             trained_numeric = _is_numeric(trained)
-            if trained_numeric != pd.api.types.is_numeric_dtype(given):
+            if _kind_of(trained) != _kind(given):
                 # NOTE: an all-null column parses as float/object; let the model judge it.
                 if not frame[column].isna().all():
                     wrong.append(f"{column!r} is {given}, trained as {trained}")
@@ -182,6 +182,27 @@ class Schema:
         if wrong:
             raise SchemaMismatch("x has columns of the wrong type: " + "; ".join(wrong))
         return frame.astype(casts) if casts else frame
+
+
+def _kind(dtype: Any) -> str:
+    """What a column holds, as far as a model is concerned: numbers, datetimes, durations or
+    text (strings, categories, mixed objects). Columns of another kind than in training are
+    refused: a datetime where strings were trained would predict nonsense."""
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "datetime"
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return "timedelta"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "numeric"
+    return "text"
+
+
+def _kind_of(dtype: str) -> str:
+    """`_kind` of a dtype as stored in a schema; one this pandas cannot read counts as text."""
+    try:
+        return _kind(pd.api.types.pandas_dtype(dtype))
+    except TypeError:
+        return "text"
 
 
 def _is_numeric(dtype: str) -> bool:
@@ -372,7 +393,47 @@ def _rows_frame(data: list[Any], columns: Any, orient: str, parameter: str) -> p
 
 
 # pandas' Table Schema types -> dtypes; "any" and unknown types are left to inference.
-_TABLE_TYPES = {"integer": "int64", "number": "float64", "boolean": "bool", "string": "str"}
+_TABLE_TYPES = {"integer": "int64", "number": "float64", "boolean": "bool"}
+# Extension dtypes a field may name (`extDtype`), as `read_json(orient="table")` restores them.
+_EXT_DTYPES = frozenset({"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32"})
+_EXT_DTYPES |= {"UInt64", "Float32", "Float64", "boolean", "string", "str"}
+
+
+def _typed(column: pd.Series, field: Mapping[str, Any], parameter: str) -> pd.Series:
+    """A Table Schema column in the dtype its field names, as `read_json` types it, except
+    where that would change values: a boolean or integer column with nulls stays nullable
+    instead of turning nulls into False or failing."""
+    kind = field.get("type")
+    ext = field.get("extDtype")
+    if kind == "duration":
+        # NOTE: read_json cannot read these either ("can not yet read ISO-formatted
+        # Timedelta data"); refuse rather than pass ISO text to a model as strings.
+        raise InvalidPayload(
+            f"{parameter}: column {field['name']!r} holds durations (timedelta), which "
+            "orient 'table' cannot carry; send them as numbers (e.g. seconds)",
+            parameter,
+        )
+    if kind == "datetime":
+        values = pd.to_datetime(column, utc=True if "tz" in field else None).dt.as_unit("ns")
+        return values.dt.tz_convert(str(field["tz"])) if "tz" in field else values
+    if isinstance(ext, str) and ext in _EXT_DTYPES:
+        return column.astype(ext)
+    if kind == "any" and isinstance(field.get("constraints"), dict):
+        categories = field["constraints"].get("enum")
+        if isinstance(categories, list):
+            ordered = field.get("ordered") is True
+            return pd.Series(
+                pd.Categorical(column, categories=categories, ordered=ordered),
+                index=column.index,
+                name=column.name,
+            )
+    if kind == "string":  # strings and mixed values as read_json leaves them, NaN for null
+        return column.where(column.notna(), np.nan) if column.dtype == object else column
+    if kind in _TABLE_TYPES and column.isna().any():
+        return column.astype("boolean") if kind == "boolean" else column
+    if kind in _TABLE_TYPES:
+        return column.astype(_TABLE_TYPES[kind])
+    return column
 
 
 def _table_frame(value: Any, parameter: str) -> pd.DataFrame:
@@ -394,15 +455,12 @@ def _table_frame(value: Any, parameter: str) -> pd.DataFrame:
     names = [str(f["name"]) for f in fields]
     frame = pd.DataFrame.from_records(data, columns=names) if data else pd.DataFrame(columns=names)
     for field, name in zip(fields, names, strict=True):
-        kind = field.get("type")
         try:
-            if kind == "datetime":
-                frame[name] = pd.to_datetime(frame[name], utc="tz" in field)
-            elif kind in _TABLE_TYPES and not (kind == "integer" and frame[name].isna().any()):
-                frame[name] = frame[name].astype(_TABLE_TYPES[kind])
-        except (TypeError, ValueError) as exc:
+            frame[name] = _typed(frame[name], field, parameter)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InvalidPayload(
-                f"{parameter}: column {name!r} is not of type {kind} ({exc})", parameter
+                f"{parameter}: column {name!r} is not of type {field.get('type')} ({exc})",
+                parameter,
             ) from None
     keys = schema.get("primaryKey") or []
     if not isinstance(keys, list) or not set(map(str, keys)) <= set(names):
@@ -421,6 +479,24 @@ def _table_frame(value: Any, parameter: str) -> pd.DataFrame:
 
 def _frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
     """A DataFrame from the parsed JSON of `DataFrame.to_json(orient=orient)`."""
+    frame = _orient_frame(value, orient, parameter)
+    return frame if orient == "table" else _bools_with_nulls(frame)
+
+
+def _bools_with_nulls(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns of booleans and nulls as float64 (1.0, 0.0, NaN), as `read_json` reads them
+    (pandas writes a nullable boolean column that way), instead of an object column no
+    estimator takes."""
+    dtypes = frame.dtypes.tolist()
+    for position in [i for i, dtype in enumerate(dtypes) if dtype == np.dtype("O")]:
+        values = frame.iloc[:, position]
+        present = values[values.notna()]
+        if len(present) < len(values) and present.map(type).eq(bool).all():
+            frame.isetitem(position, values.astype("float64"))
+    return frame
+
+
+def _orient_frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
     if orient == "split":
         if not isinstance(value, dict) or not isinstance(value.get("data"), list):
             raise _shape_error(parameter, orient, 'an object with "columns", "index", "data"')
@@ -617,6 +693,11 @@ def decode_target(value: Any, orient: str, parameter: str = "y") -> pd.Series | 
         target: pd.Series | pd.DataFrame = series
     else:
         target = _frame(parsed, orient, parameter)
+        if orient == "table" and target.shape[1] == 2 and target.columns[0] == "index":
+            # A Series with a non-unique index: pandas writes its index as the field "index"
+            # without a primaryKey (it does so for frames too, where read_json keeps it as a
+            # column; a 1-d target has no column it could be).
+            target = target.set_index("index").rename_axis(None)
         if target.shape[1] == 0:
             raise InvalidPayload(f"{parameter} has no columns", parameter)
         if target.shape[1] == 1:
@@ -809,9 +890,12 @@ def _rows(frame: pd.DataFrame) -> list[list[Any]]:
 def encode_frame(frame: pd.DataFrame, orient: str) -> Any:
     """The JSON value `frame.to_json(orient=orient)` would hold, at full float64 precision."""
     if orient == "table":
+        if frame.index.nlevels == 1 and frame.index.name is None and "index" in frame.columns:
+            # pandas would write the index as "index" too, and refuse; "level_0" reads back
+            # as an unnamed index all the same.
+            frame = frame.rename_axis("level_0")
         schema = pd.io.json.build_table_schema(frame)
-        index_name = frame.index.name if frame.index.name is not None else "index"
-        flat = frame.reset_index(names=index_name)
+        flat = frame.reset_index()
         keys = [_key(c) for c in flat.columns]
         return {
             "schema": schema,

@@ -39,6 +39,7 @@ from mlserver.frames import (
     decode_frame,
     decode_target,
     default_index,
+    dumps,
     encode_array,
     encode_arrow,
     encode_arrow_array,
@@ -112,7 +113,7 @@ class Prediction:
         else:
             value = encode_array(self.values, self.columns, self.index, self.orient)
         if self.as_string:
-            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+            return dumps(value).decode()
         return value
 
 
