@@ -207,6 +207,7 @@ _SETTING_HELP = {
     "refuse_version_skew": "refuse (409) versions trained with other library versions",
     "max_rows": "most rows of x a request may carry (422 above it)",
     "max_columns": "most columns of x a request may carry (422 above it)",
+    "database_timeout_seconds": "seconds a database call may wait before it answers 503",
 }
 
 
@@ -482,9 +483,10 @@ def public_url(url: str) -> str:
     return f"{scheme}{separator}{rest}"
 
 
-def _open_store(url: str) -> SQLStore:
+def _open_store(url: str, settings: Settings) -> SQLStore:
     shown = public_url(url)
-    store = SQLStore(url)  # ConfigurationError for a bad URL; opens nothing yet
+    # ConfigurationError for a bad URL; opens nothing yet
+    store = SQLStore(url, timeout=settings.database_timeout_seconds)
     try:
         store.ping()  # NOTE: fail at start-up with one line, not at the first request
     except StoreError as exc:
@@ -639,7 +641,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, os.environ)
     _configure_logging(options["log_level"], sys.stderr)
     registry = _registry(options["target"])
-    store = _open_store(options["store"])
+    store = _open_store(options["store"], settings)
     if options["workers"] > 1:
         store.close()  # each worker opens its own
         return _serve_workers(options, settings, [w.name for w in registry])
@@ -725,7 +727,7 @@ def _serve_workers(options: Mapping[str, Any], settings: Settings, names: list[s
                 self.cfg.set(name, value)
 
         def load(self) -> App:
-            store = _open_store(options["store"])
+            store = _open_store(options["store"], settings)
             registry = _registry(options["target"])
             self.app = create_app(registry, store, settings=settings, **_security(options))
             gc.collect()

@@ -625,6 +625,9 @@ def _key(key: Any) -> str:
         raise InvalidPayload("missing parameter 'model-key'", "model-key")
     if not isinstance(key, str):
         raise InvalidPayload("model-key must be a string", "model-key")
+    if "\x00" in key:
+        # NOTE: PostgreSQL text cannot hold NUL; no stored key has one on any backend.
+        raise InvalidPayload("model-key must not contain NUL characters", "model-key")
     return key
 
 
