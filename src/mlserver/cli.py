@@ -227,6 +227,12 @@ def _security(options: Mapping[str, Any]) -> dict[str, Any]:
         len(tokens or {}),
         "off" if signer is None else f"on signing_key={signer.signing_key}",
     )
+    if signer is None:
+        log.warning(
+            "event=signing_off detail=%r",
+            "signing off: stored models load without a signature check, so whoever can "
+            "write the database can run code here; set MLSERVER_SIGNING_KEYS",
+        )
     return {"tokens": tokens, "signing_keys": signer}
 
 

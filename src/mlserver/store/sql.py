@@ -596,6 +596,21 @@ class SQLStore(Store):
         return updated == 1
 
     @_guarded
+    def resign(self, version_id: int, old: str | None, new: str) -> bool:
+        rows = self._rows
+        with self._session():
+            updated = (
+                rows.update(signature=new)
+                .where(
+                    (rows.id == version_id)
+                    & (rows.signature == old)
+                    & (rows.status == Status.FINISHED.value)
+                )
+                .execute()
+            )
+        return updated == 1
+
+    @_guarded
     def fail(self, version_id: int, error: str) -> bool:
         rows = self._rows
         # NOTE: an error message may quote what a client sent, NULs included, which
