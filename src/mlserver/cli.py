@@ -227,13 +227,17 @@ def _security(options: Mapping[str, Any]) -> dict[str, Any]:
         len(tokens or {}),
         "off" if signer is None else f"on signing_key={signer.signing_key}",
     )
-    if signer is None:
+    return {"tokens": tokens, "signing_keys": signer}
+
+
+def _warn_if_unsigned(options: Mapping[str, Any]) -> None:
+    """Once serving (a start-up error stays one line): say that signing is off."""
+    if not (options["signing_keys"] or options["signing_keys_file"]):
         log.warning(
             "event=signing_off detail=%r",
             "signing off: stored models load without a signature check, so whoever can "
             "write the database can run code here; set MLSERVER_SIGNING_KEYS",
         )
-    return {"tokens": tokens, "signing_keys": signer}
 
 
 def _setting_type(field: dataclasses.Field) -> str:
@@ -688,6 +692,7 @@ def _serve(args: argparse.Namespace) -> int:
                 options["executor"],
                 options["scheduler"],
             )
+            _warn_if_unsigned(options)
             while stopper.signal is None:
                 _loop(socket_map, listeners[0], listeners[0].adj.asyncore_loop_timeout)
             log.info("event=stopping signal=%s", signal.Signals(stopper.signal).name)
@@ -748,6 +753,7 @@ def _serve_workers(options: Mapping[str, Any], settings: Settings, names: list[s
                 f"{options['workers']} workers (store {public_url(options['store'])}): "
                 f"{', '.join(names)}",
             )
+            _warn_if_unsigned(options)
 
         def _exit(self, server: Any, worker: Any) -> None:
             if self.app is not None:
