@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
+import json
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import falcon.testing
@@ -16,7 +19,7 @@ from playhouse import db_url
 from mlserver import create_app
 from mlserver.cli import main
 from mlserver.errors import ConfigurationError, IntegrityError, SignatureMismatch
-from mlserver.signing import Signer, parse_signing_keys
+from mlserver.signing import Signer, Verified, parse_signing_keys
 from mlserver.store import SQLStore
 from mlserver.store._tables import TABLE_NAME, make_version_table
 from support import ServerProcess, registry, regression, wait_until
@@ -99,7 +102,8 @@ def test_jobs_sign_and_predictions_verify(sqlite_url):
     client = client_of(sqlite_url, signing_keys=dict([NEW, OLD]))
     try:
         key = train(client)
-        assert re.fullmatch(r"current:[0-9a-f]{64}", stored_signature(sqlite_url, "linreg", key))
+        signature = stored_signature(sqlite_url, "linreg", key)
+        assert re.fullmatch(r"current:v2:[0-9a-f]{64}", signature)
         assert predict(client, key).status_code == 200
     finally:
         client.app.close()
@@ -190,6 +194,17 @@ def test_rotation_old_key_verifies_new_key_signs(sqlite_url):
         rotated.app.close()
 
 
+WHERE = {
+    "model": "linreg",
+    "key": "k1",
+    "version": 1,
+    "serializer": "joblib",
+    "row_id": 7,
+    "created": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
+    "metadata": {"features": {"columns": ["u", "v"]}, "targets": ["y"], "user": {"a": 1}},
+}
+
+
 @pytest.mark.parametrize(
     "elsewhere",
     [
@@ -197,22 +212,129 @@ def test_rotation_old_key_verifies_new_key_signs(sqlite_url):
         {"key": "k2"},
         {"version": 2},
         {"serializer": "onnx"},
+        {"row_id": 8},
+        {"created": WHERE["created"] + timedelta(microseconds=1)},
+        {"metadata": {**WHERE["metadata"], "features": {"columns": ["v", "u"]}}},
+        {"metadata": {**WHERE["metadata"], "targets": ["z"]}},
+        {"metadata": {**WHERE["metadata"], "libraries": {"scikit-learn": "0.1"}}},
     ],
 )
 def test_a_signature_holds_only_where_it_was_made(elsewhere):
-    """A signed blob moved to another model, key, version or serializer fails; bytes changed by
-    one bit fail; the exception is an IntegrityError the HTTP layer maps to 500."""
+    """A signed blob moved to another model, key, version, row, creation time, serializer or
+    loading metadata fails; bytes changed by one bit fail; the exception is an
+    IntegrityError the HTTP layer maps to 500."""
     signer = Signer(dict([NEW, OLD]))
-    where = {"model": "linreg", "key": "k1", "version": 1, "serializer": "joblib"}
     blob = b"model bytes" * 100
-    signature = signer.sign(blob, **where)
-    signer.verify(blob, signature, **where)
+    signature = signer.sign(blob, **WHERE)
+    assert signer.verify(blob, signature, **WHERE) == Verified(legacy=False)
     with pytest.raises(SignatureMismatch):
-        signer.verify(blob, signature, **{**where, **elsewhere})
+        signer.verify(blob, signature, **{**WHERE, **elsewhere})
     with pytest.raises(IntegrityError):
-        signer.verify(blob[:-1] + b"t", signature, **where)
+        signer.verify(blob[:-1] + b"t", signature, **WHERE)
     with pytest.raises(SignatureMismatch):
-        signer.verify(blob, signature[:-1] + "0", **where)
+        signer.verify(blob, signature[:-1] + "0", **WHERE)
+
+
+def test_metadata_outside_the_loading_entries_is_not_covered():
+    """Metadata that does not drive loading (the wrapper's own) may change without voiding
+    the signature, and the same time given naive or aware in UTC is the same time."""
+    signer = Signer(dict([NEW]))
+    signature = signer.sign(b"bytes", **WHERE)
+    moved = {
+        **WHERE,
+        "metadata": {**WHERE["metadata"], "user": {"a": 2}},
+        "created": WHERE["created"].replace(tzinfo=None),
+    }
+    signer.verify(b"bytes", signature, **moved)
+
+
+def legacy_signature(secret: str, blob: bytes, model: str, key: str, version: int) -> str:
+    """A signature as release 0.1.0 made it (model, key, version and serializer only)."""
+    context = json.dumps([model, key, version, "joblib"], separators=(",", ":")).encode()
+    mac = hmac.new(secret.encode(), b"mlserver-blob-v1\n" + context + b"\n", hashlib.sha256)
+    mac.update(blob)
+    return f"{NEW[0]}:{mac.hexdigest()}"
+
+
+def test_a_replayed_blob_of_a_deleted_key_is_refused(store_url):
+    """An attacker with write access saves a signed v1 (blob and signature), waits for the
+    key to be deleted and trained again, then writes them into the new v1 row: the server
+    refuses it, since the signature is bound to the old row; the new v1 itself serves."""
+    client = client_of(store_url, signing_keys=dict([NEW]))
+    try:
+        key = train(client, name="replayed")
+        store = SQLStore(store_url)
+        old = store.newest("linreg", key)
+        saved_blob, saved_signature = store.load_blob(old), old.signature
+        assert client.simulate_delete("/linreg", params={"model-key": key}).status_code == 200
+        assert train(client, name="replayed", modkwargs={"fit_intercept": False}) == key
+        new = store.newest("linreg", key)
+        store.close()
+        assert new.version == 1 and new.id != old.id
+        assert predict(client, key).status_code == 200
+    finally:
+        client.app.close()
+    overwrite_blob(store_url, "linreg", key, saved_blob, signature=saved_signature)
+    server = client_of(store_url, signing_keys=dict([NEW]))
+    try:
+        refused = predict(server, key)
+        assert refused.status_code == 500
+        assert refused.json["description"].endswith("does not match its signature; not loaded")
+    finally:
+        server.app.close()
+
+
+def test_signatures_of_release_0_1_0_verify_once_and_are_re_signed(store_url, caplog):
+    """A version signed in the 0.1.0 form still loads, with a warning, and its signature is
+    replaced by one bound to its row; with legacy=False such a version is refused."""
+    client = client_of(store_url, signing_keys=dict([NEW]))
+    try:
+        key = train(client)
+    finally:
+        client.app.close()
+    store = SQLStore(store_url)
+    version = store.newest("linreg", key)
+    blob = store.load_blob(version)
+    store.close()
+    old_form = legacy_signature(NEW[1], blob, "linreg", key, 1)
+    overwrite_blob(store_url, "linreg", key, blob, signature=old_form)
+
+    strict = client_of(store_url, signing_keys=Signer(dict([NEW]), legacy=False))
+    try:
+        refused = predict(strict, key)
+        assert refused.status_code == 500
+        assert "signature of release 0.1.0" in refused.json["description"]
+    finally:
+        strict.app.close()
+
+    upgrading = client_of(store_url, signing_keys=dict([NEW]))
+    try:
+        with caplog.at_level("WARNING", logger="mlserver.signing"):
+            assert predict(upgrading, key).status_code == 200
+        assert "event=signature_legacy" in caplog.text
+    finally:
+        upgrading.app.close()
+    upgraded = stored_signature(store_url, "linreg", key)
+    assert upgraded.startswith("current:v2:") and upgraded != old_form
+    strict = client_of(store_url, signing_keys=Signer(dict([NEW]), legacy=False))
+    try:
+        assert predict(strict, key).status_code == 200
+    finally:
+        strict.app.close()
+
+
+def test_serve_without_signing_keys_warns_signing_off(tmp_path):
+    """`ml-server serve` without signing keys logs "signing off" at warning level at start
+    (the default log level shows it); with keys it does not."""
+    url = f"sqlite:///{tmp_path / 'models.db'}"
+    for env, expected in (({}, True), ({"MLSERVER_SIGNING_KEYS": ":".join(NEW)}, False)):
+        server = ServerProcess(url, env=env, stderr=True)
+        server.terminate()
+        _, _, err = server.communicate()
+        lines = [line for line in err.splitlines() if "event=signing_off" in line]
+        assert bool(lines) is expected, err
+        if expected:
+            assert "level=warning" in lines[0] and "signing off" in lines[0]
 
 
 @pytest.mark.parametrize(

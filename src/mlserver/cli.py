@@ -208,6 +208,7 @@ _SETTING_HELP = {
     "max_rows": "most rows of x a request may carry (422 above it)",
     "max_columns": "most columns of x a request may carry (422 above it)",
     "max_output_cells": "most cells of a sparse model output made dense (422 above it)",
+    "database_timeout_seconds": "seconds a database call may wait before it answers 503",
 }
 
 
@@ -228,6 +229,16 @@ def _security(options: Mapping[str, Any]) -> dict[str, Any]:
         "off" if signer is None else f"on signing_key={signer.signing_key}",
     )
     return {"tokens": tokens, "signing_keys": signer}
+
+
+def _warn_if_unsigned(options: Mapping[str, Any]) -> None:
+    """Once serving (a start-up error stays one line): say that signing is off."""
+    if not (options["signing_keys"] or options["signing_keys_file"]):
+        log.warning(
+            "event=signing_off detail=%r",
+            "signing off: stored models load without a signature check, so whoever can "
+            "write the database can run code here; set MLSERVER_SIGNING_KEYS",
+        )
 
 
 def _setting_type(field: dataclasses.Field) -> str:
@@ -483,9 +494,10 @@ def public_url(url: str) -> str:
     return f"{scheme}{separator}{rest}"
 
 
-def _open_store(url: str) -> SQLStore:
+def _open_store(url: str, settings: Settings) -> SQLStore:
     shown = public_url(url)
-    store = SQLStore(url)  # ConfigurationError for a bad URL; opens nothing yet
+    # ConfigurationError for a bad URL; opens nothing yet
+    store = SQLStore(url, timeout=settings.database_timeout_seconds)
     try:
         store.ping()  # NOTE: fail at start-up with one line, not at the first request
     except StoreError as exc:
@@ -640,7 +652,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args, os.environ)
     _configure_logging(options["log_level"], sys.stderr)
     registry = _registry(options["target"])
-    store = _open_store(options["store"])
+    store = _open_store(options["store"], settings)
     if options["workers"] > 1:
         store.close()  # each worker opens its own
         return _serve_workers(options, settings, [w.name for w in registry])
@@ -681,6 +693,7 @@ def _serve(args: argparse.Namespace) -> int:
                 options["executor"],
                 options["scheduler"],
             )
+            _warn_if_unsigned(options)
             while stopper.signal is None:
                 _loop(socket_map, listeners[0], listeners[0].adj.asyncore_loop_timeout)
             log.info("event=stopping signal=%s", signal.Signals(stopper.signal).name)
@@ -726,7 +739,7 @@ def _serve_workers(options: Mapping[str, Any], settings: Settings, names: list[s
                 self.cfg.set(name, value)
 
         def load(self) -> App:
-            store = _open_store(options["store"])
+            store = _open_store(options["store"], settings)
             registry = _registry(options["target"])
             self.app = create_app(registry, store, settings=settings, **_security(options))
             gc.collect()
@@ -741,6 +754,7 @@ def _serve_workers(options: Mapping[str, Any], settings: Settings, names: list[s
                 f"{options['workers']} workers (store {public_url(options['store'])}): "
                 f"{', '.join(names)}",
             )
+            _warn_if_unsigned(options)
 
         def _exit(self, server: Any, worker: Any) -> None:
             if self.app is not None:

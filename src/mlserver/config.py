@@ -40,6 +40,10 @@ class Settings:
     lease_seconds: float = 30.0
     #: Seconds between heartbeats (and sweeps for expired leases); a third of the lease.
     heartbeat_seconds: float = 10.0
+    #: Seconds one database call may wait (connecting, locks, a statement, a server that
+    #: stopped answering) before it fails and the request answers 503; blob reads and writes
+    #: get more time by their size. Also SQLite's busy timeout.
+    database_timeout_seconds: float = 5.0
     #: Refuse (409) to serve versions trained with another major.minor of the libraries their
     #: serializer depends on, instead of serving them with a warning.
     refuse_version_skew: bool = False

@@ -203,6 +203,7 @@ class Jobs:
             return
         try:
             signature = None
+            stored_metadata = {**metadata, **artifact.metadata}
             if self.signer is not None:
                 signature = self.signer.sign(
                     artifact.blob,
@@ -210,13 +211,16 @@ class Jobs:
                     key=version.key,
                     version=version.version,
                     serializer=artifact.serializer,
+                    row_id=version.id,
+                    created=version.created,
+                    metadata=stored_metadata,
                 )
             stored = self.store.finish(
                 version.id,
                 blob=artifact.blob,
                 sha256=artifact.sha256,
                 serializer=artifact.serializer,
-                metadata={**metadata, **artifact.metadata},
+                metadata=stored_metadata,
                 signature=signature,
             )
         except Exception as exc:

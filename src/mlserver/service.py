@@ -28,6 +28,7 @@ from mlserver.errors import (
     NotReady,
     NotServable,
     StaleBase,
+    StoreError,
     UnprocessableData,
     UnsupportedOperation,
 )
@@ -509,15 +510,25 @@ class Service:
         """A version's bytes, checked against its signature when the server signs blobs:
         nothing deserializes bytes (here or in an update job) before this check."""
         blob = self.store.load_blob(version)
-        if self.signer is not None:
-            self.signer.verify(
-                blob,
-                version.signature,
-                model=version.model,
-                key=version.key,
-                version=version.version,
-                serializer=str(version.serializer),
-            )
+        if self.signer is None:
+            return blob
+        where = {
+            "model": version.model,
+            "key": version.key,
+            "version": version.version,
+            "serializer": str(version.serializer),
+            "row_id": version.id,
+            "created": version.created,
+            "metadata": version.metadata,
+        }
+        verified = self.signer.verify(blob, version.signature, **where)
+        if verified.legacy:
+            # A 0.1.0 signature is replaced by one bound to this row, once.
+            signature = self.signer.sign(blob, **where)
+            try:
+                self.store.resign(version.id, version.signature, signature)
+            except StoreError as exc:
+                log.warning("event=resign_failed version_id=%d error=%r", version.id, str(exc))
         return blob
 
     def _within_limits(self, shape: tuple[int, int]) -> None:
@@ -698,6 +709,9 @@ def _key(key: Any) -> str:
         raise InvalidPayload("missing parameter 'model-key'", "model-key")
     if not isinstance(key, str):
         raise InvalidPayload("model-key must be a string", "model-key")
+    if "\x00" in key:
+        # NOTE: PostgreSQL text cannot hold NUL; no stored key has one on any backend.
+        raise InvalidPayload("model-key must not contain NUL characters", "model-key")
     return key
 
 

@@ -5,9 +5,18 @@ any byte is deserialized (to predict, or as the base of an update). Loading a pi
 code, and the sha256 column guards only against accidents: whoever can write the database
 can recompute it. A signature needs a secret the database never sees.
 
-The MAC covers the bytes and where they belong (model, key, version number, serializer
-name), so a signed blob copied onto another version fails too. Several keys verify, which
-allows rotation; the first one signs. A signature is stored as `<key id>:<hex digest>`.
+The MAC covers the bytes, where they belong (model, key, version number) and what never
+repeats: the row id (never reused: AUTOINCREMENT on SQLite, a sequence on PostgreSQL) and
+the row's creation time, so a signed blob saved from a deleted key does not verify on the
+new row that later gets the same version number. It also covers the metadata that decides
+how the bytes are read and used: the serializer name and the `SIGNED_METADATA` entries
+(training schema, target names, library versions). A signature is stored as
+`<key id>:v2:<hex digest>`.
+
+Signatures of release 0.1.0 (`<key id>:<hex digest>`, covering model, key, version and
+serializer only) still verify unless `legacy=False`, with a warning: the service re-signs
+them in the current form when it loads them. Several keys verify, which allows rotation;
+the first one signs.
 """
 
 from __future__ import annotations
@@ -18,10 +27,15 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
 
 from mlserver.errors import ConfigurationError, SignatureMismatch
 
-__all__ = ["MIN_SECRET_BYTES", "Signer", "parse_signing_keys"]
+__all__ = ["MIN_SECRET_BYTES", "SIGNED_METADATA", "Signer", "Verified", "parse_signing_keys"]
 
 log = logging.getLogger("mlserver.signing")
 
@@ -29,8 +43,20 @@ log = logging.getLogger("mlserver.signing")
 MIN_SECRET_BYTES = 16
 
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-# NOTE: a version tag in the MAC input lets a later format never verify as this one.
-_DOMAIN = b"mlserver-blob-v1\n"
+#: Metadata entries a signature covers: what the service reads to load and use the bytes.
+SIGNED_METADATA = ("features", "targets", "libraries")
+
+# NOTE: a version tag in the MAC input lets a later format never verify as an earlier one.
+_DOMAIN_V1 = b"mlserver-blob-v1\n"
+_DOMAIN = b"mlserver-blob-v2\n"
+_FORMAT = "v2"
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A signature that verified; `legacy` when it has the 0.1.0 form (to be re-signed)."""
+
+    legacy: bool = False
 
 
 class Signer:
@@ -39,12 +65,21 @@ class Signer:
     Args:
         keys: key id -> secret (a mapping, in order, or (id, secret) pairs); the first signs.
             A secret given as text is used as its UTF-8 bytes.
+        legacy: whether signatures of release 0.1.0 still verify (with a warning).
 
     Raises:
         ConfigurationError: no keys, a malformed or repeated id, or a secret that is too short.
     """
 
-    def __init__(self, keys: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]],
+        *,
+        legacy: bool = True,
+    ) -> None:
+        #: Accept signatures of the 0.1.0 form (they do not bind the row: a saved blob of a
+        #: deleted key verifies on the key's new version of the same number).
+        self.legacy = legacy
         pairs = list(keys.items()) if isinstance(keys, Mapping) else list(keys)
         if not pairs:
             raise ConfigurationError("signing needs at least one key")
@@ -73,10 +108,23 @@ class Signer:
     def __repr__(self) -> str:  # never the secrets
         return f"Signer(key_ids={self.key_ids!r})"
 
-    def sign(self, blob: bytes, *, model: str, key: str, version: int, serializer: str) -> str:
-        """The signature to store with `blob` as version `version` of `model`/`key`."""
-        digest = _digest(self._secrets[self.signing_key], blob, model, key, version, serializer)
-        return f"{self.signing_key}:{digest}"
+    def sign(
+        self,
+        blob: bytes,
+        *,
+        model: str,
+        key: str,
+        version: int,
+        serializer: str,
+        row_id: int,
+        created: datetime,
+        metadata: Mapping[str, Any],
+    ) -> str:
+        """The signature to store with `blob` in row `row_id` (created at `created`), version
+        `version` of `model`/`key`, with `metadata`."""
+        context = _context(model, key, version, serializer, row_id, created, metadata)
+        digest = _digest(self._secrets[self.signing_key], _DOMAIN, context, blob)
+        return f"{self.signing_key}:{_FORMAT}:{digest}"
 
     def verify(
         self,
@@ -87,22 +135,47 @@ class Signer:
         key: str,
         version: int,
         serializer: str,
-    ) -> None:
+        row_id: int,
+        created: datetime,
+        metadata: Mapping[str, Any],
+    ) -> Verified:
         """Return if `signature` is a valid signature of `blob` where it is stored.
 
         Raises:
-            SignatureMismatch: no signature, an unknown key id, or a wrong digest.
+            SignatureMismatch: no signature, an unknown key id, a wrong digest, or a 0.1.0
+                signature when those are not accepted.
         """
-        key_id, _, given = (signature or "").partition(":")
+        key_id, _, rest = (signature or "").partition(":")
+        form, colon, given = rest.partition(":")
+        if not colon:  # 0.1.0: "<key id>:<hex digest>"
+            form, given = "v1", rest
         secret = self._secrets.get(key_id)
         if not signature:
             reason, detail = "unsigned", "has no signature"
         elif secret is None:
             reason, detail = "unknown_key", "is signed with a key this server does not hold"
+        elif form == "v1" and not self.legacy:
+            reason, detail = "legacy", "has a signature of release 0.1.0, which are refused"
+        elif form not in ("v1", _FORMAT):
+            reason, detail = "unknown_format", "has a signature of an unknown format"
         else:
-            expected = _digest(secret, blob, model, key, version, serializer)
+            if form == _FORMAT:
+                context = _context(model, key, version, serializer, row_id, created, metadata)
+                expected = _digest(secret, _DOMAIN, context, blob)
+            else:
+                context = [model, key, version, serializer]
+                expected = _digest(secret, _DOMAIN_V1, context, blob)
             if hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
-                return
+                if form == "v1":
+                    log.warning(
+                        "event=signature_legacy model=%s key=%s version=%d key_id=%s detail=%r",
+                        model,
+                        key,
+                        version,
+                        json.dumps(key_id),
+                        "signed in the 0.1.0 form, which does not bind the row; re-signed",
+                    )
+                return Verified(legacy=form == "v1")
             reason, detail = "mismatch", "does not match its signature"
         log.error(
             "event=signature_rejected model=%s key=%s version=%d reason=%s key_id=%s",
@@ -115,11 +188,40 @@ class Signer:
         raise SignatureMismatch(f"stored model {model}/{key} v{version} {detail}; not loaded")
 
 
-def _digest(secret: bytes, blob: bytes, model: str, key: str, version: int, serializer: str) -> str:
-    # JSON of the context is unambiguous (no field can run into the next) and ends before
-    # the blob starts.
-    context = json.dumps([model, key, version, serializer], separators=(",", ":")).encode()
-    mac = hmac.new(secret, _DOMAIN + context + b"\n", hashlib.sha256)
+def _context(
+    model: str,
+    key: str,
+    version: int,
+    serializer: str,
+    row_id: int,
+    created: datetime,
+    metadata: Mapping[str, Any],
+) -> list[Any]:
+    """What a signature binds besides the bytes, in a form that survives the store: the
+    metadata as its JSON reads back (the store writes it with `default=str`)."""
+    if created.tzinfo is not None:
+        created = created.astimezone(timezone.utc).replace(tzinfo=None)
+    loading = orjson.loads(
+        orjson.dumps({name: metadata.get(name) for name in SIGNED_METADATA}, default=str)
+    )
+    return [
+        model,
+        key,
+        version,
+        serializer,
+        row_id,
+        created.strftime("%Y-%m-%dT%H:%M:%S.%f"),
+        loading,
+    ]
+
+
+def _digest(secret: bytes, domain: bytes, context: list[Any], blob: bytes) -> str:
+    # JSON of the context (keys sorted) is unambiguous (no field can run into the next) and
+    # ends before the blob starts.
+    text = orjson.dumps(context, option=orjson.OPT_SORT_KEYS)
+    if domain == _DOMAIN_V1:  # NOTE: exactly the bytes release 0.1.0 signed
+        text = json.dumps(context, separators=(",", ":")).encode()
+    mac = hmac.new(secret, domain + text + b"\n", hashlib.sha256)
     mac.update(blob)
     return mac.hexdigest()
 

@@ -136,6 +136,12 @@ class Store(ABC):
     def ping(self) -> None:
         """Raise StoreError unless the database answers."""
 
+    def resign(self, version_id: int, old: str | None, new: str) -> bool:
+        """Replace a version's signature `old` by `new` (signatures of an older form are
+        re-signed when they verify); False if it no longer has `old`. Stores that cannot
+        keep the old form for good."""
+        return False
+
     def error_counts(self) -> Mapping[str, int]:
         """Failures so far, by operation name, for metrics; stores that do not count give {}."""
         return {}

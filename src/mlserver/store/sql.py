@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import hashlib
+import importlib
+import math
+import os
+import socket
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -15,10 +21,13 @@ import orjson
 import peewee
 from playhouse import db_url
 from playhouse.migrate import SchemaMigrator, migrate
+from playhouse.pool import PooledPostgresqlDatabase
 
+from mlserver.config import Settings
 from mlserver.errors import (
     ConfigurationError,
     IntegrityError,
+    InvalidPayload,
     KeyNotFound,
     NotReady,
     StaleBase,
@@ -43,6 +52,14 @@ def _aware(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
+def _names(model: str, key: str | None = None) -> None:
+    """InvalidPayload for a NUL in a model name or key: PostgreSQL text cannot hold one, so
+    no backend stores one (and none is ever found)."""
+    for value, parameter in ((model, "model"), (key, "model-key")):
+        if value is not None and "\x00" in value:
+            raise InvalidPayload(f"{parameter} must not contain NUL characters", parameter)
+
+
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     """Turn database failures into StoreError; the message names the failure, not the SQL.
 
@@ -52,7 +69,8 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(method)
     def wrapper(self: SQLStore, *args: Any, **kwargs: Any) -> T:
         try:
-            return method(self, *args, **kwargs)
+            with self._deadlines.within(self.timeout):
+                return method(self, *args, **kwargs)
         except peewee.PeeweeException as exc:
             self._count_error(method.__name__)
             raise StoreError(f"database error in {method.__name__}: {type(exc).__name__}") from exc
@@ -63,7 +81,223 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-def _open(given: str, busy_timeout: float, max_connections: int) -> peewee.Database:
+#: libpq's shortest `connect_timeout` (it reads 1 as 2).
+_MIN_CONNECT_SECONDS = 2
+#: The slowest transfer a blob statement is given time for, on top of the timeout (a 200 MiB
+#: blob took 21 s to store on PostgreSQL on a loaded 2-core machine: ~10 MiB/s).
+_BLOB_BYTES_PER_SECOND = 4 * 1024 * 1024
+
+
+class _Call:
+    __slots__ = ("broken", "conn", "deadline")
+
+    def __init__(self, deadline: float, conn: Any) -> None:
+        self.deadline = deadline
+        self.conn = conn
+        self.broken = False
+
+
+class _Deadlines:
+    """Per-thread deadlines of a store's database calls, kept by a thread of its own that
+    breaks the connection of a call still waiting when its deadline passes.
+
+    NOTE: `statement_timeout` only stops what the server runs, and TCP keepalives and
+    `tcp_user_timeout` only notice a peer whose kernel stopped answering: a server, proxy or
+    pooler that keeps the connection open and never replies passes all three, and libpq
+    waits for its answer forever. Shutting the socket down makes that wait end at once, with
+    an error, and the pool discards the connection.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Condition()
+        self._calls: dict[int, _Call] = {}
+        self._wake_at = float("inf")
+        self._thread: threading.Thread | None = None
+        #: Bumped by `close`: the thread of an older generation ends.
+        self._generation = 0
+
+    @contextlib.contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        """The database calls of this block, on this thread, have `seconds` in all; an inner
+        block keeps the outer deadline."""
+        if getattr(self._local, "deadline", None) is not None:
+            yield
+            return
+        self._local.deadline = time.monotonic() + seconds
+        self._local.seconds = seconds
+        try:
+            yield
+        finally:
+            self._local.deadline = None
+
+    def extend(self, seconds: float) -> None:
+        """Give the current block `seconds` more (a blob takes time to travel)."""
+        if getattr(self._local, "deadline", None) is not None and seconds > 0:
+            self._local.deadline += seconds
+            self._local.seconds += seconds
+
+    def remaining(self) -> float | None:
+        deadline = getattr(self._local, "deadline", None)
+        return None if deadline is None else deadline - time.monotonic()
+
+    def timed_out(self) -> StoreError:
+        seconds = getattr(self._local, "seconds", 0.0)
+        return StoreError(
+            f"the database did not answer within {seconds:.3g} s (database_timeout_seconds)"
+        )
+
+    def check(self) -> None:
+        """StoreError if this thread's deadline has passed (e.g. while it waited for a lock)."""
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            raise self.timed_out()
+
+    @contextlib.contextmanager
+    def watching(self, conn: Any) -> Iterator[None]:
+        """Break `conn` if this block outlives the thread's deadline, and then raise
+        StoreError; without a deadline the block is not watched."""
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is None:
+            yield
+            return
+        call = _Call(deadline, conn)
+        with self._lock:
+            self._calls[id(call)] = call
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._generation,),
+                    name="mlserver-db-deadlines",
+                    daemon=True,
+                )
+                self._thread.start()
+            if deadline < self._wake_at:
+                self._lock.notify()
+        try:
+            yield
+        except Exception as exc:
+            if call.broken:
+                raise self.timed_out() from exc
+            raise
+        finally:
+            with self._lock:  # once removed, the call can no longer be broken
+                self._calls.pop(id(call), None)
+        if call.broken:  # it ended in the same instant its deadline passed
+            raise self.timed_out()
+
+    def _run(self, generation: int) -> None:
+        with self._lock:
+            while generation == self._generation:
+                now = time.monotonic()
+                waiting = []
+                for call in self._calls.values():
+                    if call.broken:
+                        continue
+                    if call.deadline <= now:
+                        call.broken = True
+                        _break(call.conn)
+                    else:
+                        waiting.append(call.deadline)
+                self._wake_at = min(waiting, default=float("inf"))
+                self._lock.wait(None if not waiting else self._wake_at - now)
+
+    def close(self) -> None:
+        """End the thread; a later call starts a new one."""
+        with self._lock:
+            self._generation += 1
+            self._thread = None
+            self._wake_at = float("inf")
+            self._lock.notify_all()
+
+
+def _break(conn: Any) -> None:
+    """Shut a connection's socket down (never close its descriptor, which libpq owns): its
+    blocked read returns and the driver reports the connection lost."""
+    if getattr(conn, "closed", 0):
+        return
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+    except OSError:  # the descriptor is gone: nothing left to break
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already disconnected
+        pass
+    finally:
+        sock.close()
+
+
+class _PostgresPool(PooledPostgresqlDatabase):
+    """peewee's PostgreSQL pool whose check-outs keep the calling thread's deadline.
+
+    NOTE: peewee checks an idle connection with a round trip (`SELECT 1`) while it holds
+    the pool's lock; unwatched, one silent connection would block every thread.
+    """
+
+    deadlines: _Deadlines
+
+    def _connect(self) -> Any:
+        self.deadlines.check()  # it may have waited for the lock past its deadline
+        return super()._connect()
+
+    def _is_closed(self, conn: Any) -> bool:
+        if conn.closed:
+            return True
+        try:
+            with self.deadlines.watching(conn):
+                return super()._is_closed(conn)
+        except StoreError:
+            self._close_raw(conn)
+            raise
+
+    def _can_reuse(self, conn: Any) -> bool:
+        try:
+            with self.deadlines.watching(conn):
+                return super()._can_reuse(conn)
+        except StoreError:
+            return False
+
+
+def _postgres_driver() -> None:
+    """ConfigurationError naming the extra to install when no PostgreSQL driver imports."""
+    for name in ("psycopg2", "psycopg"):
+        try:
+            importlib.import_module(name)
+            return
+        except ImportError:
+            continue
+    raise ConfigurationError(
+        "a postgresql:// store needs the PostgreSQL driver: pip install 'ml-server[postgres]'"
+    )
+
+
+def _postgres_options(kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """libpq parameters bounding every wait on the server; the URL's own values win."""
+    seconds = max(1, math.ceil(timeout))
+    bounds: dict[str, Any] = {
+        # The whole connection start-up, TCP and authentication alike.
+        "connect_timeout": max(_MIN_CONNECT_SECONDS, seconds),
+        # Sent data unacknowledged this long, and an idle connection whose peer vanished
+        # (probed every third of the timeout), count as a lost connection.
+        "tcp_user_timeout": seconds * 1000,
+        "keepalives": 1,
+        "keepalives_idle": seconds,
+        "keepalives_interval": max(1, seconds // 3),
+        "keepalives_count": 3,
+    }
+    merged = {**bounds, **kwargs}
+    # The server ends statements running longer (lock waits included); a URL's own
+    # `options` come after ours, so its settings win.
+    given = kwargs.get("options")
+    statement = f"-c statement_timeout={int(timeout * 1000)}"
+    merged["options"] = statement if not given else f"{statement} {given}"
+    return merged
+
+
+def _open(
+    given: str, timeout: float, max_connections: int, deadlines: _Deadlines
+) -> peewee.Database:
     scheme, _, rest = given.partition("://")
     if scheme not in db_url.schemes:
         raise ConfigurationError(
@@ -75,7 +309,8 @@ def _open(given: str, busy_timeout: float, max_connections: int) -> peewee.Datab
     if base in ("postgres", "postgresql"):
         base = "postgresql"
     url = f"{base}+pool://{rest}"
-    pool = {"max_connections": max_connections, "stale_timeout": 300, "timeout": busy_timeout}
+    # The wait for a free pooled connection is bounded like any other wait.
+    pool = {"max_connections": max_connections, "stale_timeout": 300, "timeout": timeout}
     if base == "sqlite":
         if db_url.parse(url).get("database") in (None, "", ":memory:"):
             # NOTE: each pooled connection would see a new, empty in-memory database.
@@ -87,23 +322,46 @@ def _open(given: str, busy_timeout: float, max_connections: int) -> peewee.Datab
         pragmas = {
             "journal_mode": "wal",
             "synchronous": "normal",
-            "busy_timeout": int(busy_timeout * 1000),
+            "busy_timeout": int(timeout * 1000),
         }
         return db_url.connect(
             url, pragmas=pragmas, lock_type="IMMEDIATE", check_same_thread=False, **pool
         )
-    return db_url.connect(url, **pool)
+    if base != "postgresql":
+        return db_url.connect(url, **pool)
+    _postgres_driver()
+    kwargs = db_url.parse(url)
+    if not kwargs.get("database"):
+        return db_url.connect(url)  # raises peewee's message for a URL without a database
+    db = _PostgresPool(**_postgres_options(kwargs, timeout), **pool)
+    db.deadlines = deadlines
+    return db
 
 
 class SQLStore(Store):
     """A Store on any database peewee's `playhouse.db_url` reads; the schema is created on
     first use. Connections come from a pool on every backend; SQLite runs in WAL mode."""
 
-    def __init__(self, url: str, *, busy_timeout: float = 30.0, max_connections: int = 32) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = Settings.database_timeout_seconds,
+        max_connections: int = 32,
+        busy_timeout: float | None = None,
+    ) -> None:
+        #: Seconds one call may wait on the database (connecting, locks, statements) before
+        #: it fails with StoreError; `busy_timeout` is its older name.
+        self.timeout = float(timeout if busy_timeout is None else busy_timeout)
+        if self.timeout <= 0:
+            raise ConfigurationError(f"store timeout must be positive, got {self.timeout!r}")
+        self._deadlines = _Deadlines()
         try:
-            self._db = _open(url, busy_timeout, max_connections)
+            self._db = _open(url, self.timeout, max_connections, self._deadlines)
         except (ValueError, RuntimeError) as exc:
             raise ConfigurationError(f"bad store URL: {exc}") from None
+        #: Calls on PostgreSQL are watched (see _Deadlines); SQLite waits at most its busy timeout.
+        self._watched = isinstance(self._db, _PostgresPool)
         self.url = url
         self._rows = make_version_table(self._db)
         self._schema_ready = False
@@ -119,17 +377,44 @@ class SQLStore(Store):
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _session(self) -> peewee.ConnectionContext:
-        """One connection per call, returned (or closed) at the end: nothing leaks per thread."""
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
+        """One connection per call, returned (or closed) at the end: nothing leaks per thread.
+        Every wait on it keeps the call's deadline."""
         if not self._schema_ready:
             self._create_schema()
-        return self._db.connection_context()
+        with self._connection():
+            yield
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[None]:
+        with self._db.connection_context():
+            if not self._watched:
+                yield
+                return
+            with self._deadlines.watching(self._db.connection()):
+                yield
+
+    @contextlib.contextmanager
+    def _blob_session(self, size: int) -> Iterator[None]:
+        """A session whose statements move a blob of `size` bytes: they get more time, on
+        the client and (in a transaction of their own) on the server."""
+        extra = size / _BLOB_BYTES_PER_SECOND
+        self._deadlines.extend(extra)
+        with self._session():
+            if not self._watched:
+                yield
+                return
+            with self._db.atomic():
+                milliseconds = int((self.timeout + extra) * 1000)
+                self._db.execute_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+                yield
 
     def _create_schema(self) -> None:
         with self._schema_lock:
             if self._schema_ready:
                 return
-            with self._db.connection_context():
+            with self._connection():
                 try:
                     self._db.create_tables([self._rows], safe=True)
                 except (peewee.IntegrityError, peewee.ProgrammingError):
@@ -224,6 +509,7 @@ class SQLStore(Store):
     def claim(
         self, model: str, key: str, *, worker: str, lease_seconds: float, retrain: bool
     ) -> Claim:
+        _names(model, key)
         with self._session():
             try:
                 with self._db.atomic():
@@ -250,6 +536,7 @@ class SQLStore(Store):
         lease_seconds: float,
         base_id: int | None = None,
     ) -> tuple[Version, Version]:
+        _names(model, key)
         with self._session():
             try:
                 with self._db.atomic():
@@ -290,7 +577,7 @@ class SQLStore(Store):
         signature: str | None = None,
     ) -> bool:
         rows = self._rows
-        with self._session():
+        with self._blob_session(len(blob)):
             updated = (
                 rows.update(
                     status=Status.FINISHED.value,
@@ -309,8 +596,26 @@ class SQLStore(Store):
         return updated == 1
 
     @_guarded
+    def resign(self, version_id: int, old: str | None, new: str) -> bool:
+        rows = self._rows
+        with self._session():
+            updated = (
+                rows.update(signature=new)
+                .where(
+                    (rows.id == version_id)
+                    & (rows.signature == old)
+                    & (rows.status == Status.FINISHED.value)
+                )
+                .execute()
+            )
+        return updated == 1
+
+    @_guarded
     def fail(self, version_id: int, error: str) -> bool:
         rows = self._rows
+        # NOTE: an error message may quote what a client sent, NULs included, which
+        # PostgreSQL text refuses: shown escaped, alike on every backend.
+        error = error.replace("\x00", "\\x00")
         with self._session():
             updated = (
                 rows.update(
@@ -361,12 +666,14 @@ class SQLStore(Store):
 
     @_guarded
     def newest(self, model: str, key: str, *, finished: bool = False) -> Version | None:
+        _names(model, key)
         with self._session():
             row = self._newest_row(model, key, finished=finished)
             return None if row is None else self._version(row)
 
     @_guarded
     def keys(self, model: str) -> list[Version]:
+        _names(model)
         rows = self._rows
         newest = (
             rows.select(rows.key, peewee.fn.MAX(rows.version).alias("top"))
@@ -386,7 +693,7 @@ class SQLStore(Store):
     @_guarded
     def load_blob(self, version: Version) -> bytes:
         rows = self._rows
-        with self._session():
+        with self._blob_session(version.size or 0):
             found = (
                 rows.select(rows.blob, rows.sha256)
                 .where((rows.id == version.id) & (rows.status == Status.FINISHED.value))
@@ -408,6 +715,7 @@ class SQLStore(Store):
 
     @_guarded
     def delete(self, model: str, key: str) -> int:
+        _names(model, key)
         rows = self._rows
         with self._session():
             return rows.delete().where((rows.model == model) & (rows.key == key)).execute()
@@ -422,6 +730,7 @@ class SQLStore(Store):
             return dict(self._errors)
 
     def close(self) -> None:
+        self._deadlines.close()
         close_all = getattr(self._db, "close_all", None)
         if callable(close_all):
             close_all()
