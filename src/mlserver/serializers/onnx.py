@@ -466,6 +466,12 @@ class OnnxModel:
 
     def _feed(self, x: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         """Input tensors straight from the frame's columns, in the training order."""
+        # NOTE: a value beyond float32's range casts to infinity, which `_finite` refuses;
+        # numpy's overflow warning on the way would only obscure that.
+        with np.errstate(over="ignore"):
+            return self._tensors(x)
+
+    def _tensors(self, x: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         if isinstance(x, np.ndarray) and self._single:
             return {"input": self._finite(np.ascontiguousarray(x, dtype=np.float32))}
         if self._single and [str(c) for c in x.columns] == self._names:
