@@ -168,21 +168,22 @@ def cases() -> list[Case]:
     """One Case per estimator of `all_estimators()`, in their order."""
     found = []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        estimators = all_estimators()
-    for name, cls in estimators:
-        if name == "FrozenEstimator":
-            make: Callable[[], Any] = _frozen
-        elif _required(cls) or name in _META:
-            make = _bound(cls, _META[name])
-        else:
-            make = cls
-        sample = make()
-        rng = np.random.default_rng(len(found))
-        x = _features(rng, _tags(sample), name)
-        y = _target(rng, sample, name, x)
-        found.append(Case(name, make, x, y))
+        warnings.simplefilter("ignore")  # deprecated estimators warn when built
+        for name, cls in all_estimators():
+            found.append(_case(name, cls, np.random.default_rng(len(found))))
     return found
+
+
+def _case(name: str, cls: type, rng: np.random.Generator) -> Case:
+    if name == "FrozenEstimator":
+        make: Callable[[], Any] = _frozen
+    elif _required(cls) or name in _META:
+        make = _bound(cls, _META[name])
+    else:
+        make = cls
+    sample = make()
+    x = _features(rng, _tags(sample), name)
+    return Case(name, make, x, _target(rng, sample, name, x))
 
 
 def _bound(cls: type, arguments: Callable[[], dict[str, Any]]) -> Callable[[], Any]:

@@ -114,3 +114,33 @@ def test_wrap_estimator_checks_parameters_up_front():
         wrapper.make_model(fit_intercept="yes")
     with pytest.raises(TypeError, match="no method"):
         wrap_estimator(LinearRegression, "lin", update="partial_fit")
+
+
+def test_wrap_estimator_builds_every_estimator_that_has_defaults():
+    """wrap_estimator builds every scikit-learn estimator whose arguments all have defaults,
+    including those without parameter constraints (LabelEncoder, KernelCenterer); only
+    defaults scikit-learn itself rejects (SelfTrainingClassifier's estimator=None) fail."""
+    import inspect
+    import warnings
+
+    from sklearn.utils import all_estimators
+
+    built = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated estimators warn when built
+        for name, cls in all_estimators():
+            parameters = inspect.signature(cls).parameters.values()
+            if any(p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD for p in parameters):
+                continue
+            try:
+                cls()._validate_params()
+            except AttributeError:  # no constraints to check
+                pass
+            except ValueError:
+                with pytest.raises(ValueError):
+                    wrap_estimator(cls, name.lower()).make_model()
+                continue
+            model = wrap_estimator(cls, name.lower()).make_model()
+            assert type(model) is cls
+            built.append(name)
+    assert {"LabelEncoder", "KernelCenterer", "StandardScaler"} <= set(built)

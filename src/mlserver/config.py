@@ -24,6 +24,9 @@ class Settings:
     max_rows: int = 1_000_000
     #: Most columns of `x` a fit, update or predict takes once decoded (422 above it).
     max_columns: int = 10_000
+    #: Most cells (rows x columns) of a sparse model output made dense for an answer (422
+    #: above it): OneHotEncoder or TfidfTransformer outputs can be far wider than x.
+    max_output_cells: int = 10_000_000
     #: Threads of the training pool the app owns when no executor is given.
     training_threads: int = 2
     #: Deserialized model versions kept in memory per process.

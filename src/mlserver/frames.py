@@ -88,8 +88,14 @@ class Table:
     def frame(self) -> pd.DataFrame:
         if self._frame is None:
             columns = self._columns if self.names is None else _axis(self.names, "x")
+            # NOTE: column-major, as every frame pandas builds itself holds its values:
+            # models that use BLAS round by layout, and answers must equal the model's own
+            # on a frame of these rows bit for bit.
             self._frame = pd.DataFrame(
-                self.array, columns=columns, index=self.given_index, copy=False
+                np.asfortranarray(self.array),
+                columns=columns,
+                index=self.given_index,
+                copy=False,
             )
         return self._frame
 

@@ -78,9 +78,12 @@ class Prediction:
         index: pd.Index | None,
         as_string: bool = False,
         warnings: tuple[str, ...] = (),
+        method: str = "predict",
     ) -> None:
         self.key = key
         self.version = version
+        #: The method that made the answer (the model's only one when none was asked for).
+        self.method = method
         self.orient = orient
         self.as_string = as_string
         self.warnings = warnings
@@ -256,13 +259,14 @@ class Service:
     ) -> Prediction:
         """Predict with the newest FINISHED version, also while a newer one trains.
 
-        `method` picks `predict` (default), `predict_proba`, `decision_function` or
-        `transform`, among those the wrapper allows and the fitted model has.
+        `method` picks `predict`, `predict_proba`, `decision_function` or `transform`, among
+        those the wrapper allows and the fitted model has. Without it: `predict` where the
+        model has it, else its only method (`transform` for a transformer).
         """
         wrapper = self.registry.get(model)
         key = _key(key)
         orient = _orient(orient)
-        method = _method(wrapper, method)
+        asked = _method(wrapper, method)
         if x is None:
             raise InvalidPayload("missing parameter 'x'", "x")
         version = self._newest_finished(model, key)
@@ -275,13 +279,7 @@ class Service:
         # the general frame building (see frames.decode_frame).
         table = decode_frame(x, orient, "x", loaded.schema)
         self._within_limits(table.shape)
-        if method != "predict" and not _has(loaded.model, method):
-            offered = [m for m in wrapper.methods if m == "predict" or _has(loaded.model, m)]
-            raise InvalidPayload(
-                f"{model} (version {version.version}) has no method {method!r}; "
-                f"available: {', '.join(offered)}",
-                "method",
-            )
+        method = _chosen(wrapper, loaded.model, asked, f"{model} (version {version.version})")
         # The model's array form, where it has one and the wrapper just calls the model.
         direct = None
         if loaded.direct is not None and _calls_model(wrapper, method):
@@ -295,11 +293,30 @@ class Service:
                 raw = direct(table.array if frame is None else frame.to_numpy(dtype=np.float64))
             else:
                 raw = wrapper.apply(loaded.model, table.frame if frame is None else frame, method)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise UnprocessableData(f"the model cannot {method} on x: {exc}") from None
-        output = _output(raw, table.shape[0], loaded.model, method, loaded.targets)
+        except MemoryError:
+            raise
+        except Exception as exc:  # the model's own code refusing these rows
+            log.info(
+                "event=model_refused model=%s key=%s version=%d method=%s error=%r",
+                model,
+                key,
+                version.version,
+                method,
+                f"{type(exc).__name__}: {exc}",
+            )
+            raise UnprocessableData(
+                f"the model cannot {method} on x: {type(exc).__name__}: {exc}"
+            ) from None
+        output = _output(raw, table.shape[0], loaded.model, method, loaded.targets, self.settings)
         return Prediction(
-            key, version.version, table.orient, output, index, table.as_string, loaded.warnings
+            key,
+            version.version,
+            table.orient,
+            output,
+            index,
+            table.as_string,
+            loaded.warnings,
+            method=method,
         )
 
     def warnings(self, model: str, version: Version, *, update: bool = False) -> list[str]:
@@ -545,14 +562,49 @@ def _has(model: Any, method: str) -> bool:
     return callable(getattr(model, method, None))
 
 
-def _method(wrapper: ModelWrapper, method: Any) -> str:
+def _method(wrapper: ModelWrapper, method: Any) -> str | None:
+    """The method a client asked for (None: not given), if the wrapper offers it at all."""
     if method is None:
-        return "predict"
+        return None
     if not isinstance(method, str) or method not in wrapper.methods:
         raise InvalidPayload(
             f"method must be one of {', '.join(wrapper.methods)}; got {method!r}", "method"
         )
     return method
+
+
+def _offered(wrapper: ModelWrapper, model: Any) -> list[str]:
+    """The wrapper's methods this fitted model can run. A wrapper that computes a method
+    itself (its own `predict` or `apply`) offers it whatever the model has."""
+    kind = type(wrapper)
+    own_apply = kind.apply is not ModelWrapper.apply
+    own_predict = kind.predict is not ModelWrapper.predict
+    return [
+        m
+        for m in wrapper.methods
+        if own_apply or (m == "predict" and own_predict) or _has(model, m)
+    ]
+
+
+def _chosen(wrapper: ModelWrapper, model: Any, asked: str | None, what: str) -> str:
+    """The method to run: the one asked for if the model has it; without one, `predict`,
+    else the model's only method; InvalidPayload (400) naming what the model has."""
+    offered = _offered(wrapper, model)
+    if asked is not None and asked in offered:
+        return asked
+    if asked is None:
+        if "predict" in offered:
+            return "predict"
+        if len(offered) == 1:
+            return offered[0]
+    if not offered:
+        raise InvalidPayload(
+            f"{what} ({type(model).__name__}) has none of the methods this server serves "
+            f"({', '.join(wrapper.methods)}): there is nothing to predict with",
+            "method",
+        )
+    missing = f"has no method {asked!r}" if asked is not None else "has no predict"
+    raise InvalidPayload(f"{what} {missing}; give method, one of: {', '.join(offered)}", "method")
 
 
 def _major_minor(version: str) -> tuple[str, ...]:
@@ -587,12 +639,27 @@ def _calls_model(wrapper: ModelWrapper, method: str) -> bool:
 
 
 def _output(
-    raw: Any, rows: int, model: Any, method: str, targets: tuple[Any, ...]
+    raw: Any,
+    rows: int,
+    model: Any,
+    method: str,
+    targets: tuple[Any, ...],
+    settings: Settings,
 ) -> pd.DataFrame | tuple[np.ndarray, list[Any]]:
     """A method's output as a frame (when the wrapper gave one) or as a 2-d array and one
-    name per column."""
+    name per column. Sparse output (OneHotEncoder's default) is made dense up to
+    `max_output_cells`."""
     if isinstance(raw, pd.DataFrame) and len(raw) == rows:
         return raw
+    if _is_sparse(raw):
+        cells = raw.shape[0] * raw.shape[1]
+        if cells > settings.max_output_cells:
+            raise UnprocessableData(
+                f"the model returned sparse output of {raw.shape[0]} x {raw.shape[1]}; "
+                f"this server answers at most {settings.max_output_cells} cells "
+                "(max_output_cells): send fewer rows"
+            )
+        raw = raw.toarray()
     values = np.asarray(raw.to_numpy() if isinstance(raw, pd.Series) else raw)
     if values.ndim not in (1, 2) or len(values) != rows:
         raise UnprocessableData(
@@ -603,6 +670,11 @@ def _output(
         return values[:, None], [names[0] if len(names) == 1 else DEFAULT_TARGET]
     width = values.shape[1]
     return values, names if len(names) == width else list(range(width))
+
+
+def _is_sparse(value: Any) -> bool:
+    # NOTE: scipy is a dependency of scikit-learn; checked by attribute so no import is paid.
+    return hasattr(value, "toarray") and hasattr(value, "nnz") and hasattr(value, "shape")
 
 
 def _first_line(text: str | None) -> str:

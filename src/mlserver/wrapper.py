@@ -145,8 +145,10 @@ def _make_estimator(estimator: type):
         model = estimator(**modkwargs)
         # NOTE: scikit-learn checks parameter types only in fit; do it now so a bad type is a
         # 400 at PUT instead of a FAILED version later.
+        # Classes without `_parameter_constraints` (LabelEncoder, KernelCenterer) take no
+        # parameters to check.
         validate = getattr(model, "_validate_params", None)
-        if callable(validate):
+        if callable(validate) and hasattr(model, "_parameter_constraints"):
             validate()
         return model
 

@@ -181,6 +181,11 @@ _SCHEMAS: dict[str, Any] = {
             "model-key": _KEY,
             "version": {"type": "integer", "minimum": 1},
             "orient": _ref("Orient"),
+            "method": {
+                "type": "string",
+                "description": "The method that answered: the one asked for, else predict, "
+                "else the model's only method (transform for a transformer).",
+            },
             "y": {**_FRAME, "description": "Predictions, in the form and orient x came in."},
             "warnings": _WARNINGS,
         },

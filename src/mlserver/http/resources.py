@@ -183,6 +183,7 @@ class ModelResource:
             resp.data = result.arrow()
             resp.set_header("X-Model-Key", result.key)
             resp.set_header("X-Model-Version", str(result.version))
+            resp.set_header("X-Model-Method", result.method)
             if result.warnings:
                 resp.set_header("X-Model-Warnings", "; ".join(result.warnings))
             return
@@ -190,6 +191,7 @@ class ModelResource:
             "model-key": result.key,
             "version": result.version,
             "orient": result.orient,
+            "method": result.method,
             "y": result.y,
         }
         if result.warnings:
