@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -20,13 +21,26 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
-from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge, SGDRegressor
+from sklearn.linear_model import (
+    LinearRegression,
+    LogisticRegression,
+    Perceptron,
+    Ridge,
+    RidgeClassifier,
+    SGDClassifier,
+    SGDRegressor,
+)
+from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+from sklearn.neighbors import KNeighborsClassifier, RadiusNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.svm import SVC, LinearSVC, NuSVC
 
-from mlserver.errors import ConfigurationError, UntrustedModel
+from mlserver import wrap_estimator
+from mlserver.errors import ConfigurationError, NotExportable, UntrustedModel
 from mlserver.frames import Schema
+from mlserver.jobs import TrainingTask, train
 from mlserver.serializers import (
     JoblibSerializer,
     OnnxSerializer,
@@ -196,3 +210,95 @@ def test_library_versions_name_what_each_backend_needs():
     assert set(OnnxSerializer.skew_libraries) <= set(OnnxSerializer().library_versions())
     assert "skops" in SkopsSerializer().library_versions()
     assert "joblib" in JoblibSerializer().library_versions()
+
+
+# -- ONNX serves the estimator's own methods, and only graphs that answer as it does -------
+
+
+# Rows near the boundary too, where a tuned threshold changes labels.
+NEAR = pd.DataFrame(np.random.default_rng(0).normal(size=(200, 4)), columns=["a", "b", "c", "d"])
+NEAR_LABELS = (NEAR["a"] + NEAR["b"] > 0).astype(int)
+
+
+def _onnx(model, x=X):
+    serializer = OnnxSerializer()
+    blob = serializer.dumps(model, Schema.of(x))
+    serializer.verify(model, blob, x)
+    return serializer.loads(blob)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        SVC,
+        NuSVC,
+        lambda: SGDClassifier(loss="hinge", random_state=0),
+        Perceptron,
+        RidgeClassifier,
+        LinearSVC,
+    ],
+)
+@pytest.mark.parametrize("y", [BINARY, MULTI], ids=["binary", "multiclass"])
+def test_onnx_classifiers_without_probabilities_serve_their_decision_function(make, y):
+    """No predict_proba where the estimator has none; decision_function equals its own."""
+    native = _fitted(make(), X, y)
+    served = _onnx(native)
+    assert not hasattr(native, "predict_proba")
+    assert not hasattr(served, "predict_proba")
+    assert served.methods == ["predict", "decision_function"]
+    np.testing.assert_array_equal(served.predict(X), native.predict(X))
+    expected = native.decision_function(X.astype(np.float32).astype(np.float64))
+    got = served.decision_function(X)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * max(1, abs(expected).max()))
+
+
+def test_onnx_records_the_method_set_in_the_graph():
+    """The graph's metadata names the served methods; a transformer has no predict."""
+    served = _onnx(_fitted(LogisticRegression(), X, MULTI))
+    assert served.methods == ["predict", "predict_proba"]
+    assert not hasattr(served, "decision_function")
+    meta = served.session.get_modelmeta().custom_metadata_map
+    assert set(orjson.loads(meta["mlserver.methods"])) == {"predict", "predict_proba"}
+    scaler = _onnx(_fitted(StandardScaler(), X, None))
+    assert scaler.methods == ["transform"] and not hasattr(scaler, "predict")
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: TunedThresholdClassifierCV(LogisticRegression()), "does not reproduce predict"),
+        (lambda: FixedThresholdClassifier(LogisticRegression(), threshold=0.9), "cannot export"),
+        (RadiusNeighborsClassifier, "fails on the training rows"),
+        (Opaque, "cannot export Opaque"),
+    ],
+    ids=["tuned-threshold", "fixed-threshold", "radius-neighbors", "unknown"],
+)
+def test_onnx_refuses_models_its_graph_would_answer_differently(make, reason):
+    """A graph that differs from its model on the training rows, or none at all, is refused
+    with what went wrong and the serializers that would work."""
+    y = VALUES[: len(NEAR)] if make is Opaque else NEAR_LABELS
+    with pytest.raises(NotExportable, match=reason) as refused:
+        _onnx(_fitted(make(), NEAR, y), NEAR)
+    assert "joblib or skops" in str(refused.value)
+
+
+def test_training_with_onnx_fails_when_verification_fails():
+    """jobs.train runs the check on the training rows, so the version would be FAILED."""
+    wrapper = wrap_estimator(TunedThresholdClassifierCV, "tuned", serializer="onnx")
+    model = TunedThresholdClassifierCV(LogisticRegression())
+    task = TrainingTask(wrapper=wrapper, x=NEAR, y=NEAR_LABELS, model=model, schema=Schema.of(NEAR))
+    with pytest.raises(NotExportable, match=r"\d+ of \d+ labels differ"):
+        train(task)
+
+
+def test_onnx_runtime_errors_and_unrepresentable_rows_are_value_errors():
+    """onnxruntime's own failures and rows the graph cannot take become ValueError (a 422)."""
+    neighbours = _onnx(_fitted(KNeighborsClassifier(), X, BINARY))
+    with pytest.raises(ValueError, match="onnxruntime cannot run the graph"):
+        neighbours.predict(X.iloc[:0])
+    logistic = _onnx(_fitted(LogisticRegression(), X, BINARY))
+    with pytest.raises(ValueError, match="missing values"):
+        logistic.predict(X.iloc[:2] * np.nan)
+    with pytest.raises(ValueError, match="float32's range"):
+        logistic.predict_proba((X.iloc[:2] * 1e39).to_numpy())

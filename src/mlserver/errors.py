@@ -10,6 +10,7 @@ MLServerError
 ├── NotServable             a finished version this server will not load as configured
 │   └── UntrustedModel      it holds types the server does not trust
 ├── UnsupportedOperation    the wrapper does not offer the operation (e.g. update)
+├── NotExportable           a serializer cannot store this model so it answers as the model does
 ├── PayloadTooLarge         the request body is above the configured limit
 ├── UnsupportedMediaType    the request body is not JSON
 ├── UnprocessableData       well-formed data the model cannot take
@@ -30,6 +31,7 @@ __all__ = [
     "KeyNotFound",
     "MLServerError",
     "ModelNotFound",
+    "NotExportable",
     "NotReady",
     "NotServable",
     "PayloadTooLarge",
@@ -82,6 +84,11 @@ class UnsupportedOperation(MLServerError):
     def __init__(self, message: str, allowed: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.allowed = tuple(allowed)
+
+
+class NotExportable(MLServerError):
+    """A serializer cannot store this model so that it answers as the model does (e.g. its
+    ONNX graph gives other answers on the training rows); the version becomes FAILED."""
 
 
 class PayloadTooLarge(MLServerError):

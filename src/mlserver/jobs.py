@@ -84,6 +84,7 @@ def train(task: TrainingTask) -> Artifact:
         fitted = base if fitted is None else fitted
     seconds = time.perf_counter() - started
     blob = serializer.dumps(fitted, task.schema)
+    serializer.verify(fitted, blob, task.x)  # e.g. ONNX: same answers on the training rows
     return Artifact(
         blob=blob,
         sha256=hashlib.sha256(blob).hexdigest(),

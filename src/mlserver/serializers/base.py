@@ -34,6 +34,13 @@ class Serializer(ABC):
     def loads(self, data: bytes) -> Any:
         """The fitted model `dumps` wrote."""
 
+    def verify(self, model: Any, blob: bytes, sample: Any) -> None:  # noqa: B027 - optional hook
+        """Raise if `blob` would not answer as `model` does on `sample` (training rows).
+
+        Called after `dumps` before a version is stored. Backends that store the model
+        itself have nothing to check; those that compile it (ONNX) compare answers.
+        """
+
     def loads_for_update(self, data: bytes) -> Any:
         """The model an update starts from; backends that serve a compiled form override it."""
         return self.loads(data)
