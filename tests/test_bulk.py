@@ -249,3 +249,16 @@ def test_accept_with_a_wildcard_can_prefer_arrow(client) -> None:
         headers={"Accept": "application/json;q=0.5, */*"},
     )
     assert answer.status_code == 200 and answer.headers["content-type"] == ARROW_STREAM
+
+
+def test_a_target_naming_every_column_is_a_400(client):
+    """A bulk target that leaves x without columns is refused at once, nothing stored."""
+    x, y = regression()
+    body = arrow(x.assign(target=y))
+    every = ",".join([*map(str, x.columns), "target"])
+    response = client.simulate_put(
+        "/linreg", body=body, content_type=ARROW_STREAM, params={"target": every}
+    )
+    assert response.status_code == 400, response.text
+    assert "every column" in response.json["description"]
+    assert client.simulate_get("/linreg").json["keys"] == []

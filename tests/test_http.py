@@ -457,3 +457,35 @@ def test_unknown_route_has_error_body(client):
     response = client.simulate_get("/a/b/c")
     assert response.status_code == 404
     assert set(response.json) == {"title", "description"}
+
+
+@pytest.mark.parametrize("number", [2**64, -(2**63) - 1, 2**70])
+def test_integers_beyond_64_bits_are_a_400_not_a_silent_float(client, number):
+    """An integer no 64-bit type holds would become another number as a float: refused,
+    in the JSON value and in pandas-JSON text, and nothing is stored."""
+    x = {"a": {"0": 1.0, "1": 2.0, "2": 3.0}}
+    for y in ({"0": number, "1": 1, "2": 2}, f'{{"0":{number},"1":1,"2":2}}'):
+        response = client.simulate_put("/linreg", json={"x": x, "y": y})
+        assert response.status_code == 400, response.text
+        assert (
+            f"the integer {number}, which does not fit in 64 bits" in response.json["description"]
+        )
+    assert client.simulate_get("/linreg").json["keys"] == []
+
+
+def test_integer_labels_beyond_int64_are_served(client):
+    """Column labels from 2**63 to 2**64-1 (uint64) train and predict instead of a 500."""
+    x = {
+        "columns": [2**63, 2**64 - 1],
+        "index": [0, 1, 2],
+        "data": [[1.0, 2.0], [2.0, 1.0], [3.0, 5.0]],
+    }
+    y = {"name": "t", "index": [0, 1, 2], "data": [1.0, 2.0, 4.0]}
+    response = client.simulate_put("/linreg", json={"x": x, "y": y, "orient": "split"})
+    assert response.status_code == 202, response.text
+    key = response.json["model-key"]
+    assert settled(client, "linreg", key)["status"] == "FINISHED"
+    answer = client.simulate_post("/linreg", json={"x": x, "orient": "split", "model-key": key})
+    assert answer.status_code == 200, answer.text
+    expected = LinearRegression().fit(np.array(x["data"]), y["data"]).predict(np.array(x["data"]))
+    np.testing.assert_allclose([row[0] for row in answer.json["y"]["data"]], expected)
