@@ -207,6 +207,7 @@ _SETTING_HELP = {
     "refuse_version_skew": "refuse (409) versions trained with other library versions",
     "max_rows": "most rows of x a request may carry (422 above it)",
     "max_columns": "most columns of x a request may carry (422 above it)",
+    "max_decoded_bytes": "most bytes an Arrow, Parquet or CSV body may decode to (422 above it)",
 }
 
 

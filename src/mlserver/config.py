@@ -24,6 +24,10 @@ class Settings:
     max_rows: int = 1_000_000
     #: Most columns of `x` a fit, update or predict takes once decoded (422 above it).
     max_columns: int = 10_000
+    #: Most bytes an Arrow, Parquet or CSV body may declare once decoded: its columns
+    #: decompressed, or its cells at 8 bytes each if that is more (422 above it). Checked
+    #: from the body's metadata before decoding; what a 64 MiB JSON body can decode to.
+    max_decoded_bytes: int = 256 * 1024 * 1024
     #: Threads of the training pool the app owns when no executor is given.
     training_threads: int = 2
     #: Deserialized model versions kept in memory per process.
