@@ -118,13 +118,22 @@ class _Params:
 
 
 def _read_body(req: falcon.Request, max_bytes: int) -> bytes:
-    """The raw body, refused (413) as soon as it is known to be above `max_bytes`."""
+    """The raw body, refused (413) as soon as it is known to be above `max_bytes`: before
+    reading when its Content-Length says so, else once `max_bytes + 1` bytes have come."""
     length = req.content_length
     if length is not None and length > max_bytes:
-        raise PayloadTooLarge(f"request body of {length} bytes is above the {max_bytes}-byte limit")
-    raw = req.bounded_stream.read(max_bytes + 1)
+        raise PayloadTooLarge(
+            f"request body of {length} bytes is above the {max_bytes}-byte limit (max_body_bytes)"
+        )
+    stream: Any = req.bounded_stream
+    if length is None and "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+        # NOTE: bounded_stream reads nothing without a Content-Length. waitress de-chunks
+        # a body and sets one; gunicorn hands the app the chunked stream itself, which
+        # ends where the body does.
+        stream = req.stream
+    raw = stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"request body is above the {max_bytes}-byte limit")
+        raise PayloadTooLarge(f"request body is above the {max_bytes}-byte limit (max_body_bytes)")
     return raw
 
 
