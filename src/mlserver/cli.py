@@ -31,7 +31,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import waitress
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
+from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge
 
 from mlserver.config import ENV_PREFIX, Settings
 from mlserver.errors import ConfigurationError, StoreError
@@ -209,6 +212,7 @@ _SETTING_HELP = {
     "max_columns": "most columns of x a request may carry (422 above it)",
     "max_output_cells": "most cells of a sparse model output made dense (422 above it)",
     "database_timeout_seconds": "seconds a database call may wait before it answers 503",
+    "max_decoded_bytes": "most bytes an Arrow, Parquet or CSV body may decode to (422 above it)",
 }
 
 
@@ -796,13 +800,19 @@ def _listen(app: App, host: str, port: int, threads: int) -> dict[int, Any]:
         # PERF: waitress spools bodies above 512 KiB to a temporary file; keep any body the
         # app accepts (max_body_bytes) in memory instead. And it reads 8 KiB per recv: a 2 MB
         # body took ~6.5 ms to arrive over loopback, ~2.3 ms at 256 KiB per recv.
+        # NOTE: waitress receives a whole body before the app sees any of it; its own
+        # limit refuses one whose Content-Length is above max_body_bytes before reading it,
+        # and a chunked one as soon as that much has arrived. It refuses at the limit
+        # itself: hence the 1.
+        limit = app.service.settings.max_body_bytes
         waitress.create_server(
             app,
             map=socket_map,
             host=host,
             port=port,
             threads=threads,
-            inbuf_overflow=app.service.settings.max_body_bytes,
+            inbuf_overflow=limit,
+            max_request_body_size=limit + 1,
             recv_bytes=256 * 1024,
         )
     except OSError as exc:
@@ -810,7 +820,37 @@ def _listen(app: App, host: str, port: int, threads: int) -> dict[int, Any]:
         raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from exc
     except ValueError as exc:  # waitress' own checks of its adjustments
         raise ConfigurationError(f"cannot listen on {host}:{port}: {exc}") from exc
+    for dispatcher in socket_map.values():
+        if isinstance(dispatcher, BaseWSGIServer):
+            dispatcher.channel_class = _Channel
     return socket_map
+
+
+class _ErrorAnswer(ErrorTask):
+    """waitress' own refusals (413 above the body limit, 400 for a malformed request) in
+    the app's error shape, `{"title", "description"}`; the connection closes after them."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        title, description = error.reason, str(error.body)
+        if isinstance(error, RequestEntityTooLarge):
+            limit = self.channel.adj.max_request_body_size - 1
+            length = self.request.content_length
+            size = f"of {length} bytes " if length > limit else ""
+            title = "Payload too large"
+            description = f"request body {size}is above the {limit}-byte limit (max_body_bytes)"
+        body = json.dumps({"title": title, "description": description}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    """A waitress connection whose own refusals answer JSON."""
+
+    error_task_class = _ErrorAnswer
 
 
 def _close_app(app: App, executor: Executor | None) -> None:

@@ -27,6 +27,10 @@ class Settings:
     #: Most cells (rows x columns) of a sparse model output made dense for an answer (422
     #: above it): OneHotEncoder or TfidfTransformer outputs can be far wider than x.
     max_output_cells: int = 10_000_000
+    #: Most bytes an Arrow, Parquet or CSV body may declare once decoded: its columns
+    #: decompressed, or its cells at 8 bytes each if that is more (422 above it). Checked
+    #: from the body's metadata before decoding; what a 64 MiB JSON body can decode to.
+    max_decoded_bytes: int = 256 * 1024 * 1024
     #: Threads of the training pool the app owns when no executor is given.
     training_threads: int = 2
     #: Deserialized model versions kept in memory per process.

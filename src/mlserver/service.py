@@ -615,8 +615,8 @@ def _chosen(wrapper: ModelWrapper, model: Any, asked: str | None, what: str) -> 
             f"({', '.join(wrapper.methods)}): there is nothing to predict with",
             "method",
         )
-    missing = f"has no method {asked!r}" if asked is not None else "has no predict"
-    raise InvalidPayload(f"{what} {missing}; give method, one of: {', '.join(offered)}", "method")
+    missing = f"has no method {asked!r}" if asked is not None else "has no predict: give method"
+    raise InvalidPayload(f"{what} {missing}; available: {', '.join(offered)}", "method")
 
 
 def _major_minor(version: str) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from mlserver.errors import InvalidPayload, PayloadTooLarge, UnsupportedMediaTyp
 from mlserver.frames import (
     ARROW_STREAM,
     BULK_MEDIA,
+    BulkLimits,
     Table,
     decode_bulk,
     dumps,
@@ -67,11 +68,11 @@ def _running_body(version: Version) -> dict[str, Any]:
 class _Params:
     """The request's parameters: query string merged with the JSON object body."""
 
-    def __init__(self, req: falcon.Request, max_bytes: int, body: bool) -> None:
+    def __init__(self, req: falcon.Request, max_bytes: int, body: bool, limits: BulkLimits) -> None:
         self.values: dict[str, Any] = dict(req.params)
         media = (req.content_type or "").split(";")[0].strip().lower()
         if body and media in BULK_MEDIA:
-            self._bulk(_read_body(req, max_bytes), BULK_MEDIA[media], req.method)
+            self._bulk(_read_body(req, max_bytes), BULK_MEDIA[media], req.method, limits)
         elif body:
             # A predict's x is decoded once its training schema is known (Service.predict).
             lazy = req.method == "POST"
@@ -89,7 +90,7 @@ class _Params:
                 unknown[0],
             )
 
-    def _bulk(self, raw: bytes, kind: str, method: str) -> None:
+    def _bulk(self, raw: bytes, kind: str, method: str, limits: BulkLimits) -> None:
         """x (and, with `target`, y) from an Arrow, Parquet or CSV body; the rest from the
         query string."""
         if "x" in self.values or "y" in self.values:
@@ -100,7 +101,7 @@ class _Params:
                 "target must be given once, as comma-separated column names", "target"
             )
         orient = self.values.get("orient") or "split"
-        table = decode_bulk(raw, kind, orient)
+        table = decode_bulk(raw, kind, orient, limits=limits)
         if target:
             x, self.values["y"] = split_target(table.frame, target)
             table = Table(x, orient, as_string=False)
@@ -117,13 +118,22 @@ class _Params:
 
 
 def _read_body(req: falcon.Request, max_bytes: int) -> bytes:
-    """The raw body, refused (413) as soon as it is known to be above `max_bytes`."""
+    """The raw body, refused (413) as soon as it is known to be above `max_bytes`: before
+    reading when its Content-Length says so, else once `max_bytes + 1` bytes have come."""
     length = req.content_length
     if length is not None and length > max_bytes:
-        raise PayloadTooLarge(f"request body of {length} bytes is above the {max_bytes}-byte limit")
-    raw = req.bounded_stream.read(max_bytes + 1)
+        raise PayloadTooLarge(
+            f"request body of {length} bytes is above the {max_bytes}-byte limit (max_body_bytes)"
+        )
+    stream: Any = req.bounded_stream
+    if length is None and "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+        # NOTE: bounded_stream reads nothing without a Content-Length. waitress de-chunks
+        # a body and sets one; gunicorn hands the app the chunked stream itself, which
+        # ends where the body does.
+        stream = req.stream
+    raw = stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"request body is above the {max_bytes}-byte limit")
+        raise PayloadTooLarge(f"request body is above the {max_bytes}-byte limit (max_body_bytes)")
     return raw
 
 
@@ -150,11 +160,17 @@ class ModelResource:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.max_bytes = service.settings.max_body_bytes
+        settings = service.settings
+        self.limits = BulkLimits(
+            rows=settings.max_rows,
+            columns=settings.max_columns,
+            decoded_bytes=settings.max_decoded_bytes,
+        )
 
     def _params(self, req: falcon.Request, model: str, body: bool = True) -> _Params:
         # Unknown model (404) or a verb it lacks (405) come before any parameter check.
         self.service.check_verb(model, req.method)
-        return _Params(req, self.max_bytes, body)
+        return _Params(req, self.max_bytes, body, self.limits)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
         p = self._params(req, model)
