@@ -468,3 +468,17 @@ def test_auth_errors_are_typed(sqlite_store, serve):
     with ModelClient(url, "linreg", token="reader") as reader, pytest.raises(Forbidden) as denied:
         reader.fit(x, y)
     assert denied.value.status_code == 403 and "train" in denied.value.description
+
+
+def test_class_labels_that_spell_integers_stay_strings(make_client):
+    """A classifier trained on the labels "1" and "2" answers probabilities in columns "1"
+    and "2", not the integers 1 and 2."""
+    client = make_client("logreg")
+    x, y = classification()
+    labels = y.map({0: "1", 1: "2"})
+    key = client.fit(x, labels)
+    probabilities = client.predict(x, key, method="predict_proba")
+    assert list(probabilities.columns) == ["1", "2"]
+    assert (
+        client.predict(x, key).tolist() == LogisticRegression().fit(x, labels).predict(x).tolist()
+    )

@@ -41,7 +41,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from mlserver.errors import MLServerError
-from mlserver.frames import decode_frame, dumps, encode_frame
+from mlserver.frames import dumps, encode_frame
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -392,7 +392,7 @@ class ModelClient:
         if method != "predict":
             body["method"] = method
         answer = self._request("POST", body=body)
-        frame = decode_frame(answer["y"], _ORIENT, "y").frame.set_axis(x.index, axis=0)
+        frame = _answer_frame(answer["y"]).set_axis(x.index, axis=0)
         result: pd.Series | pd.DataFrame = frame.iloc[:, 0] if frame.shape[1] == 1 else frame
         result.attrs["version"] = answer.get("version")
         if answer.get("warnings"):
@@ -528,3 +528,19 @@ class ModelClient:
             file=stream,
             flush=True,
         )
+
+
+def _answer_frame(y: Any) -> pd.DataFrame:
+    """The predictions of an orient-split answer, column names as the server sent them.
+
+    NOTE: not `decode_frame`, which reads labels as `read_json` does: class labels "1" and
+    "2" of a classifier trained on strings must stay strings.
+    """
+    if not isinstance(y, dict) or not isinstance(y.get("data"), list):
+        raise ClientError(f"the server answered predictions in an unexpected form: {y!r:.200}")
+    columns = y.get("columns")
+    labels = pd.Index(columns, dtype=object) if isinstance(columns, list) else None
+    frame = pd.DataFrame(y["data"], columns=labels)
+    if labels is not None and all(type(c) is int for c in columns):
+        frame.columns = pd.Index(columns)  # int64 labels, as pandas gives integer classes
+    return frame
