@@ -11,6 +11,7 @@ MLServerError
 │   └── UntrustedModel      it holds types the server does not trust
 ├── UnsupportedOperation    the wrapper does not offer the operation (e.g. update)
 ├── PayloadTooLarge         the request body is above the configured limit
+├── Overloaded              too many training jobs wait already; try again later
 ├── UnsupportedMediaType    the request body is not JSON
 ├── UnprocessableData       well-formed data the model cannot take
 │   └── SchemaMismatch      its columns differ from the training schema
@@ -32,6 +33,7 @@ __all__ = [
     "ModelNotFound",
     "NotReady",
     "NotServable",
+    "Overloaded",
     "PayloadTooLarge",
     "SchemaMismatch",
     "SignatureMismatch",
@@ -86,6 +88,15 @@ class UnsupportedOperation(MLServerError):
 
 class PayloadTooLarge(MLServerError):
     """The request body is larger than the configured limit."""
+
+
+class Overloaded(MLServerError):
+    """Too many training jobs of this process wait for a slot (or it is shutting down);
+    nothing was stored, and the request may be sent again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UnsupportedMediaType(MLServerError):
