@@ -8,10 +8,12 @@ process running that job; the next job starts a fresh one.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from multiprocessing.connection import Connection
@@ -39,6 +41,18 @@ def _work(conn: Connection, initializer: Callable[..., None] | None, initargs: t
             conn.send(outcome)
         except Exception as exc:  # an outcome that does not pickle
             conn.send((False, RuntimeError(f"cannot send the job's outcome back: {exc!r}")))
+
+
+def _end_processes(pool: weakref.ref) -> None:
+    """At exit: kill the pool's processes that are still alive."""
+    alive = pool()
+    if alive is None:
+        return
+    with alive._lock:
+        alive._shutdown = True
+        for slot in alive._slots:
+            if slot.process is not None and slot.process.is_alive():
+                slot.process.kill()
 
 
 class _Slot:
@@ -79,6 +93,9 @@ class ProcessPool(Executor):
         ]
         for thread in self._threads:
             thread.start()
+        # NOTE: at interpreter exit multiprocessing joins every child that is not daemonic
+        # (ours are not, so fits may start processes of their own): end them first.
+        atexit.register(_end_processes, weakref.ref(self))
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         """Run `fn(*args, **kwargs)` in a pool process; everything must pickle."""
