@@ -32,6 +32,27 @@ class Slow(ModelWrapper):
         return model.fit(x, y, **algkwargs)
 
 
+class Endless(ModelWrapper):
+    """A linear regression whose fit writes its process id to the file `mark` (if given), then
+    sleeps `seconds` (for ever by default): a job only a timeout or a shutdown ends."""
+
+    name = "endless"
+
+    def make_model(self, **modkwargs: Any) -> LinearRegression:
+        return LinearRegression(**modkwargs)
+
+    def fit(self, model: Any, x: Any, y: Any = None, mark: str = "", seconds: float = 1e9):
+        if mark:
+            Path(mark).write_text(str(os.getpid()))
+        time.sleep(seconds)
+        return model.fit(x, y)
+
+
+def endless_registry() -> Registry:
+    """The endless and the slow fit, for servers whose jobs must outlast a timeout."""
+    return Registry([Endless, Slow])
+
+
 class SlowUpdate(ModelWrapper):
     """An SGD regressor whose updates take half a second: keeps a PATCHed version RUNNING."""
 

@@ -29,6 +29,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegres
 
 from mlserver import ModelWrapper, Registry, create_app
 from mlserver.cli import main
+from mlserver.config import Settings
 from mlserver.store import SQLStore
 from support import classification, registry, regression, wait_until
 
@@ -235,6 +236,30 @@ def test_a_lost_scheduler_fails_the_running_job(tmp_path):
         state = settled(http, "slow", key, timeout=20)
         assert state["status"] == "FAILED"
         assert "executor dropped it" in state["error"], state["error"]
+
+
+def test_a_timed_out_job_is_cancelled_on_the_cluster(dask_client, sqlite_url):
+    """A job past training_timeout_seconds on Dask is FAILED "timed out" and its task
+    cancelled: the scheduler no longer runs it, and the worker's late result changes nothing
+    (Dask cannot interrupt the worker's thread, which runs on until the fit returns)."""
+    store = SQLStore(sqlite_url)
+    settings = Settings(training_timeout_seconds=0.5)
+    executor = dask_client.get_executor(pure=False)
+    app = create_app(registry(), store, settings=settings, executor=executor)
+    try:
+        http = falcon.testing.TestClient(app)
+        key = put(http, "slow", *regression(), algkwargs={"seconds": 2.0})
+        sent = time.monotonic()
+        state = settled(http, "slow", key, timeout=20)
+        assert state["status"] == "FAILED", state
+        assert state["error"] == "timed out after 0.5 s (training_timeout_seconds=0.5)"
+        wait_until(lambda: not any(dask_client.processing().values()), timeout=10)
+        time.sleep(max(0.0, sent + 3.0 - time.monotonic()))  # the worker's fit has returned
+        assert settled(http, "slow", key) == state
+        assert app.service.jobs.busy == 0
+    finally:
+        app.close()
+        store.close()
 
 
 # -- the CLI -----------------------------------------------------------------------------------

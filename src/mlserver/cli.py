@@ -15,7 +15,6 @@ import importlib
 import importlib.util
 import json
 import logging
-import multiprocessing
 import os
 import re
 import signal
@@ -23,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -40,6 +39,7 @@ from mlserver.config import ENV_PREFIX, Settings
 from mlserver.errors import ConfigurationError, StoreError
 from mlserver.http.app import App, create_app
 from mlserver.http.auth import load_token_file, parse_tokens
+from mlserver.pool import ProcessPool
 from mlserver.registry import Registry
 from mlserver.signing import Signer, parse_signing_keys
 from mlserver.store import SQLStore
@@ -162,7 +162,8 @@ _OPTIONS = (
         "graceful_timeout",
         _seconds,
         30.0,
-        "seconds in-flight requests get to finish after SIGTERM/SIGINT",
+        "seconds in-flight requests and running training jobs get to finish after "
+        "SIGTERM/SIGINT; jobs still running then are left to their lease",
         "SECONDS",
     ),
     _Option("log_level", str.lower, "warning", "log level", choices=LOG_LEVELS),
@@ -203,6 +204,8 @@ _OPTIONS = (
 _SETTING_HELP = {
     "max_body_bytes": "largest request body, in bytes (413 above it)",
     "training_threads": "training threads (or processes, with --executor process)",
+    "training_timeout_seconds": "seconds a training job may run before it is FAILED (timed out)",
+    "max_queued_jobs": "training jobs that may wait for a slot; beyond it PUT/PATCH get a 503",
     "model_cache_size": "deserialized model versions kept in memory",
     "model_cache_bytes": "serialized bytes of the cached versions, at most",
     "lease_seconds": "seconds a RUNNING version stays claimed without a heartbeat",
@@ -327,8 +330,9 @@ examples:
       packages, and myapp importable
 
 On SIGTERM or SIGINT the server stops accepting connections, lets in-flight requests finish
-(up to --graceful-timeout) and waits for running training jobs (with Dask, for every job it
-submitted to the cluster); a second signal exits at once.
+and waits for running training jobs, all within --graceful-timeout; queued jobs are FAILED
+(cancelled), and jobs still running then are left RUNNING until their lease runs out (a live
+server marks them interrupted). A second signal exits at once.
 """
 
 
@@ -566,15 +570,10 @@ def _init_worker(log_level: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _process_pool(workers: int, log_level: str) -> ProcessPoolExecutor:
-    # NOTE: spawn, not fork: the server forks from a process with running threads (waitress,
-    # heartbeat, database pool), which can deadlock the child on a lock held at fork time.
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(log_level,),
-    )
+def _process_pool(workers: int, log_level: str) -> ProcessPool:
+    # NOTE: a ProcessPool (spawned processes), not ProcessPoolExecutor: a job that times out
+    # has its process killed, which would break every other job of a ProcessPoolExecutor.
+    return ProcessPool(workers, initializer=_init_worker, initargs=(log_level,))
 
 
 class _Stopper:
@@ -674,9 +673,10 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(
             registry, store, settings=settings, executor=executor, **_security(options)
         )
-        # NOTE: one callback, in this order: a process pool or Dask cluster is ours to wait
-        # for before `app.close()` stops the heartbeat that keeps its jobs' leases alive.
-        resources.callback(_close_app, app, executor)
+        # NOTE: one callback: the app waits for its jobs (within the deadline) before the
+        # executor is shut down.
+        deadline: list[float] = []
+        resources.callback(_close_app, app, executor, deadline)
         socket_map = _listen(app, options["host"], options["port"], options["threads"])
         listeners = [d for d in socket_map.values() if isinstance(d, BaseWSGIServer)]
         stopper = _Stopper(listeners[0].pull_trigger)
@@ -701,12 +701,28 @@ def _serve(args: argparse.Namespace) -> int:
             while stopper.signal is None:
                 _loop(socket_map, listeners[0], listeners[0].adj.asyncore_loop_timeout)
             log.info("event=stopping signal=%s", signal.Signals(stopper.signal).name)
+            # Requests and training jobs share one deadline: the stop takes --graceful-timeout.
+            deadline.append(time.monotonic() + options["graceful_timeout"])
             _stop_listening(listeners)
             jobs = app.service.jobs.running
             _say(sys.stdout, f"stopping: finishing in-flight requests and {jobs} training job(s)")
             _drain(socket_map, listeners, options["graceful_timeout"])
             resources.close()  # waits for training jobs; a second signal still exits at once
+    left = app.service.jobs.left
+    if left:
+        _say(
+            sys.stdout,
+            f"left {left} training job(s) RUNNING past --graceful-timeout; a live server "
+            "marks them interrupted once their lease runs out",
+        )
     _say(sys.stdout, "stopped")
+    if app.service.jobs.busy:
+        # NOTE: a training thread cannot be stopped, and the interpreter would wait for it at
+        # exit (concurrent.futures joins its threads): end without that wait.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 
@@ -762,7 +778,7 @@ def _serve_workers(options: Mapping[str, Any], settings: Settings, names: list[s
 
         def _exit(self, server: Any, worker: Any) -> None:
             if self.app is not None:
-                self.app.close()
+                self.app.close(options["graceful_timeout"])
                 self.app.service.store.close()
 
     master = os.getpid()
@@ -853,16 +869,17 @@ class _Channel(HTTPChannel):
     error_task_class = _ErrorAnswer
 
 
-def _close_app(app: App, executor: Executor | None) -> None:
-    if isinstance(executor, ProcessPoolExecutor):
+def _close_app(app: App, executor: Executor | None, deadline: list[float]) -> None:
+    """Close the app, its jobs waited for until the stop's deadline (if it has one), then the
+    executor: what still runs then is stopped (process pool) or cancelled (Dask)."""
+    timeout = max(0.0, deadline[0] - time.monotonic()) if deadline else None
+    app.close(timeout)
+    if isinstance(executor, ProcessPool):
         executor.shutdown(wait=True, cancel_futures=True)
     elif executor is not None:
-        # Dask: refuse new jobs and wait for those on the cluster; then for their outcomes to
-        # be recorded, by done-callbacks on the client's event loop that may still be running.
-        executor.shutdown(wait=True)
-        while app.service.jobs.running:
-            time.sleep(0.05)
-    app.close()
+        # NOTE: Dask: every outcome was recorded or abandoned; wait=False cancels whatever
+        # the cluster still holds of this client's jobs.
+        executor.shutdown(wait=False)
 
 
 def _dask_client(address: str) -> distributed.Client:

@@ -33,6 +33,13 @@ class Settings:
     max_decoded_bytes: int = 256 * 1024 * 1024
     #: Threads of the training pool the app owns when no executor is given.
     training_threads: int = 2
+    #: Seconds a training job may run, counted from when it gets a training slot (queue time
+    #: is bounded by max_queued_jobs instead); then its version is FAILED ("timed out").
+    training_timeout_seconds: float = 3600.0
+    #: Jobs of this process that may wait for a free training slot; a PUT or PATCH beyond it
+    #: is a 503 with Retry-After and stores nothing (0: refuse unless a slot is free). Each
+    #: waiting job holds its decoded data in memory, up to max_body_bytes' worth.
+    max_queued_jobs: int = 16
     #: Deserialized model versions kept in memory per process.
     model_cache_size: int = 16
     #: Serialized bytes of the cached versions, at most (the newest one always stays).
@@ -89,7 +96,7 @@ class Settings:
         return cls(**changes)  # type: ignore[arg-type]
 
 
-_MAY_BE_ZERO = frozenset({"freshness_seconds"})
+_MAY_BE_ZERO = frozenset({"freshness_seconds", "max_queued_jobs"})
 
 
 def _boolean(raw: str) -> bool:

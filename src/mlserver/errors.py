@@ -12,6 +12,7 @@ MLServerError
 ├── UnsupportedOperation    the wrapper does not offer the operation (e.g. update)
 ├── NotExportable           a serializer cannot store this model so it answers as the model does
 ├── PayloadTooLarge         the request body is above the configured limit
+├── Overloaded              too many training jobs wait already; try again later
 ├── UnsupportedMediaType    the request body is not JSON
 ├── UnprocessableData       well-formed data the model cannot take
 │   └── SchemaMismatch      its columns differ from the training schema
@@ -34,6 +35,7 @@ __all__ = [
     "NotExportable",
     "NotReady",
     "NotServable",
+    "Overloaded",
     "PayloadTooLarge",
     "SchemaMismatch",
     "SignatureMismatch",
@@ -93,6 +95,15 @@ class NotExportable(MLServerError):
 
 class PayloadTooLarge(MLServerError):
     """The request body is larger than the configured limit."""
+
+
+class Overloaded(MLServerError):
+    """Too many training jobs of this process wait for a slot (or it is shutting down);
+    nothing was stored, and the request may be sent again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UnsupportedMediaType(MLServerError):

@@ -3,10 +3,18 @@
 `train` is a pure function of its task (no store, no HTTP), so the same code runs on a thread
 pool, a process pool or a Dask cluster. Recording and lease heartbeats stay in the server
 process, which owns the claim.
+
+Jobs wait in this process until the executor has a free slot (`max_queued_jobs` bounds how many
+may wait); a job's `training_timeout_seconds` count from when it gets one. A job that times out
+is FAILED at once and its outcome, if it ever comes, is discarded. Its work is stopped where the
+executor can stop it: `ProcessPool` kills the process, Dask cancels the task (a task a worker
+already runs goes on in its thread until it returns, as Dask cannot interrupt it), a thread
+pool cannot stop a thread (it runs until the fit returns, and keeps its slot until then).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -14,15 +22,23 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import CancelledError, Executor, Future
+from concurrent.futures import (
+    CancelledError,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from mlserver.config import Settings
-from mlserver.errors import StoreError
+from mlserver.errors import Overloaded, StoreError
+from mlserver.pool import ProcessPool
 from mlserver.serializers.base import Serializer
 from mlserver.signing import Signer
 from mlserver.store.base import Store, Version
@@ -33,6 +49,9 @@ __all__ = ["Artifact", "JobOutcome", "Jobs", "TrainingTask", "train", "worker_id
 log = logging.getLogger("mlserver.jobs")
 
 _MAX_ERROR = 4000
+#: Seconds a refused PUT or PATCH is told to wait (Retry-After): a few, since a slot frees
+#: whenever any job of this process ends, and a client retrying sooner only gets another 503.
+RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -65,7 +84,8 @@ class JobOutcome:
 
     model: str
     kind: str  # "fit" or "update"
-    outcome: str  # "finished", "failed" or "discarded" (its key was deleted meanwhile)
+    #: "finished", "failed", "timed_out", or "discarded" (its key was deleted meanwhile)
+    outcome: str
     training_seconds: float | None = None  # of a finished job
 
 
@@ -138,8 +158,42 @@ def _is_dead(worker: str) -> bool:
     return False
 
 
+@dataclass(eq=False)
+class _Job:
+    """One submitted job: queued, then running, then done, timed out or abandoned."""
+
+    version: Version
+    task: TrainingTask
+    kind: str
+    metadata: Mapping[str, Any]
+    state: str = "queued"
+    future: Future | None = None
+    timer: threading.Timer | None = None
+
+
+class _Place:
+    """A reserved place in the queue; `close` gives it back (once)."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+def _slots(executor: Executor) -> int | None:
+    """How many jobs the executor runs at once, where that is known (not on Dask)."""
+    if isinstance(executor, ProcessPool):
+        return executor.workers
+    if isinstance(executor, (ThreadPoolExecutor, ProcessPoolExecutor)):
+        return executor._max_workers  # type: ignore[attr-defined]  # stable since 3.2
+    return None
+
+
 class Jobs:
-    """Submits training tasks and keeps this process's claims alive.
+    """Submits training tasks, times them out, and keeps this process's claims alive.
 
     A daemon thread renews the lease of every version this worker runs and marks versions of
     dead workers (lease expired, or a process on this host that no longer exists) FAILED.
@@ -163,8 +217,21 @@ class Jobs:
         #: Called with a JobOutcome after each job is recorded; an observer's error is logged.
         self.observers: list[Callable[[JobOutcome], None]] = []
         self.worker = worker_id()
+        #: Versions submitted and not yet recorded (nor timed out, nor abandoned).
         self._running: set[int] = set()
+        #: Jobs waiting for a slot, and jobs on the executor (timed-out ones until they return).
+        self._queued: deque[_Job] = deque()
+        self._active: dict[int, _Job] = {}
+        #: Places held by requests between their check and their claim (see `reserve`).
+        self._reserved = 0
+        self._slots = _slots(executor)
+        self._closing = False
+        #: Jobs `close` abandoned to the lease rules.
+        self.left = 0
+        #: Failures the store did not take; the heartbeat thread records them again.
+        self._unrecorded: dict[int, str] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
         try:
             self.sweep()  # a restarted process fails its own orphans at once
@@ -175,24 +242,151 @@ class Jobs:
         )
         self._thread.start()
 
-    def submit(self, version: Version, task: TrainingTask, metadata: Mapping[str, Any]) -> Future:
-        """Run `task` for the claimed `version`; its outcome is recorded when it ends."""
+    def reserve(self) -> contextlib.AbstractContextManager[None]:
+        """A place for one job, held (by the returned context manager) while its version is
+        claimed and submitted.
+
+        Raises:
+            Overloaded: `max_queued_jobs` jobs wait already (or the server is closing), so
+                nothing may be claimed. The check and the place are taken under one lock, so
+                concurrent requests cannot all pass it.
+        """
+        limit = self.settings.max_queued_jobs
+        with self._lock:
+            if self._closing:
+                raise Overloaded("the server is shutting down", RETRY_AFTER_SECONDS)
+            waiting = len(self._queued) + self._reserved
+            if self._slots is None:  # NOTE: Dask: every job not yet ended counts
+                beyond = waiting + len(self._active) - limit
+                what = "training jobs are on the cluster"
+            else:
+                beyond = waiting - (self._slots - len(self._active)) - limit
+                what = "training jobs wait for a slot"
+            if beyond >= 0:
+                raise Overloaded(
+                    f"{limit + beyond} {what} already (max_queued_jobs={limit}); "
+                    "nothing was stored, send it again later",
+                    RETRY_AFTER_SECONDS,
+                )
+            self._reserved += 1
+        return contextlib.closing(_Place(self._release))
+
+    def _release(self) -> None:
+        with self._lock:
+            self._reserved -= 1
+
+    def submit(self, version: Version, task: TrainingTask, metadata: Mapping[str, Any]) -> None:
+        """Run `task` for the claimed `version` when a slot is free; its outcome is recorded
+        when it ends."""
         kind = "fit" if task.base_blob is None else "update"
         with self._lock:
             self._running.add(version.id)
-        try:
-            future = self.executor.submit(train, task)
-        except Exception as exc:  # e.g. executor shut down: the claim must not stay RUNNING
-            self._record_failure(version, kind, exc)
-            raise
-        future.add_done_callback(lambda done: self._record(version, kind, metadata, done))
-        return future
+            self._queued.append(_Job(version, task, kind, metadata))
+        self._dispatch()
 
     @property
     def running(self) -> int:
-        """Jobs of this process not yet recorded."""
+        """Jobs of this process not yet recorded (queued or running; not timed out)."""
         with self._lock:
             return len(self._running)
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a slot."""
+        with self._lock:
+            return len(self._queued)
+
+    @property
+    def busy(self) -> int:
+        """Jobs on the executor, timed-out ones included until their work returns."""
+        with self._lock:
+            return len(self._active)
+
+    def _dispatch(self) -> None:
+        """Hand queued jobs to the executor while it has free slots."""
+        while True:
+            with self._lock:
+                if not self._queued or self._closing:
+                    return
+                if self._slots is not None and len(self._active) >= self._slots:
+                    return
+                job = self._queued.popleft()
+                job.state = "running"
+                self._active[job.version.id] = job
+                # The timeout counts from here: the job has a slot of its own.
+                job.timer = threading.Timer(
+                    self.settings.training_timeout_seconds, self._time_out, args=(job,)
+                )
+                job.timer.daemon = True
+                job.timer.name = f"mlserver-timeout-{job.version.id}"
+                job.timer.start()
+            try:
+                future = self.executor.submit(train, job.task)
+            except Exception as exc:  # e.g. executor shut down: the claim must not stay RUNNING
+                with self._lock:
+                    self._active.pop(job.version.id, None)
+                    job.state = "done"
+                job.timer.cancel()
+                self._record_failure(job.version, job.kind, exc)
+                continue
+            job.future = future
+            future.add_done_callback(lambda done, job=job: self._done(job, done))
+
+    def _done(self, job: _Job, future: Future) -> None:
+        """The executor gave the job back: its slot is free; record it unless it timed out."""
+        with self._lock:
+            self._active.pop(job.version.id, None)
+            state = job.state
+            if state == "running":
+                job.state = "done"
+        if job.timer is not None:
+            job.timer.cancel()
+        self._dispatch()
+        if state == "running":
+            self._record(job.version, job.kind, job.metadata, future)
+        else:
+            log.info(
+                "event=job_outcome_discarded model=%s key=%s version=%d reason=%s",
+                job.version.model,
+                job.version.key,
+                job.version.version,
+                state,
+            )
+
+    def _time_out(self, job: _Job) -> None:
+        """The job ran for `training_timeout_seconds`: FAILED now, its work stopped if it can
+        be, its outcome discarded whenever it comes."""
+        with self._lock:
+            if job.state != "running":
+                return
+            job.state = "timed_out"
+        seconds = self.settings.training_timeout_seconds
+        error = f"timed out after {seconds:g} s (training_timeout_seconds={seconds:g})"
+        self._fail(job.version, error)  # FAILED before the work stops, so nothing else wins
+        stopped = self._stop_work(job)
+        log.warning(
+            "event=job_timed_out model=%s key=%s version=%d seconds=%g stopped=%s busy=%d",
+            job.version.model,
+            job.version.key,
+            job.version.version,
+            seconds,
+            "yes" if stopped else "no: it runs until it returns, its outcome is discarded",
+            self.busy,
+        )
+        self._tell(JobOutcome(job.version.model, job.kind, "timed_out"))
+
+    def _stop_work(self, job: _Job) -> bool:
+        """Stop a job's work where its executor can; True if it did (or will not start)."""
+        future = job.future
+        if future is None:
+            return False
+        terminate = getattr(self.executor, "terminate", None)
+        if callable(terminate):  # ProcessPool: kills the job's process
+            return bool(terminate(future))
+        # NOTE: on Dask this cancels the task on the cluster (a worker already running it
+        # goes on until it returns); on a thread or stdlib process pool a running job cannot
+        # be cancelled and this is False.
+        return future.cancel()
 
     def _record(
         self, version: Version, kind: str, metadata: Mapping[str, Any], future: Future
@@ -216,6 +410,8 @@ class Jobs:
                     created=version.created,
                     metadata=stored_metadata,
                 )
+            # NOTE: finish writes only a RUNNING row: a version FAILED meanwhile (timed out,
+            # interrupted) or deleted stays as it is, and this is "discarded".
             stored = self.store.finish(
                 version.id,
                 blob=artifact.blob,
@@ -229,8 +425,7 @@ class Jobs:
             return
         if stored and self._on_finished is not None:
             self._on_finished(version)
-        with self._lock:  # only now is the job fully recorded (see `running`)
-            self._running.discard(version.id)
+        self._forget(version.id)  # only now is the job fully recorded (see `running`)
         log.info(
             "event=%s model=%s key=%s version=%d seconds=%s",
             "job_finished" if stored else "job_discarded",
@@ -250,15 +445,24 @@ class Jobs:
             version.version,
             describe(exc),
         )
-        try:
-            self.store.fail(version.id, describe(exc))
-        except StoreError:
-            # The lease runs out and any live process marks the version interrupted.
-            log.exception("event=job_fail_unrecorded version_id=%d", version.id)
-        finally:
-            with self._lock:
-                self._running.discard(version.id)
+        self._fail(version, describe(exc))
         self._tell(JobOutcome(version.model, kind, "failed"))
+
+    def _fail(self, version: Version, error: str) -> None:
+        """Mark the version FAILED; a store that does not answer gets it again later."""
+        try:
+            self.store.fail(version.id, error)
+        except StoreError:
+            log.exception("event=job_fail_unrecorded version_id=%d", version.id)
+            with self._lock:
+                self._unrecorded[version.id] = error
+        finally:
+            self._forget(version.id)
+
+    def _forget(self, version_id: int) -> None:
+        with self._lock:
+            self._running.discard(version_id)
+            self._changed.notify_all()
 
     def _tell(self, outcome: JobOutcome) -> None:
         for observer in list(self.observers):
@@ -278,13 +482,56 @@ class Jobs:
     def _maintain(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
             try:
-                if self.running:
+                with self._lock:
+                    unrecorded = dict(self._unrecorded)
+                for version_id, error in unrecorded.items():
+                    self.store.fail(version_id, error)
+                    with self._lock:
+                        self._unrecorded.pop(version_id, None)
+                if self.running or unrecorded:
                     self.store.heartbeat(self.worker, self.settings.lease_seconds)
                 self.sweep()
             except StoreError:
                 log.exception("event=heartbeat_failed")
 
-    def close(self) -> None:
-        """Stop the heartbeat; jobs still running lose their lease and end up interrupted."""
+    def close(self, timeout: float | None = None) -> int:
+        """Take no more jobs, FAIL the queued ones (cancelled), wait for the running ones (at
+        most `timeout` seconds, if given), then stop the heartbeat.
+
+        Jobs still running then are abandoned: their work is stopped where the executor can
+        stop it, their outcome is not recorded, and their versions stay RUNNING until the
+        lease rules take them (FAILED "interrupted" by a live process). Returns how many.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._closing = True
+            queued = list(self._queued)
+            self._queued.clear()
+        for job in queued:
+            job.state = "done"
+            self._record_failure(job.version, job.kind, CancelledError())
+        with self._lock:
+            while self._running:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            left = [job for job in self._active.values() if job.state == "running"]
+            for job in left:
+                job.state = "abandoned"
+                self._running.discard(job.version.id)
+        for job in left:
+            if job.timer is not None:
+                job.timer.cancel()
+            self._stop_work(job)
+            log.warning(
+                "event=job_abandoned model=%s key=%s version=%d detail=%r",
+                job.version.model,
+                job.version.key,
+                job.version.version,
+                "left RUNNING for the lease rules",
+            )
         self._stop.set()
         self._thread.join(timeout=5)
+        self.left = len(left)
+        return self.left

@@ -27,6 +27,7 @@ from mlserver.errors import (
     KeyNotFound,
     NotReady,
     NotServable,
+    Overloaded,
     StaleBase,
     StoreError,
     UnprocessableData,
@@ -231,23 +232,40 @@ class Service:
         except Exception as exc:  # whatever the user's constructor rejects is a 400
             raise InvalidPayload(f"modkwargs rejected by {model}: {exc}", "modkwargs") from None
 
-        claim = self.store.claim(
-            model,
-            key,
-            worker=self.jobs.worker,
-            lease_seconds=self.settings.lease_seconds,
-            retrain=retrain,
-        )
-        if claim.created:
-            schema = Schema.of(table.frame)
-            task = TrainingTask(
-                wrapper, table.frame, target, model=estimator, algkwargs=algkwargs, schema=schema
+        try:
+            place = self.jobs.reserve()
+        except Overloaded:
+            # A PUT that would start nothing is answered as the claim would answer it.
+            newest = self.store.newest(model, key)
+            if newest is not None and (
+                newest.status is Status.RUNNING
+                or (newest.status is Status.FINISHED and not retrain)
+            ):
+                return Claim(newest, created=False)
+            raise
+        with place:
+            claim = self.store.claim(
+                model,
+                key,
+                worker=self.jobs.worker,
+                lease_seconds=self.settings.lease_seconds,
+                retrain=retrain,
             )
-            metadata = self._metadata(wrapper, table.frame, target, schema)
-            metadata["kwargs"] = {"modkwargs": modkwargs, "algkwargs": algkwargs}
-            if name is not None:
-                metadata["name"] = name
-            self.jobs.submit(claim.version, task, metadata)
+            if claim.created:
+                schema = Schema.of(table.frame)
+                task = TrainingTask(
+                    wrapper,
+                    table.frame,
+                    target,
+                    model=estimator,
+                    algkwargs=algkwargs,
+                    schema=schema,
+                )
+                metadata = self._metadata(wrapper, table.frame, target, schema)
+                metadata["kwargs"] = {"modkwargs": modkwargs, "algkwargs": algkwargs}
+                if name is not None:
+                    metadata["name"] = name
+                self.jobs.submit(claim.version, task, metadata)
         return claim
 
     def predict(
@@ -349,32 +367,43 @@ class Service:
         target = None if y is None else align_target(table.frame, decode_target(y, orient))
         # A version that finishes while we check is taken up by checking again (rarely more
         # than once); the claim starts a job only on the base that was checked.
-        for attempt in range(_UPDATE_ATTEMPTS):
-            base, frame, schema, blob = self._update_base(wrapper, model, key, table, orient)
-            try:
-                version, _ = self.store.claim_update(
-                    model,
-                    key,
-                    worker=self.jobs.worker,
-                    lease_seconds=self.settings.lease_seconds,
-                    base_id=base.id,
-                )
-                break
-            except StaleBase:
-                if attempt == _UPDATE_ATTEMPTS - 1:
-                    raise
-        metadata = self._metadata(wrapper, frame, target, schema)
-        metadata["base_version"] = base.version
-        metadata["kwargs"] = base.metadata.get("kwargs", {})
-        if "name" in base.metadata:
-            metadata["name"] = base.metadata["name"]
-        # The base loads with the serializer it was stored with; the update is stored with
-        # the wrapper's own.
-        base_serializer = self._serializer_for(wrapper, base)
-        task = TrainingTask(
-            wrapper, frame, target, base_blob=blob, schema=schema, base_serializer=base_serializer
-        )
-        self.jobs.submit(version, task, metadata)
+        # NOTE: checked once before a place is reserved, so a bad PATCH is its 4xx even
+        # when the queue is full (503).
+        checked = self._update_base(wrapper, model, key, table, orient)
+        with self.jobs.reserve():
+            for attempt in range(_UPDATE_ATTEMPTS):
+                if attempt:
+                    checked = self._update_base(wrapper, model, key, table, orient)
+                base, frame, schema, blob = checked
+                try:
+                    version, _ = self.store.claim_update(
+                        model,
+                        key,
+                        worker=self.jobs.worker,
+                        lease_seconds=self.settings.lease_seconds,
+                        base_id=base.id,
+                    )
+                    break
+                except StaleBase:
+                    if attempt == _UPDATE_ATTEMPTS - 1:
+                        raise
+            metadata = self._metadata(wrapper, frame, target, schema)
+            metadata["base_version"] = base.version
+            metadata["kwargs"] = base.metadata.get("kwargs", {})
+            if "name" in base.metadata:
+                metadata["name"] = base.metadata["name"]
+            # The base loads with the serializer it was stored with; the update is stored
+            # with the wrapper's own.
+            base_serializer = self._serializer_for(wrapper, base)
+            task = TrainingTask(
+                wrapper,
+                frame,
+                target,
+                base_blob=blob,
+                schema=schema,
+                base_serializer=base_serializer,
+            )
+            self.jobs.submit(version, task, metadata)
         return version
 
     def _update_base(
@@ -439,15 +468,20 @@ class Service:
         """Raise StoreError unless the store answers."""
         self.store.ping()
 
-    def close(self) -> None:
-        """Wait for running jobs (if the executor is ours), then stop heartbeats.
+    def close(self, timeout: float | None = None) -> int:
+        """Stop training: queued jobs are FAILED (cancelled), running ones are waited for
+        (their leases renewed meanwhile), at most `timeout` seconds if given.
 
-        Queued jobs are cancelled and recorded FAILED; running ones keep their lease renewed
-        until they end, so no other process takes them for interrupted.
+        Jobs still running after `timeout` are abandoned to the lease rules (their versions
+        stay RUNNING until a live process marks them interrupted); returns how many. A thread
+        still running a fit (abandoned, or timed out) cannot be stopped: it runs until its fit
+        returns, and the interpreter waits for it at exit.
         """
+        left = self.jobs.close(timeout)
         if self._owns_executor:
-            self.executor.shutdown(wait=True, cancel_futures=True)
-        self.jobs.close()
+            # NOTE: waiting for a thread whose fit never returns would never end.
+            self.executor.shutdown(wait=not self.jobs.busy, cancel_futures=True)
+        return left
 
     # -- helpers ---------------------------------------------------------------------------
 

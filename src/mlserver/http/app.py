@@ -34,9 +34,10 @@ class App(falcon.App):
     #: This app's Prometheus metrics (`metrics.registry` is its own CollectorRegistry).
     metrics: Metrics
 
-    def close(self) -> None:
-        """Stop heartbeats and wait for this app's own training jobs to end."""
-        self.service.close()
+    def close(self, timeout: float | None = None) -> int:
+        """Stop training: wait for running jobs (at most `timeout` seconds), then stop
+        heartbeats; returns how many jobs were left to the lease rules (Service.close)."""
+        return self.service.close(timeout)
 
 
 def create_app(

@@ -28,6 +28,7 @@ _CODES: dict[type[errors.MLServerError], tuple[str, str]] = {
     errors.UnprocessableData: (falcon.HTTP_422, "Unprocessable data"),
     errors.SchemaMismatch: (falcon.HTTP_422, "Schema mismatch"),
     errors.StoreError: (falcon.HTTP_503, "Store unavailable"),
+    errors.Overloaded: (falcon.HTTP_503, "Server busy"),
     errors.IntegrityError: (falcon.HTTP_500, "Stored model is corrupt"),
     # NOTE: 500, not 409: bytes that fail their signature were written by someone without
     # the key (or the server's keys are wrong). No client can resolve that by waiting or
@@ -40,8 +41,15 @@ _CODES: dict[type[errors.MLServerError], tuple[str, str]] = {
 class ApiError(falcon.HTTPError):
     """An HTTPError whose body carries extra fields (e.g. the blocking `status` of a 409)."""
 
-    def __init__(self, code: str, title: str, description: str, extra: dict[str, Any]) -> None:
-        super().__init__(code, title=title, description=description)
+    def __init__(
+        self,
+        code: str,
+        title: str,
+        description: str,
+        extra: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(code, title=title, description=description, headers=headers)
         self.extra = extra
 
     def to_dict(self, obj_type: type = dict) -> Any:
@@ -78,7 +86,10 @@ def _domain_error(req: falcon.Request, resp: falcon.Response, exc: Exception, pa
         extra["parameter"] = exc.parameter
     if isinstance(exc, errors.SchemaMismatch) and (exc.missing or exc.unexpected):
         extra.update(missing=exc.missing, unexpected=exc.unexpected)
-    raise ApiError(status, title, str(exc), extra)
+    headers = None
+    if isinstance(exc, errors.Overloaded):
+        headers = {"Retry-After": str(exc.retry_after)}
+    raise ApiError(status, title, str(exc), extra, headers)
 
 
 def _unexpected_error(
