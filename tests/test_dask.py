@@ -109,7 +109,7 @@ def put(http, model: str, x, y=None, **params) -> str:
     return response.json["model-key"]
 
 
-def settled(http, model: str, key: str, timeout: float = 30) -> dict:
+def settled(http, model: str, key: str, timeout: float = 60) -> dict:
     """The status body of a key once it is no longer RUNNING."""
 
     def done():
@@ -470,8 +470,7 @@ def deployed(tmp_path_factory) -> Iterator[dict]:
             on_worker,
             root / "worker-cwd",
         )
-        wait_until(scheduler_file.exists, timeout=30)
-        address = json.loads(scheduler_file.read_text())["address"]
+        address = wait_until(lambda: _address_in(scheduler_file), timeout=30)
         # The premise: what the scheduler's interpreter cannot import.
         probe = "import importlib, sys; importlib.import_module(sys.argv[1])"
         for module in ("mlserver", "shipped_models"):
@@ -494,6 +493,14 @@ def deployed(tmp_path_factory) -> Iterator[dict]:
         )
         cleanup.callback(server.kill)
         yield {"url": server.url, "scheduler": scheduler, "worker": worker, "address": address}
+
+
+def _address_in(scheduler_file: Path) -> str | None:
+    """The scheduler's address once it has written the whole file, else None."""
+    try:
+        return json.loads(scheduler_file.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _fit_over_http(base: str, model: str, x, y) -> dict:
