@@ -33,39 +33,49 @@ class DaskExecutor(Executor):
 
         # NOTE: cloudpickle as Dask itself would: by reference for importable classes (the
         # workers import them), by value for classes made at run time. Unpickling `_Sealed`
-        # calls `run_sealed` on the inner bytes, so the worker's `pickle.loads` runs the job.
-        inner = cloudpickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-        outer = pickle.dumps(_Sealed(inner), protocol=pickle.HIGHEST_PROTOCOL)
-        name = getattr(fn, "__name__", "job")
-        return self._executor.submit(pickle.loads, outer, key=f"{name}-{uuid.uuid4().hex}")
+        # calls `run_sealed` on the parts, so the worker's `pickle.loads` runs the job.
+        # PERF: protocol 5 keeps the training data's arrays out of the pickles, as buffers
+        # Dask sends beside the task without copying them here.
+        buffers: list[pickle.PickleBuffer] = []
+        inner = cloudpickle.dumps((fn, args, kwargs), protocol=5, buffer_callback=buffers.append)
+        parts = [inner, *buffers]
+        outer = pickle.dumps(_Sealed(parts), protocol=5, buffer_callback=lambda _: False)
+        key = f"{getattr(fn, '__name__', 'job')}-{uuid.uuid4().hex}"
+        return self._executor.submit(pickle.loads, outer, buffers=parts, key=key)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Shut the wrapped executor down (it waits for, or cancels, the jobs it submitted)."""
-        self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+        """Shut the wrapped executor down: it waits for the jobs it submitted, or cancels them."""
+        # NOTE: a ClientExecutor has no `cancel_futures`; not waiting is how it cancels.
+        self._executor.shutdown(wait=wait and not cancel_futures)
 
 
 def for_cluster(executor: Executor) -> Executor:
     """`executor` as jobs should use it: a Dask `ClientExecutor` wrapped in `DaskExecutor`."""
-    kind = type(executor)
-    if (kind.__module__, kind.__name__) == ("distributed.cfexecutor", "ClientExecutor"):
+    # NOTE: recognised by name, so that mlserver imports distributed only where it is used.
+    names = {(kind.__module__, kind.__name__) for kind in type(executor).__mro__}
+    if ("distributed.cfexecutor", "ClientExecutor") in names:
         return DaskExecutor(executor)
     return executor
 
 
 class _Sealed:
-    """Pickles to a call of `run_sealed` on `payload`."""
+    """Pickles to a call of `run_sealed` on `parts` (the job's pickle and its buffers), each
+    part out of band."""
 
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
 
-    def __reduce__(self) -> tuple[Callable[[bytes], Any], tuple[bytes]]:
-        return run_sealed, (self.payload,)
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[pickle.PickleBuffer, ...]]:
+        return run_sealed, tuple(pickle.PickleBuffer(part) for part in self.parts)
 
 
-def run_sealed(payload: bytes) -> Any:
+def run_sealed(payload: Any, *buffers: Any) -> Any:
     """On a worker: unpickle the job (saying what is missing there if that fails) and run it."""
+    # NOTE: arrays are made on these buffers; read-only ones are copied, so that a fit may
+    # change its data in place as it could on any other executor.
+    writable = [b if not memoryview(b).readonly else bytearray(b) for b in buffers]
     try:
-        fn, args, kwargs = pickle.loads(payload)
+        fn, args, kwargs = pickle.loads(payload, buffers=writable)
     except ImportError as exc:
         # NOTE: builtin exception types only: whatever carries the error back must unpickle
         # it without our modules.
