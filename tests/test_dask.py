@@ -2,7 +2,9 @@
 
 The module starts one `LocalCluster` of two single-threaded worker processes. Wrappers travel
 to the workers by reference, so the workers import them: this directory is on their
-PYTHONPATH (as a deployment puts the user's wrapper modules on its workers' path).
+PYTHONPATH (as a deployment puts the user's wrapper modules on its workers' path). The last
+section runs the deployed shape: `dask scheduler` and `dask worker` started by their CLIs,
+the scheduler without mlserver or the wrapper modules, and `ml-server serve FILE.py:registry`.
 """
 
 from __future__ import annotations
