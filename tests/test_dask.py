@@ -2,7 +2,9 @@
 
 The module starts one `LocalCluster` of two single-threaded worker processes. Wrappers travel
 to the workers by reference, so the workers import them: this directory is on their
-PYTHONPATH (as a deployment puts the user's wrapper modules on its workers' path).
+PYTHONPATH (as a deployment puts the user's wrapper modules on its workers' path). The last
+section runs the deployed shape: `dask scheduler` and `dask worker` started by their CLIs,
+the scheduler without mlserver or the wrapper modules, and `ml-server serve FILE.py:registry`.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegres
 from mlserver import ModelWrapper, Registry, create_app
 from mlserver.cli import main
 from mlserver.config import Settings
+from mlserver.jobs import describe
 from mlserver.store import SQLStore
-from support import classification, registry, regression, wait_until
+from support import ServerProcess, classification, registry, regression, wait_until
 
 HERE = Path(__file__).parent
 _SCRIPT = Path(sys.executable).with_name("ml-server")
@@ -109,7 +112,7 @@ def put(http, model: str, x, y=None, **params) -> str:
     return response.json["model-key"]
 
 
-def settled(http, model: str, key: str, timeout: float = 30) -> dict:
+def settled(http, model: str, key: str, timeout: float = 60) -> dict:
     """The status body of a key once it is no longer RUNNING."""
 
     def done():
@@ -399,3 +402,187 @@ def test_scheduler_without_dask_executor_is_refused(monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "mlserver: error: --scheduler is only used with --executor dask, not thread\n"
     )
+
+
+# -- the deployed shape: `dask scheduler` and `dask worker` as their own processes ------------
+
+# A wrapper module as users write one; the workers have it installed, the scheduler does not.
+_SHIPPED = '''
+import os
+
+from sklearn.linear_model import LinearRegression
+
+from mlserver import ModelWrapper
+
+
+class Shipped(ModelWrapper):
+    """A linear regression that records the process that fitted it."""
+
+    name = "shipped"
+
+    def make_model(self, **modkwargs):
+        return LinearRegression(**modkwargs)
+
+    def metadata(self, model, x, y=None):
+        return {"pid": os.getpid()}
+'''
+
+# The registry file the server is started with: one wrapper from the installed module, one
+# defined here, in a file that exists only beside the server.
+_REGISTRY_FILE = """
+from sklearn.linear_model import LinearRegression
+
+from mlserver import ModelWrapper, Registry
+from shipped_models import Shipped
+
+
+class Unshipped(ModelWrapper):
+    name = "unshipped"
+
+    def make_model(self, **modkwargs):
+        return LinearRegression(**modkwargs)
+
+
+registry = Registry([Shipped, Unshipped])
+"""
+
+# Shadows mlserver on the scheduler's path: the scheduler has Dask and nothing of ours.
+_NO_MLSERVER = "raise ModuleNotFoundError(\"No module named 'mlserver'\", name='mlserver')\n"
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory) -> Iterator[dict]:
+    """A scheduler and a worker started by Dask's CLIs in empty directories, and
+    `ml-server serve FILE.py:registry --executor dask --scheduler ADDRESS` on a SQLite file.
+    Only the worker can import `shipped_models` (and mlserver); the scheduler neither."""
+    root = tmp_path_factory.mktemp("deployed")
+    for name in ("shipped", "blocked/mlserver", "server", "scheduler-cwd", "worker-cwd"):
+        (root / name).mkdir(parents=True)
+    (root / "shipped" / "shipped_models.py").write_text(_SHIPPED)
+    (root / "blocked" / "mlserver" / "__init__.py").write_text(_NO_MLSERVER)
+    target = root / "server" / "models.py"
+    target.write_text(_REGISTRY_FILE)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+    ours = os.environ.get("PYTHONPATH", "")  # where mlserver comes from in this run
+    on_scheduler = {**clean, "PYTHONPATH": str(root / "blocked")}
+    on_worker = {
+        **clean,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "shipped"), ours])),
+    }
+    scheduler_file = root / "scheduler.json"
+    where = ("--scheduler-file", str(scheduler_file))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    with contextlib.ExitStack() as cleanup:
+        processes = []
+
+        def start(command: list[str], env: dict, cwd: Path) -> subprocess.Popen:
+            process = subprocess.Popen(command, env=env, cwd=cwd, **quiet)
+            processes.append(process)
+            return process
+
+        @cleanup.callback
+        def stop() -> None:
+            for process in processes:
+                process.kill()
+            for process in processes:
+                process.wait(timeout=10)
+
+        scheduler = start(
+            [*DASK, "scheduler", *where, "--port", "0", "--dashboard-address", ":0"],
+            on_scheduler,
+            root / "scheduler-cwd",
+        )
+        worker = start(
+            [*DASK, "worker", *where, "--no-nanny", "--nthreads", "1", "--no-dashboard"],
+            on_worker,
+            root / "worker-cwd",
+        )
+        address = wait_until(lambda: _address_in(scheduler_file), timeout=30)
+        # The premise: what the scheduler's interpreter cannot import.
+        probe = "import importlib, sys; importlib.import_module(sys.argv[1])"
+        for module in ("mlserver", "shipped_models"):
+            done = subprocess.run(
+                [sys.executable, "-c", probe, module],
+                env=on_scheduler,
+                cwd=root / "scheduler-cwd",
+                capture_output=True,
+                text=True,
+            )
+            assert f"No module named '{module}'" in done.stderr, done.stderr
+        server = ServerProcess(
+            f"sqlite:///{root / 'models.db'}",
+            "--executor",
+            "dask",
+            "--scheduler",
+            address,
+            target=f"{target}:registry",
+            env={"PYTHONPATH": on_worker["PYTHONPATH"]},  # as `pip install` would
+        )
+        cleanup.callback(server.kill)
+        yield {"url": server.url, "scheduler": scheduler, "worker": worker, "address": address}
+
+
+def _address_in(scheduler_file: Path) -> str | None:
+    """The scheduler's address once it has written the whole file, else None."""
+    try:
+        return json.loads(scheduler_file.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _fit_over_http(base: str, model: str, x, y) -> dict:
+    """PUT a fit and wait for its outcome: the status body once it is not RUNNING."""
+    body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
+    response = requests.put(f"{base}/{model}", json=body, timeout=10)
+    assert response.status_code == 202, response.text
+    key = response.json()["model-key"]
+
+    def done():
+        state = requests.get(f"{base}/{model}", params={"model-key": key}, timeout=10).json()
+        return state["status"] != "RUNNING" and state
+
+    return {"model-key": key, **wait_until(done, timeout=60, interval=0.1)}
+
+
+@pytest.mark.slow
+def test_deployed_cluster_trains_a_file_registry_without_the_module_on_the_scheduler(deployed):
+    """With scheduler and worker started by their CLIs and the wrapper's module installed on
+    the worker only, a fit FINISHES on the worker and predicts as scikit-learn does."""
+    x, y = regression()
+    state = _fit_over_http(deployed["url"], "shipped", x, y)
+    assert state["status"] == "FINISHED", state
+    assert state["metadata"]["user"]["pid"] == deployed["worker"].pid
+    body = {"x": x.to_json(orient="split"), "orient": "split", "model-key": state["model-key"]}
+    response = requests.post(f"{deployed['url']}/shipped", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    predicted = [row[0] for row in json.loads(response.json()["y"])["data"]]
+    np.testing.assert_array_equal(predicted, LinearRegression().fit(x, y).predict(x))
+
+
+@pytest.mark.slow
+def test_a_worker_without_the_wrappers_module_fails_the_job_naming_it(deployed):
+    """A wrapper whose module the workers cannot import: the version is FAILED with an error
+    naming the module and saying to install it on the Dask workers, not Dask's bare text."""
+    state = _fit_over_http(deployed["url"], "unshipped", *regression())
+    assert state["status"] == "FAILED", state
+    error = state["error"]
+    assert error.startswith("ModuleNotFoundError: the Dask worker tcp://"), error
+    assert "cannot import module 'models'" in error, error
+    assert "install it on every Dask worker" in error, error
+    assert "deserialization of the task graph" not in error, error
+
+
+@pytest.mark.slow
+def test_a_job_the_scheduler_cannot_unpickle_names_the_scheduler(deployed):
+    """Dask's own "Error during deserialization of the task graph" (a job submitted straight to
+    the scheduler, bypassing mlserver's executor) is described as the scheduler's problem."""
+    client = Client(deployed["address"], timeout=10, set_as_default=False)
+    try:
+        future = client.submit(os.getpid, Where(), pure=False)  # Where: not on the scheduler
+        with pytest.raises(RuntimeError) as raised:
+            future.result(timeout=30)
+    finally:
+        client.close(timeout=10)
+    error = describe(raised.value)
+    assert error.startswith("the Dask scheduler could not unpickle the job"), error
+    assert "install it on the scheduler" in error, error

@@ -36,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlserver.cluster import for_cluster
 from mlserver.config import Settings
 from mlserver.errors import Overloaded, StoreError
 from mlserver.pool import ProcessPool
@@ -52,6 +53,16 @@ _MAX_ERROR = 4000
 #: Seconds a refused PUT or PATCH is told to wait (Retry-After): a few, since a slot frees
 #: whenever any job of this process ends, and a client retrying sooner only gets another 503.
 RETRY_AFTER_SECONDS = 5
+
+# NOTE: Dask's scheduler raises this when it cannot unpickle a job; the cause (e.g. the missing
+# module) stays in the scheduler's log. mlserver's own Dask submissions never reach it (see
+# cluster.py), but a job submitted by other means can.
+_DASK_GRAPH_ERROR = "Error during deserialization of the task graph"
+_DASK_SCHEDULER_CANNOT_UNPICKLE = (
+    'the Dask scheduler could not unpickle the job (Dask: "Error during deserialization of the '
+    "task graph\"): a module the job refers to is missing there (the scheduler's log names it): "
+    "install it on the scheduler, with the same Python and Dask versions as the server"
+)
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,8 @@ def describe(exc: BaseException) -> str:
             "it (e.g. its Dask scheduler went away)"
         )
     text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, RuntimeError) and str(exc).startswith(_DASK_GRAPH_ERROR):
+        text = _DASK_SCHEDULER_CANNOT_UNPICKLE
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
 
@@ -210,7 +223,8 @@ class Jobs:
     ) -> None:
         self.store = store
         self._on_finished = on_finished
-        self.executor = executor
+        # NOTE: a Dask executor is wrapped so that its scheduler never unpickles a job.
+        self.executor = for_cluster(executor)
         self.settings = settings
         #: Signs each blob before it is stored, in this process: the secret never travels.
         self.signer = signer
