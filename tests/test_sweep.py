@@ -132,15 +132,20 @@ def test_every_estimator_answers_exactly_or_says_why(served, case):
         assert _same(_answered(response.json), expected), (case.name, served_method)
 
 
+def _predict(served, name: str, rows: int | None = None):
+    """A POST without method for the named estimator's key; the case and the answer."""
+    client, keys, _, _ = served
+    case = next(c for c in CASES if c.name == name)
+    x = case.x if rows is None else case.x.head(rows)
+    body = {"x": _split(x), "orient": "split", "model-key": keys[case.name]}
+    return case, client.simulate_post(f"/{case.route}", json=body)
+
+
 def test_a_transformer_without_method_answers_its_transform(served):
     """A model without predict but with transform (StandardScaler) answers `transform`
     when no method is given, and says so in the answer."""
-    client, keys, _, app = served
-    case = next(c for c in CASES if c.name == "StandardScaler")
-    response = client.simulate_post(
-        f"/{case.route}",
-        json={"x": _split(case.x.head(3)), "orient": "split", "model-key": keys[case.name]},
-    )
+    _, keys, _, app = served
+    case, response = _predict(served, "StandardScaler", rows=3)
     assert response.status_code == 200, response.text
     assert response.json["method"] == "transform"
     model = _stored_model(app, case.route, keys[case.name])
@@ -149,12 +154,7 @@ def test_a_transformer_without_method_answers_its_transform(served):
 
 def test_a_model_with_nothing_to_serve_is_a_400_naming_why(served):
     """DBSCAN has no predict, transform or probabilities: a predict is a 400 that says so."""
-    client, keys, _, _ = served
-    case = next(c for c in CASES if c.name == "DBSCAN")
-    response = client.simulate_post(
-        f"/{case.route}",
-        json={"x": _split(case.x), "orient": "split", "model-key": keys[case.name]},
-    )
+    _, response = _predict(served, "DBSCAN")
     assert response.status_code == 400
     assert "DBSCAN" in response.json["description"]
     assert response.json["parameter"] == "method"
@@ -162,12 +162,8 @@ def test_a_model_with_nothing_to_serve_is_a_400_naming_why(served):
 
 def test_sparse_output_is_served_dense(served):
     """OneHotEncoder's sparse output comes back as the dense table it stands for."""
-    client, keys, _, app = served
-    case = next(c for c in CASES if c.name == "OneHotEncoder")
-    response = client.simulate_post(
-        f"/{case.route}",
-        json={"x": _split(case.x), "orient": "split", "model-key": keys[case.name]},
-    )
+    _, keys, _, app = served
+    case, response = _predict(served, "OneHotEncoder")
     assert response.status_code == 200, response.text
     model = _stored_model(app, case.route, keys[case.name])
     expected = model.transform(case.x).toarray()

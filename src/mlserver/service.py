@@ -25,6 +25,7 @@ from mlserver.config import Settings
 from mlserver.errors import (
     InvalidPayload,
     KeyNotFound,
+    MLServerError,
     NotReady,
     NotServable,
     Overloaded,
@@ -313,7 +314,7 @@ class Service:
                 raw = direct(table.array if frame is None else frame.to_numpy(dtype=np.float64))
             else:
                 raw = wrapper.apply(loaded.model, table.frame if frame is None else frame, method)
-        except MemoryError:
+        except (MemoryError, MLServerError):  # not the rows' fault, or already worded
             raise
         except Exception as exc:  # the model's own code refusing these rows
             log.info(
