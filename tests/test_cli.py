@@ -28,7 +28,7 @@ from mlserver.cli import load_target, main, public_url
 from mlserver.config import Settings
 from mlserver.errors import ConfigurationError
 from mlserver.store import SQLStore
-from support import classification, regression, wait_until
+from support import classification, regression, unsigned_quiet, wait_until
 
 _SCRIPT = Path(sys.executable).with_name("ml-server")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
@@ -159,7 +159,7 @@ class Server:
             self.process.send_signal(signal.SIGTERM)
         out, err = self.process.communicate(timeout=timeout)
         # Servers without signing keys warn "signing off" at start (test_signing checks it).
-        err = "".join(line for line in err.splitlines(True) if "event=signing_off" not in line)
+        err = unsigned_quiet(err)
         return self.process.returncode, out, err
 
     def kill(self) -> None:

@@ -34,7 +34,14 @@ from mlserver.cli import main
 from mlserver.config import Settings
 from mlserver.jobs import describe
 from mlserver.store import SQLStore
-from support import ServerProcess, classification, registry, regression, wait_until
+from support import (
+    ServerProcess,
+    classification,
+    registry,
+    regression,
+    unsigned_quiet,
+    wait_until,
+)
 
 HERE = Path(__file__).parent
 _SCRIPT = Path(sys.executable).with_name("ml-server")
@@ -310,7 +317,7 @@ def test_cli_trains_through_http_on_the_cluster(dask_client, tmp_path):
         process.send_signal(signal.SIGTERM)
         assert process.stdout.readline().endswith(" and 1 training job(s)\n")
         out, err = process.communicate(timeout=30)
-        assert (process.returncode, out, err) == (0, "mlserver: stopped\n", "")
+        assert (process.returncode, out, unsigned_quiet(err)) == (0, "mlserver: stopped\n", "")
     finally:
         if process.poll() is None:
             process.kill()

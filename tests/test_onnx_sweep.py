@@ -74,7 +74,7 @@ def sweep(tmp_path_factory):
     """An app serving every case through ONNX, each trained once; waits for all jobs."""
     registry = Registry([Sweep(case) for case in CASES.values()])
     store = SQLStore(f"sqlite:///{tmp_path_factory.mktemp('sweep') / 'models.db'}")
-    app = create_app(registry, store)
+    app = create_app(registry, store, max_queued_jobs=len(CASES))
     client = falcon.testing.TestClient(app)
     with warnings.catch_warnings():
         # NOTE: the training threads see these filters too: convergence and deprecation

@@ -44,7 +44,9 @@ def served(tmp_path_factory):
     """One app serving every estimator with joblib, each fitted once."""
     path = tmp_path_factory.mktemp("sweep") / "models.db"
     registry = Registry(_wrapper(case, "joblib") for case in CASES)
-    app = create_app(registry, SQLStore(f"sqlite:///{path}"), training_threads=2)
+    app = create_app(
+        registry, SQLStore(f"sqlite:///{path}"), training_threads=2, max_queued_jobs=len(CASES)
+    )
     client = falcon.testing.TestClient(app)
     keys = {}
     with warnings.catch_warnings():
