@@ -330,7 +330,7 @@ def test_serve_without_signing_keys_warns_signing_off(tmp_path):
     for env, expected in (({}, True), ({"MLSERVER_SIGNING_KEYS": ":".join(NEW)}, False)):
         server = ServerProcess(url, env=env, stderr=True)
         server.terminate()
-        _, _, err = server.communicate()
+        _, err = server.process.communicate(timeout=60)  # raw: communicate() hides the line
         lines = [line for line in err.splitlines() if "event=signing_off" in line]
         assert bool(lines) is expected, err
         if expected:
