@@ -128,6 +128,8 @@ class _Loaded:
     warnings: tuple[str, ...]
     #: The model's form that takes conformed rows as one float64 array (see mlserver.arrays).
     direct: Any = None
+    #: The wrapper's methods this model can run (see `_offered`), found once per load.
+    offered: tuple[str, ...] = ()
 
 
 def _mlserver_version() -> str:
@@ -300,7 +302,7 @@ class Service:
         # the general frame building (see frames.decode_frame).
         table = decode_frame(x, orient, "x", loaded.schema)
         self._within_limits(table.shape)
-        method = _chosen(wrapper, loaded.model, asked, f"{model} (version {version.version})")
+        method = _chosen(loaded, asked, wrapper.methods, f"{model} (version {version.version})")
         # The model's array form, where it has one and the wrapper just calls the model.
         direct = None
         if loaded.direct is not None and _calls_model(wrapper, method):
@@ -523,7 +525,8 @@ class Service:
             schema = Schema.from_json(version.metadata["features"])
             targets = tuple(version.metadata.get("targets") or (DEFAULT_TARGET,))
             direct = array_model(model, schema.columns) if schema.numeric else None
-            return _Loaded(model, schema, targets, warnings, direct)
+            offered = _offered(wrapper, model)
+            return _Loaded(model, schema, targets, warnings, direct, offered)
 
         # NOTE: a version loads once per process, so its skew warning is logged once.
         return self.cache.get(version.id, load, size=version.size or 0)
@@ -620,23 +623,23 @@ def _method(wrapper: ModelWrapper, method: Any) -> str | None:
     return method
 
 
-def _offered(wrapper: ModelWrapper, model: Any) -> list[str]:
+def _offered(wrapper: ModelWrapper, model: Any) -> tuple[str, ...]:
     """The wrapper's methods this fitted model can run. A wrapper that computes a method
     itself (its own `predict` or `apply`) offers it whatever the model has."""
     kind = type(wrapper)
     own_apply = kind.apply is not ModelWrapper.apply
     own_predict = kind.predict is not ModelWrapper.predict
-    return [
+    return tuple(
         m
         for m in wrapper.methods
         if own_apply or (m == "predict" and own_predict) or _has(model, m)
-    ]
+    )
 
 
-def _chosen(wrapper: ModelWrapper, model: Any, asked: str | None, what: str) -> str:
+def _chosen(loaded: _Loaded, asked: str | None, served: tuple[str, ...], what: str) -> str:
     """The method to run: the one asked for if the model has it; without one, `predict`,
     else the model's only method; InvalidPayload (400) naming what the model has."""
-    offered = _offered(wrapper, model)
+    offered = loaded.offered
     if asked is not None and asked in offered:
         return asked
     if asked is None:
@@ -646,8 +649,8 @@ def _chosen(wrapper: ModelWrapper, model: Any, asked: str | None, what: str) -> 
             return offered[0]
     if not offered:
         raise InvalidPayload(
-            f"{what} ({type(model).__name__}) has none of the methods this server serves "
-            f"({', '.join(wrapper.methods)}): there is nothing to predict with",
+            f"{what} ({type(loaded.model).__name__}) has none of the methods this server "
+            f"serves ({', '.join(served)}): there is nothing to predict with",
             "method",
         )
     missing = f"has no method {asked!r}" if asked is not None else "has no predict: give method"
