@@ -52,7 +52,7 @@ from mlserver.frames import (
 )
 from mlserver.jobs import Jobs, TrainingTask
 from mlserver.registry import Registry
-from mlserver.serializers.base import Serializer, resolve_serializer
+from mlserver.serializers.base import Serializer, has_method, resolve_serializer
 from mlserver.signing import Signer
 from mlserver.store.base import Claim, Status, Store, Version
 from mlserver.wrapper import ModelWrapper
@@ -608,10 +608,6 @@ class Service:
         }
 
 
-def _has(model: Any, method: str) -> bool:
-    return callable(getattr(model, method, None))
-
-
 def _method(wrapper: ModelWrapper, method: Any) -> str | None:
     """The method a client asked for (None: not given), if the wrapper offers it at all."""
     if method is None:
@@ -632,7 +628,7 @@ def _offered(wrapper: ModelWrapper, model: Any) -> tuple[str, ...]:
     return tuple(
         m
         for m in wrapper.methods
-        if own_apply or (m == "predict" and own_predict) or _has(model, m)
+        if own_apply or (m == "predict" and own_predict) or has_method(model, m)
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from mlserver.errors import ConfigurationError
 
-__all__ = ["Serializer", "resolve_serializer"]
+__all__ = ["Serializer", "has_method", "resolve_serializer"]
 
 
 class Serializer(ABC):
@@ -77,3 +77,12 @@ def resolve_serializer(spec: str | Serializer | type[Serializer]) -> Serializer:
         return getattr(importlib.import_module(module_name), class_name)()
     known = ", ".join(sorted(_ALIASES))
     raise ConfigurationError(f"unknown serializer {spec!r}; known: {known}")
+
+
+def has_method(model: Any, method: str) -> bool:
+    """Whether a fitted model has `method`: scikit-learn hides those its parameters rule out
+    (`available_if`), and an availability check that raises anything counts as absent."""
+    try:
+        return callable(getattr(model, method, None))
+    except Exception:
+        return False

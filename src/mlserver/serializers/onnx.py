@@ -30,7 +30,7 @@ import pandas as pd
 from sklearn.base import is_classifier, is_clusterer, is_outlier_detector, is_regressor
 
 from mlserver.errors import NotExportable
-from mlserver.serializers.base import Serializer
+from mlserver.serializers.base import Serializer, has_method
 
 __all__ = ["ABSOLUTE_TOLERANCE", "RELATIVE_TOLERANCE", "OnnxModel", "OnnxSerializer"]
 
@@ -210,14 +210,6 @@ def _final_step(model: Any) -> Any:
     return _final_step(steps[-1][1]) if steps else model
 
 
-def _has(model: Any, method: str) -> bool:
-    """Whether the fitted model has the method (`available_if` hides those it has not)."""
-    try:
-        return callable(getattr(model, method, None))
-    except Exception:  # an availability check that raises something else: treat as absent
-        return False
-
-
 def _inputs(schema: Any) -> list[dict[str, str]]:
     """The graph's inputs: one float tensor, or one tensor per column when any is a string."""
     dtypes = [pd.api.types.pandas_dtype(t) for t in schema.dtypes]
@@ -266,7 +258,7 @@ def _options(model: Any, kind: str) -> dict[str, Any]:
 def _scores_serve_decision(model: Any) -> bool:
     """A classifier's score output gives `decision_function` only when it has no
     `predict_proba` (one graph, one score output: probabilities win)."""
-    return not _has(model, "predict_proba") and _has(model, "decision_function")
+    return not has_method(model, "predict_proba") and has_method(model, "decision_function")
 
 
 def _methods(model: Any, kind: str, outputs: list[tuple[str, bool]]) -> dict[str, Any]:
@@ -284,18 +276,18 @@ def _methods(model: Any, kind: str, outputs: list[tuple[str, bool]]) -> dict[str
     binary = kind == "classifier" and len(np.ravel(getattr(model, "classes_", ()))) == 2
     label = output("label", "output_label")
     scores = output("probabilities", "output_probability")
-    if _has(model, "predict") and tensors:
+    if has_method(model, "predict") and tensors:
         if kind == "regressor":
             found["predict"] = {"output": tensors[0]}
         elif label is not None or kind == "classifier":
             found["predict"] = {"output": label or tensors[0]}
-    if _has(model, "predict_proba") and scores is not None:
+    if has_method(model, "predict_proba") and scores is not None:
         found["predict_proba"] = {"output": scores}
     elif kind == "classifier" and scores is not None and _scores_serve_decision(model):
         found["decision_function"] = {"output": scores, "binary": binary}
-    if kind == "outlier" and _has(model, "decision_function") and output("scores"):
+    if kind == "outlier" and has_method(model, "decision_function") and output("scores"):
         found["decision_function"] = {"output": "scores", "binary": True}
-    if _has(model, "transform") and tensors:
+    if has_method(model, "transform") and tensors:
         if kind == "clusterer":
             if output("scores") is not None:
                 found["transform"] = {"output": "scores"}
@@ -323,7 +315,7 @@ def _export(model: Any, schema: Any, target_opset: int | None) -> bytes:
     outputs = [(o.name, o.type.HasField("tensor_type")) for o in graph.graph.output]
     methods = _methods(model, kind, outputs)
     if not methods:
-        own = [m for m in _METHODS if _has(model, m)] or ["none of predict/transform"]
+        own = [m for m in _METHODS if has_method(model, m)] or ["none of predict/transform"]
         raise NotExportable(
             f"the ONNX graph of {_name(model)} gives none of its methods "
             f"({', '.join(own)}); {_ALTERNATIVE}"
