@@ -24,7 +24,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlserver.frames import Schema
+from mlserver.frames.schema import Schema
 from mlserver.serializers import JoblibSerializer, OnnxSerializer, SkopsSerializer
 
 TRUSTED = (

@@ -18,7 +18,8 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mlserver import ModelWrapper, Registry, wrap_estimator
 from mlserver.arrays import array_model
-from mlserver.frames import ORIENTS, dumps, encode_array, encode_frame
+from mlserver.frames.encode import dumps, encode_array, encode_frame
+from mlserver.frames.orients import ORIENTS
 from mlserver.service import Service
 from mlserver.store import SQLStore, Status
 from support import classification, regression, wait_until

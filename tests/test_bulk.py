@@ -15,7 +15,10 @@ from sklearn.linear_model import LinearRegression
 
 from mlserver import create_app
 from mlserver.errors import InvalidPayload
-from mlserver.frames import ARROW_STREAM, Schema, decode_bulk, decode_frame
+from mlserver.frames.bulk import decode_bulk
+from mlserver.frames.orients import decode_frame
+from mlserver.frames.schema import Schema
+from mlserver.http.body import ARROW_STREAM
 from mlserver.store import SQLStore
 from support import registry, regression, wait_until
 

@@ -12,20 +12,13 @@ import pandas as pd
 import pytest
 
 from mlserver.errors import InvalidPayload, SchemaMismatch
-from mlserver.frames import (
-    LAZY_BODY_BYTES,
-    ORIENTS,
-    LazyJSON,
-    Schema,
-    Table,
-    align_target,
-    decode_frame,
-    decode_target,
-    encode_frame,
-    loads_body,
-    name_key,
-    training_key,
-)
+from mlserver.frames.encode import encode_frame
+from mlserver.frames.json import LAZY_BODY_BYTES, LazyJSON
+from mlserver.frames.keys import name_key, training_key
+from mlserver.frames.orients import ORIENTS, align_target, decode_frame, decode_target
+from mlserver.frames.rows import Rows
+from mlserver.frames.schema import Schema
+from mlserver.http.body import loads_body
 
 EXACT = [0.1 + 0.2, 1 / 3, 1e-300, 123456789.123456789]
 LABELLED = [o for o in ORIENTS if o != "values"]  # orients that carry column names
@@ -66,7 +59,7 @@ def test_decode_frame_every_orient(orient: str, form: str) -> None:
     frame = mixed()
     text = frame.to_json(orient=orient)
     table = decode_frame(send(text, form), orient)
-    assert isinstance(table, Table)
+    assert isinstance(table, Rows)
     assert (table.orient, table.as_string) == (orient, form != "value")
     pd.testing.assert_frame_equal(table.frame, pd.read_json(io.StringIO(text), orient=orient))
     expected = frame.reset_index(drop=True) if orient in ("records", "values") else frame
@@ -473,7 +466,7 @@ def test_numeric_fast_path_steps_aside_for_anything_else() -> None:
 LAZY_SCHEMA = Schema.of(pd.DataFrame({"a": [1.0], "b": [2.0]}))
 
 
-def lazily(value: Any, orient: str = "split") -> Table | Exception:
+def lazily(value: Any, orient: str = "split") -> Rows | Exception:
     """decode_frame on `value` as a large body brings it: a LazyJSON from the body's text."""
     raw = orjson.dumps({"x": value, "orient": orient})
     raw += b" " * (LAZY_BODY_BYTES - len(raw))  # whitespace makes it large, nothing else
@@ -482,14 +475,14 @@ def lazily(value: Any, orient: str = "split") -> Table | Exception:
     return decoded(body["x"], orient)
 
 
-def decoded(value: Any, orient: str) -> Table | Exception:
+def decoded(value: Any, orient: str) -> Rows | Exception:
     try:
         return decode_frame(value, orient, schema=LAZY_SCHEMA)
     except Exception as exc:  # compared with the small body's outcome
         return exc
 
 
-def outcome(result: Table | Exception) -> Any:
+def outcome(result: Rows | Exception) -> Any:
     if isinstance(result, Exception):
         return type(result), str(result)
     split = result.frame.to_dict(orient="split")

@@ -15,7 +15,7 @@ from sklearn.dummy import DummyRegressor
 
 from mlserver import Registry, create_app, wrap_estimator
 from mlserver.errors import InvalidPayload
-from mlserver.frames import ORIENTS, decode_frame
+from mlserver.frames.orients import ORIENTS, decode_frame
 from mlserver.store import SQLStore
 from support import wait_until
 

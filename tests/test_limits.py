@@ -12,7 +12,8 @@ import pytest
 from mlserver import create_app
 from mlserver.config import Settings
 from mlserver.errors import ConfigurationError, UnprocessableData
-from mlserver.frames import BulkLimits, _csv_width, decode_bulk
+from mlserver.frames.bulk import _csv_width, decode_bulk
+from mlserver.frames.limits import BulkLimits
 from mlserver.store import SQLStore
 from support import registry, regression, wait_until
 

@@ -86,12 +86,14 @@ def test_predict_states(service):
 def test_own_retrain_and_delete_are_seen_at_once(service):
     """This process serves its own new version, and 404s a deleted key, without waiting."""
     x, y = regression()
-    claim = service.fit("slow", x=x.to_json(), y=y.to_json(), name="n", algkwargs={"seconds": 0})
+    claim = service.fit(
+        "slow", x=x.to_json(), y=y.to_json(), key_name="n", algkwargs={"seconds": 0}
+    )
     finished(service, "slow", claim.version.key)
     key = claim.version.key
     assert service.predict("slow", key=key, x=x.to_json()).version == 1
     service.fit(
-        "slow", x=x.to_json(), y=y.to_json(), name="n", algkwargs={"seconds": 0}, retrain=True
+        "slow", x=x.to_json(), y=y.to_json(), key_name="n", algkwargs={"seconds": 0}, retrain=True
     )
     wait_until(lambda: service.jobs.running == 0)  # recorded, so this process knows
     assert service.predict("slow", key=key, x=x.to_json()).version == 2
@@ -128,7 +130,7 @@ def test_cache_is_bounded(service):
     x, y = regression()
     keys = []
     for i in range(3):
-        claim = service.fit("linreg", x=x.to_json(), y=y.to_json(), name=f"m{i}")
+        claim = service.fit("linreg", x=x.to_json(), y=y.to_json(), key_name=f"m{i}")
         keys.append(claim.version.key)
         finished(service, "linreg", claim.version.key)
         service.predict("linreg", key=claim.version.key, x=x.to_json())
@@ -196,7 +198,7 @@ def test_bad_parameters_store_nothing(service):
         ({"modkwargs": {"nope": 1}}, InvalidPayload),
         ({"modkwargs": "[1]"}, InvalidPayload),
         ({"retrain": 3}, InvalidPayload),
-        ({"name": ""}, InvalidPayload),
+        ({"key_name": ""}, InvalidPayload),
         ({"orient": "diagonal"}, InvalidPayload),
     ]:
         with pytest.raises(exc):
@@ -244,9 +246,11 @@ def test_close_fails_queued_jobs_and_finishes_running_ones(sqlite_url):
     service = Service(registry(), SQLStore(sqlite_url), settings=Settings(training_threads=1))
     x, y = regression()
     running = service.fit(
-        "slow", x=x.to_json(), y=y.to_json(), name="a", algkwargs={"seconds": 0.5}
+        "slow", x=x.to_json(), y=y.to_json(), key_name="a", algkwargs={"seconds": 0.5}
     )
-    queued = service.fit("slow", x=x.to_json(), y=y.to_json(), name="b", algkwargs={"seconds": 0})
+    queued = service.fit(
+        "slow", x=x.to_json(), y=y.to_json(), key_name="b", algkwargs={"seconds": 0}
+    )
     service.close()
     store = service.store
     assert store.newest("slow", running.version.key).status is Status.FINISHED

@@ -51,7 +51,7 @@ def services(store_url) -> Iterator:
 def put(service: Service, model: str, name: str, **algkwargs):
     """A fit of the regression data under `name`, with these algkwargs."""
     x, y = regression()
-    return service.fit(model, x=x.to_json(), y=y.to_json(), name=name, algkwargs=algkwargs)
+    return service.fit(model, x=x.to_json(), y=y.to_json(), key_name=name, algkwargs=algkwargs)
 
 
 def test_a_job_past_its_timeout_is_failed_and_the_key_trains_again(services):

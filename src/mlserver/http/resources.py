@@ -8,17 +8,12 @@ from typing import Any
 
 import falcon
 
-from mlserver.errors import InvalidPayload, PayloadTooLarge, UnsupportedMediaType
-from mlserver.frames import (
-    ARROW_STREAM,
-    BULK_MEDIA,
-    BulkLimits,
-    Table,
-    decode_bulk,
-    dumps,
-    loads_body,
-    split_target,
-)
+from mlserver.errors import InvalidPayload
+from mlserver.frames.bulk import decode_bulk, split_target
+from mlserver.frames.encode import dumps
+from mlserver.frames.limits import BulkLimits
+from mlserver.frames.rows import Rows
+from mlserver.http.body import ARROW_STREAM, BULK_MEDIA, read_body, read_json
 from mlserver.service import Service
 from mlserver.store.base import Status, Version
 
@@ -72,11 +67,11 @@ class _Params:
         self.values: dict[str, Any] = dict(req.params)
         media = (req.content_type or "").split(";")[0].strip().lower()
         if body and media in BULK_MEDIA:
-            self._bulk(_read_body(req, max_bytes), BULK_MEDIA[media], req.method, limits)
+            self._bulk(read_body(req, max_bytes), BULK_MEDIA[media], req.method, limits)
         elif body:
             # A predict's x is decoded once its training schema is known (Service.predict).
             lazy = req.method == "POST"
-            for name, value in _read_json(req, max_bytes, media, lazy).items():
+            for name, value in read_json(req, max_bytes, media, lazy).items():
                 if name in self.values and self.values[name] != value:
                     raise InvalidPayload(f"{name} given twice with different values", name)
                 self.values[name] = value
@@ -104,7 +99,7 @@ class _Params:
         table = decode_bulk(raw, kind, orient, limits=limits)
         if target:
             x, self.values["y"] = split_target(table.frame, target)
-            table = Table(x, orient, as_string=False)
+            table = Rows(x, orient=orient)
         self.values["x"] = table
 
     def get(self, name: str) -> Any:
@@ -115,43 +110,6 @@ class _Params:
         if len(given) == 2 and given[0] != given[1]:
             raise InvalidPayload("model-key and model_key disagree", "model-key")
         return given[0] if given else None
-
-
-def _read_body(req: falcon.Request, max_bytes: int) -> bytes:
-    """The raw body, refused (413) as soon as it is known to be above `max_bytes`: before
-    reading when its Content-Length says so, else once `max_bytes + 1` bytes have come."""
-    length = req.content_length
-    if length is not None and length > max_bytes:
-        raise PayloadTooLarge(
-            f"request body of {length} bytes is above the {max_bytes}-byte limit (max_body_bytes)"
-        )
-    stream: Any = req.bounded_stream
-    if length is None and "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
-        # NOTE: bounded_stream reads nothing without a Content-Length. waitress de-chunks
-        # a body and sets one; gunicorn hands the app the chunked stream itself, which
-        # ends where the body does.
-        stream = req.stream
-    raw = stream.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"request body is above the {max_bytes}-byte limit (max_body_bytes)")
-    return raw
-
-
-def _read_json(req: falcon.Request, max_bytes: int, media: str, lazy: bool) -> dict[str, Any]:
-    """The JSON object in the body ({} when there is none), bounded by `max_bytes`."""
-    raw = _read_body(req, max_bytes)
-    if not raw.strip():
-        return {}
-    if media and media != falcon.MEDIA_JSON and not media.endswith("+json"):
-        kinds = ", ".join(["application/json", *BULK_MEDIA])
-        raise UnsupportedMediaType(f"request body must be one of {kinds}; not {media}")
-    try:
-        body = loads_body(raw, lazy)
-    except ValueError as exc:  # orjson.JSONDecodeError is one
-        raise InvalidPayload(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidPayload("request body must be a JSON object of parameters")
-    return body
 
 
 class ModelResource:
@@ -182,7 +140,7 @@ class ModelResource:
             modkwargs=p.get("modkwargs"),
             algkwargs=p.get("algkwargs"),
             retrain=p.get("retrain"),
-            name=p.get("name"),
+            key_name=p.get("name"),
         )
         if claim.created:
             _send(resp, _running_body(claim.version), falcon.HTTP_202)
@@ -241,7 +199,7 @@ class ModelResource:
             version = self.service.status(model, key=key)
             body = _status_body(version)
             if version.status is Status.FINISHED and (
-                warnings := self.service.warnings(model, version)
+                warnings := self.service.version_warnings(model, version)
             ):
                 body["warnings"] = warnings
             _send(resp, body)
