@@ -19,8 +19,8 @@ imports scikit-learn, falcon, peewee or prometheus, and pyarrow only when a body
 from __future__ import annotations
 
 from mlserver.frames.encode import dumps, encode_frame
-from mlserver.frames.keys import name_key, training_key
+from mlserver.frames.keys import name_key
 from mlserver.frames.orients import ORIENTS
 from mlserver.frames.schema import Schema
 
-__all__ = ["ORIENTS", "Schema", "dumps", "encode_frame", "name_key", "training_key"]
+__all__ = ["ORIENTS", "Schema", "dumps", "encode_frame", "name_key"]
