@@ -20,7 +20,8 @@ class Rows:
     Each form is built from the other only when asked for: the numeric fast paths and Arrow
     bodies give an array a model can take as it is; the general path gives a frame.
     `conformed` says the rows already have the training schema's columns, order and dtypes
-    (see `Schema.rows`).
+    (see `Schema.rows`). Any other input form (named tensors, say) becomes Rows through the
+    plain constructor, from an array or a frame, its labels and its index.
     """
 
     def __init__(
