@@ -177,17 +177,21 @@ def _bools_with_nulls(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _split_index(data: Any, index: Any, parameter: str) -> Any:
+    """`data` (a frame or a Series) labelled by orient split's "index", if given."""
+    if index is not None:
+        if not isinstance(index, list) or len(index) != len(data):
+            raise _shape_error(parameter, "split", '"index" with one label per row')
+        data.index = axis(index, parameter)
+    return data
+
+
 def _orient_frame(value: Any, orient: str, parameter: str) -> pd.DataFrame:
     if orient == "split":
         if not isinstance(value, dict) or not isinstance(value.get("data"), list):
             raise _shape_error(parameter, orient, 'an object with "columns", "index", "data"')
         frame = _rows_frame(value["data"], value.get("columns"), orient, parameter)
-        index = value.get("index")
-        if index is not None:
-            if not isinstance(index, list) or len(index) != len(frame):
-                raise _shape_error(parameter, orient, '"index" with one label per row')
-            frame.index = axis(index, parameter)
-        return frame
+        return _split_index(frame, value.get("index"), parameter)
     if orient == "records":
         if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
             raise _shape_error(parameter, orient, "a list of objects, one per row")
@@ -304,12 +308,7 @@ def _series(value: Any, orient: str, parameter: str) -> pd.Series | None:
         if "columns" in value or any(isinstance(v, list) for v in data):
             return None
         series = pd.Series(data, name=value.get("name"))
-        index = value.get("index")
-        if index is not None:
-            if not isinstance(index, list) or len(index) != len(series):
-                raise _shape_error(parameter, orient, '"index" with one label per row')
-            series.index = axis(index, parameter)
-        return series
+        return _split_index(series, value.get("index"), parameter)
     if orient in ("records", "values") and isinstance(value, list):
         if any(isinstance(v, list | dict) for v in value):
             return None
