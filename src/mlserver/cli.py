@@ -43,6 +43,7 @@ from mlserver.pool import ProcessPool
 from mlserver.registry import Registry
 from mlserver.signing import Signer, parse_signing_keys
 from mlserver.store import SQLStore
+from mlserver.version import mlserver_version
 
 if TYPE_CHECKING:
     import distributed  # optional (`ml-server[dask]`): imported when --executor dask is used
@@ -256,7 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Serve and train scikit-learn-style models over REST."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {mlserver_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser(
@@ -936,15 +937,6 @@ def _list_catalog(args: argparse.Namespace) -> int:
 
 
 # -- entry point ---------------------------------------------------------------------------
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("ml-server")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _say(stream: TextIO, message: str) -> None:

@@ -11,7 +11,6 @@ import logging
 import platform
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from typing import Any
 
 import numpy as np
@@ -55,6 +54,7 @@ from mlserver.registry import Registry
 from mlserver.serializers.base import Serializer, has_method, resolve_serializer
 from mlserver.signing import Signer
 from mlserver.store.base import Claim, Status, Store, Version
+from mlserver.version import mlserver_version
 from mlserver.wrapper import ModelWrapper
 
 __all__ = ["Prediction", "Service"]
@@ -132,13 +132,6 @@ class _Loaded:
     offered: tuple[str, ...] = ()
 
 
-def _mlserver_version() -> str:
-    try:
-        return importlib_metadata.version("ml-server")
-    except importlib_metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def verbs(wrapper: ModelWrapper) -> list[str]:
     """HTTP verbs a model answers: PATCH only when its wrapper can update."""
     allowed = ["GET", "PUT", "POST", "DELETE"]
@@ -177,7 +170,7 @@ class Service:
             on_finished=lambda v: self.newest.forget(v.model, v.key),
             signer=signer,
         )
-        self.version = _mlserver_version()
+        self.version = mlserver_version()
         self._libraries = {
             "python": platform.python_version(),
             "mlserver": self.version,
