@@ -15,7 +15,7 @@ from mlserver.config import settings_options
 from mlserver.errors import ConfigurationError
 from mlserver.version import mlserver_version
 
-__all__ = ["EXIT_USAGE", "main"]
+__all__ = ["main"]
 
 log = logging.getLogger("mlserver.cli")
 
