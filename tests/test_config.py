@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from mlserver.config import Settings
+from mlserver.config import Settings, read_options, settings_options
 from mlserver.errors import ConfigurationError
 
 
@@ -47,3 +49,21 @@ def test_replace_rejects_unknown_names():
     assert Settings().replace(model_cache_size=3).model_cache_size == 3
     with pytest.raises(ConfigurationError, match="cache_sise"):
         Settings().replace(cache_sise=3)
+
+
+def test_empty_variables_count_as_unset():
+    """An empty MLSERVER_ variable leaves its default, as compose's `${VAR:-}` means it."""
+    assert Settings.from_env({"MLSERVER_MAX_BODY_BYTES": "", "MLSERVER_MAX_ROWS": "7"}) == (
+        Settings(max_rows=7)
+    )
+
+
+def test_a_given_value_wins_over_its_variable_and_the_variable_over_the_default():
+    """One rule for every option: the flag's value, else the variable, else the default."""
+    environ = {"MLSERVER_MAX_ROWS": "7", "MLSERVER_MAX_COLUMNS": "9"}
+    values = read_options(settings_options(), {"max_rows": 5}, environ)
+    assert Settings(**values) == Settings(max_rows=5, max_columns=9)
+    flags = [option.flag for option in settings_options()]
+    variables = [option.env for option in settings_options()]
+    assert "--max-rows" in flags and "MLSERVER_MAX_ROWS" in variables
+    assert len(flags) == len(dataclasses.fields(Settings))

@@ -1,17 +1,99 @@
-"""Server settings: every default lives here, and only `Settings.from_env` reads the environment."""
+"""Server settings and the one rule for options: every default lives here, and only
+`Settings.from_env` (and `ml-server`, through `read_options`) reads the environment.
+
+An `Option` describes one tunable once: its name gives the flag (`--max-body-bytes`) and the
+variable (`MLSERVER_MAX_BODY_BYTES`); `read_options` takes each from its flag, else its
+variable, else its default. The `Settings` fields are options too (`settings_options`), so the
+command line, the environment and `Settings.from_env` cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from mlserver.errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "Option",
+    "Settings",
+    "boolean",
+    "read_options",
+    "reason_for",
+    "settings_options",
+]
 
 ENV_PREFIX = "MLSERVER_"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One tunable: its flag, its MLSERVER_ variable, its parser and its default, in one place.
+
+    `parse` turns the text of a flag or variable into the value, raising ValueError with a
+    reason people can read; `env_error` words a bad variable (`{env}`, `{raw}`, `{reason}`).
+    """
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    env_error: str = "{env}: {reason}"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    def from_env(self, environ: Mapping[str, str]) -> Any:
+        """The value of this option's variable; None when it is unset or empty.
+
+        Raises:
+            ConfigurationError: the variable does not parse, or is not one of `choices`.
+        """
+        raw = environ.get(self.env)
+        if not raw:  # NOTE: an empty variable counts as unset (compose's `${VAR:-}`)
+            return None
+        try:
+            value = self.parse(raw)
+        except ValueError as exc:
+            reason = reason_for(exc, raw)
+            raise ConfigurationError(
+                self.env_error.format(env=self.env, raw=raw, reason=reason)
+            ) from None
+        if self.choices and value not in self.choices:
+            raise ConfigurationError(
+                f"{self.env} must be one of {', '.join(self.choices)}, got {raw!r}"
+            )
+        return value
+
+
+def read_options(
+    options: Iterable[Option], given: Mapping[str, Any], environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """Each option from `given` (its flag), else its environment variable, else its default."""
+    values: dict[str, Any] = {}
+    for option in options:
+        value = given.get(option.name)
+        if value is None:
+            value = option.from_env(environ)
+        values[option.name] = option.default if value is None else value
+    return values
+
+
+def reason_for(exc: ValueError, raw: str) -> str:
+    """What was wrong with `raw`, without Python's "invalid literal for int()" wording."""
+    text = str(exc)
+    return text if text and "invalid literal" not in text else f"not a number: {raw!r}"
 
 
 @dataclass(frozen=True)
@@ -81,25 +163,51 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from `MLSERVER_<NAME>` variables (e.g. MLSERVER_MAX_BODY_BYTES)."""
         environ = os.environ if environ is None else environ
-        changes: dict[str, object] = {}
-        for field in dataclasses.fields(cls):
-            raw = environ.get(ENV_PREFIX + field.name.upper())
-            if raw is None:
-                continue
-            kind = {"int": int, "float": float, "bool": _boolean}[str(field.type)]
-            try:
-                changes[field.name] = kind(raw)
-            except ValueError:
-                raise ConfigurationError(
-                    f"{ENV_PREFIX}{field.name.upper()} must be a {field.type}, got {raw!r}"
-                ) from None
-        return cls(**changes)  # type: ignore[arg-type]
+        return cls(**read_options(settings_options(), {}, environ))
 
 
+def settings_options() -> tuple[Option, ...]:
+    """One Option per Settings field, parsed by the field's type; a field added to Settings
+    gets a flag and a variable even before it gets help text."""
+    defaults = Settings()
+    options = []
+    for field in dataclasses.fields(Settings):
+        kind = str(getattr(field.type, "__name__", field.type))
+        options.append(
+            Option(
+                field.name,
+                {"int": int, "float": float, "bool": boolean}[kind],
+                getattr(defaults, field.name),
+                _SETTING_HELP.get(field.name, f"Settings.{field.name}"),
+                metavar="SECONDS" if field.name.endswith("_seconds") else "N",
+                env_error=f"{{env}} must be a {kind}, got {{raw!r}}",
+            )
+        )
+    return tuple(options)
+
+
+# Help for the Settings fields, as `ml-server serve --help` shows it.
+_SETTING_HELP = {
+    "max_body_bytes": "largest request body, in bytes (413 above it)",
+    "training_threads": "training threads (or processes, with --executor process)",
+    "training_timeout_seconds": "seconds a training job may run before it is FAILED (timed out)",
+    "max_queued_jobs": "training jobs that may wait for a slot; beyond it PUT/PATCH get a 503",
+    "model_cache_size": "deserialized model versions kept in memory",
+    "model_cache_bytes": "serialized bytes of the cached versions, at most",
+    "lease_seconds": "seconds a RUNNING version stays claimed without a heartbeat",
+    "heartbeat_seconds": "seconds between lease renewals and sweeps for interrupted jobs",
+    "refuse_version_skew": "refuse (409) versions trained with other library versions",
+    "max_rows": "most rows of x a request may carry (422 above it)",
+    "max_columns": "most columns of x a request may carry (422 above it)",
+    "max_output_cells": "most cells of a sparse model output made dense (422 above it)",
+    "database_timeout_seconds": "seconds a database call may wait before it answers 503",
+    "max_decoded_bytes": "most bytes an Arrow, Parquet or CSV body may decode to (422 above it)",
+}
 _MAY_BE_ZERO = frozenset({"freshness_seconds", "max_queued_jobs"})
 
 
-def _boolean(raw: str) -> bool:
+def boolean(raw: str) -> bool:
+    """true/false, yes/no, on/off or 1/0, in any case."""
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import platform
 from concurrent.futures import Executor, ThreadPoolExecutor
-from importlib import metadata as importlib_metadata
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from mlserver.provenance import DEFAULT_TARGET, library_skew, training_metadata
 from mlserver.registry import Registry
 from mlserver.signing import Signer
 from mlserver.store.base import Claim, Status, Store, Version
+from mlserver.version import mlserver_version
 from mlserver.wrapper import ModelWrapper
 
 __all__ = ["Service"]
@@ -50,12 +50,6 @@ log = logging.getLogger("mlserver.service")
 #: How often a PATCH checks a newer base that finished meanwhile before it gives up (409).
 _UPDATE_ATTEMPTS = 3
 
-
-def _mlserver_version() -> str:
-    try:
-        return importlib_metadata.version("ml-server")
-    except importlib_metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def verbs(wrapper: ModelWrapper) -> list[str]:
@@ -96,7 +90,7 @@ class Service:
             on_finished=lambda v: self.newest.forget(v.model, v.key),
             signer=signer,
         )
-        self.version = _mlserver_version()
+        self.version = mlserver_version()
         self._libraries = {
             "python": platform.python_version(),
             "mlserver": self.version,
