@@ -673,6 +673,7 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(
             registry, store, settings=settings, executor=executor, **_security(options)
         )
+        app.start()  # sweep interrupted jobs before listening, traffic or not
         # NOTE: one callback: the app waits for its jobs (within the deadline) before the
         # executor is shut down.
         deadline: list[float] = []
@@ -762,6 +763,7 @@ def _serve_workers(options: Mapping[str, Any], settings: Settings, names: list[s
             store = _open_store(options["store"], settings)
             registry = _registry(options["target"])
             self.app = create_app(registry, store, settings=settings, **_security(options))
+            self.app.start()
             gc.collect()
             gc.freeze()
             return self.app

@@ -209,7 +209,8 @@ class Jobs:
     """Submits training tasks, times them out, and keeps this process's claims alive.
 
     A daemon thread renews the lease of every version this worker runs and marks versions of
-    dead workers (lease expired, or a process on this host that no longer exists) FAILED.
+    dead workers (lease expired, or a process on this host that no longer exists) FAILED; it
+    starts with `start`, not at construction, so building Jobs does no I/O.
     """
 
     def __init__(
@@ -247,14 +248,32 @@ class Jobs:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
-        try:
-            self.sweep()  # a restarted process fails its own orphans at once
-        except StoreError as exc:
-            log.warning("event=sweep_failed error=%r", str(exc))
-        self._thread = threading.Thread(
-            target=self._maintain, name="mlserver-heartbeat", daemon=True
-        )
-        self._thread.start()
+        #: The heartbeat thread, once `start` has run; building Jobs touches no store.
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        """Whether `start` has run (the first sweep is done, the heartbeat thread runs)."""
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Sweep once, then start the heartbeat thread; called when the server starts serving.
+
+        Idempotent and thread-safe: concurrent first requests sweep once. A store that does
+        not answer is logged, not raised (the heartbeat sweeps again). After `close` it does
+        nothing.
+        """
+        with self._starting:
+            if self._thread is not None or self._stop.is_set():
+                return
+            try:
+                self.sweep()  # a restarted process fails its own orphans at once
+            except StoreError as exc:
+                log.warning("event=sweep_failed error=%r", str(exc))
+            thread = threading.Thread(target=self._maintain, name="mlserver-heartbeat", daemon=True)
+            thread.start()
+            self._thread = thread
 
     def reserve(self) -> contextlib.AbstractContextManager[None]:
         """A place for one job, held (by the returned context manager) while its version is
@@ -265,6 +284,8 @@ class Jobs:
                 nothing may be claimed. The check and the place are taken under one lock, so
                 concurrent requests cannot all pass it.
         """
+        if self._thread is None:  # used without an app (a Service of its own): no job
+            self.start()  # runs without its heartbeat
         limit = self.settings.max_queued_jobs
         with self._lock:
             if self._closing:
@@ -546,6 +567,9 @@ class Jobs:
                 "left RUNNING for the lease rules",
             )
         self._stop.set()
-        self._thread.join(timeout=5)
+        with self._starting:  # a `start` under way has its thread by now; a later one is a no-op
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
         self.left = len(left)
         return self.left
