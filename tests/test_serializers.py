@@ -40,13 +40,13 @@ from sklearn.svm import SVC, LinearSVC, NuSVC
 from mlserver import wrap_estimator
 from mlserver.errors import ConfigurationError, NotExportable, UntrustedModel
 from mlserver.frames import Schema
-from mlserver.jobs import TrainingTask, train
 from mlserver.serializers import (
     JoblibSerializer,
     OnnxSerializer,
     SkopsSerializer,
     resolve_serializer,
 )
+from mlserver.training import TrainingTask, train
 
 RNG = np.random.default_rng(0)
 X = pd.DataFrame(RNG.normal(size=(300, 4)), columns=["a", "b", "c", "d"])
