@@ -97,7 +97,7 @@ class OnnxSerializer(Serializer):
 
         Every served method runs on the first `verify_rows` rows in onnxruntime and in
         scikit-learn (on the same rows rounded to float32, as the graph sees them): labels
-        must be identical, floats within the module's tolerance.
+        must be identical, floats within the tolerance (`onnx_parity`).
         """
         name = _name(model)
         try:
