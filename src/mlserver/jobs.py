@@ -20,13 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import (
-    CancelledError,
-    Executor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-)
+from concurrent.futures import CancelledError, Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +28,7 @@ from mlserver.cluster import for_cluster
 from mlserver.config import Settings
 from mlserver.errors import Overloaded, StoreError
 from mlserver.leases import is_dead, worker_id
-from mlserver.pool import ProcessPool
+from mlserver.pool import executor_slots
 from mlserver.signing import Signer
 from mlserver.store.base import Store, Version
 from mlserver.training import TrainingTask, describe, train
@@ -85,15 +79,6 @@ class _Place:
             release()
 
 
-def _slots(executor: Executor) -> int | None:
-    """How many jobs the executor runs at once, where that is known (not on Dask)."""
-    if isinstance(executor, ProcessPool):
-        return executor.workers
-    if isinstance(executor, (ThreadPoolExecutor, ProcessPoolExecutor)):
-        return executor._max_workers  # type: ignore[attr-defined]  # stable since 3.2
-    return None
-
-
 class Jobs:
     """Submits training tasks, times them out, and keeps this process's claims alive.
 
@@ -128,7 +113,7 @@ class Jobs:
         self._active: dict[int, _Job] = {}
         #: Places held by requests between their check and their claim (see `reserve`).
         self._reserved = 0
-        self._slots = _slots(executor)
+        self._slots = executor_slots(executor)
         self._closing = False
         #: Jobs `close` abandoned to the lease rules.
         self.left = 0
