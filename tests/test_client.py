@@ -482,3 +482,18 @@ def test_class_labels_that_spell_integers_stay_strings(make_client):
     assert (
         client.predict(x, key).tolist() == LogisticRegression().fit(x, labels).predict(x).tolist()
     )
+
+
+def test_importing_the_client_loads_no_server_stack():
+    """A script that only talks to a server does not pay for falcon, peewee, prometheus or
+    scikit-learn: a fresh interpreter imports `mlserver.client` without them."""
+    import subprocess
+    import sys
+
+    server_only = ["falcon", "peewee", "playhouse", "prometheus_client", "sklearn", "waitress"]
+    code = (
+        "import sys, mlserver.client;"
+        f"print(','.join(name for name in {server_only!r} if name in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -32,8 +32,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegres
 from mlserver import ModelWrapper, Registry, create_app
 from mlserver.cli import main
 from mlserver.config import Settings
-from mlserver.jobs import describe
 from mlserver.store import SQLStore
+from mlserver.training import describe
 from support import (
     ServerProcess,
     classification,

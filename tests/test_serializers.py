@@ -40,13 +40,13 @@ from sklearn.svm import SVC, LinearSVC, NuSVC
 from mlserver import wrap_estimator
 from mlserver.errors import ConfigurationError, NotExportable, UntrustedModel
 from mlserver.frames import Schema
-from mlserver.jobs import TrainingTask, train
 from mlserver.serializers import (
     JoblibSerializer,
     OnnxSerializer,
     SkopsSerializer,
     resolve_serializer,
 )
+from mlserver.training import TrainingTask, train
 
 RNG = np.random.default_rng(0)
 X = pd.DataFrame(RNG.normal(size=(300, 4)), columns=["a", "b", "c", "d"])
@@ -302,3 +302,20 @@ def test_onnx_runtime_errors_and_unrepresentable_rows_are_value_errors():
         logistic.predict(X.iloc[:2] * np.nan)
     with pytest.raises(ValueError, match="float32's range"):
         logistic.predict_proba((X.iloc[:2] * 1e39).to_numpy())
+
+
+def test_importing_serializers_loads_no_backend():
+    """`import mlserver.serializers` costs only the contract: ONNX and skops load when a name
+    asks for them (an attribute of the package, or `resolve_serializer`'s alias)."""
+    import subprocess
+    import sys
+
+    backends = ["onnx", "onnxruntime", "skl2onnx", "skops"]
+    code = (
+        "import sys, mlserver.serializers as s;"
+        f"print(','.join(name for name in {backends!r} if name in sys.modules));"
+        "s.resolve_serializer('skops');"
+        "print(s.OnnxSerializer.__name__, 'skops' in sys.modules, 'skl2onnx' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["", "OnnxSerializer True False"]

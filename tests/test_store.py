@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import threading
 
+import falcon.testing
 import peewee
 import pytest
 
+from mlserver import create_app
 from mlserver.errors import ConfigurationError, IntegrityError, KeyNotFound, NotReady
 from mlserver.store import SQLStore, Status
 from mlserver.store.sql import INTERRUPTED
-from support import wait_until
+from support import registry, wait_until
 
 LEASE = 30.0
 
@@ -325,3 +328,64 @@ def test_a_200_mb_model_round_trips_with_its_hash(store):
     assert stored.size == len(blob)
     loaded = store.load_blob(stored)
     assert hashlib.sha256(loaded).hexdigest() == hashlib.sha256(blob).hexdigest()
+
+
+# -- the app touches its store when it starts serving, not when it is built ----------------
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_create_app_does_no_io_on_an_unreachable_database():
+    """Building the app on a PostgreSQL URL to a closed port raises nothing and calls the
+    store not once; its first request starts it and gets the contract's 503."""
+    pytest.importorskip("psycopg2")
+    store = SQLStore(f"postgresql://postgres@127.0.0.1:{_closed_port()}/nothing", timeout=1)
+    app = create_app(registry(), store, database_timeout_seconds=1)
+    try:
+        assert store.error_counts() == {}  # no call was even tried
+        assert not app.service.jobs.started
+        response = falcon.testing.TestClient(app).simulate_get("/ready")
+        assert response.status_code == 503, response.text
+        assert response.json["title"] == "Store unavailable"
+        assert app.service.jobs.started
+        assert store.error_counts()["running_workers"] == 1  # the first sweep, then /ready
+    finally:
+        app.close()
+        store.close()
+
+
+def test_an_app_that_never_served_closes(store):
+    """`close` works on an app that never started: no thread to stop, no job left."""
+    app = create_app(registry(), store)
+    assert app.close(timeout=0) == 0
+    assert not app.service.jobs.started
+    app.service.jobs.start()  # after close: a no-op
+    assert not app.service.jobs.started
+
+
+@pytest.mark.parametrize("how", ["first request", "start"])
+def test_an_expired_version_is_swept_when_the_app_starts_not_when_built(store, how):
+    """A RUNNING version whose lease ran out stays RUNNING through `create_app` and is FAILED
+    "interrupted" once the app starts serving (its first request, or `start`)."""
+    stale = store.claim("linreg", "stale", worker="gone", lease_seconds=-60, retrain=False)
+    app = create_app(registry(), store, heartbeat_seconds=20)
+    try:
+        assert store.newest("linreg", "stale").status is Status.RUNNING
+        if how == "start":
+            app.start()
+            app.start()  # idempotent
+        else:
+            assert falcon.testing.TestClient(app).simulate_get("/health").status_code == 200
+        swept = store.newest("linreg", "stale")
+        assert (swept.id, swept.status, swept.error) == (
+            stale.version.id,
+            Status.FAILED,
+            INTERRUPTED,
+        )
+    finally:
+        app.close()

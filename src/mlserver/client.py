@@ -32,15 +32,33 @@ import sys
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 from urllib.parse import quote
 
 import orjson
 import pandas as pd
 import requests
-from requests.structures import CaseInsensitiveDict
 
-from mlserver.errors import MLServerError
+from mlserver.client_errors import (
+    Answer,
+    BadRequest,
+    ClientError,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    RequestTooLarge,
+    ServerError,
+    ServerFailure,
+    TrainingFailed,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMedia,
+    WaitTimeout,
+    os_reason,
+    server_error,
+)
 from mlserver.frames import dumps, encode_frame
 
 __all__ = [
@@ -76,187 +94,6 @@ _MAX_POLL = 1.0
 _PROGRESS_EVERY = 1.0
 
 _ORIENT = "split"
-
-# ---------------------------------------------------------------------------------------------
-# Exceptions
-
-
-class ClientError(MLServerError):
-    """Root of what `ModelClient` raises: catch this to handle every client-side failure."""
-
-
-class ConnectionFailed(ClientError):
-    """The server gave no answer (refused, unreachable, timed out); `url` names where."""
-
-    def __init__(self, message: str, url: str) -> None:
-        super().__init__(message)
-        self.url = url
-
-
-class ServerError(ClientError):
-    """The server answered with an error status; its JSON error body is kept whole in `body`."""
-
-    def __init__(
-        self,
-        status_code: int,
-        title: str,
-        description: str,
-        body: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{status_code} {title}: {description}")
-        self.status_code = status_code
-        self.title = title
-        self.description = description
-        self.body: dict[str, Any] = dict(body or {})
-        self.headers: Mapping[str, str] = CaseInsensitiveDict(headers or {})
-
-
-class BadRequest(ServerError):
-    """400: a parameter is missing, malformed or unknown; `parameter` names it when known."""
-
-    @property
-    def parameter(self) -> str | None:
-        return self.body.get("parameter")
-
-
-class Unauthorized(ServerError):
-    """401: the server wants a token and got none, or one it does not know."""
-
-
-class Forbidden(ServerError):
-    """403: the token is valid but lacks the scope (predict, train, admin) this call needs."""
-
-
-class NotFound(ServerError):
-    """404: the model is not registered, or the model-key has no versions."""
-
-
-class MethodNotAllowed(ServerError):
-    """405: the model does not take this verb; `allowed` lists the verbs it does take."""
-
-    @property
-    def allowed(self) -> tuple[str, ...]:
-        header = self.headers.get("Allow", "")
-        return tuple(verb.strip() for verb in header.split(",") if verb.strip())
-
-
-class Conflict(ServerError):
-    """409: the key's state forbids the request; `status` is the blocking status."""
-
-    @property
-    def status(self) -> str | None:
-        return self.body.get("status")
-
-
-class RequestTooLarge(ServerError):
-    """413: the request body is larger than the server accepts; send smaller batches."""
-
-
-class UnsupportedMedia(ServerError):
-    """415: the server did not read the body as JSON."""
-
-
-class Unprocessable(ServerError):
-    """422: well-formed x the model cannot take; `missing`/`unexpected` list column differences."""
-
-    @property
-    def missing(self) -> list[Any]:
-        return list(self.body.get("missing", []))
-
-    @property
-    def unexpected(self) -> list[Any]:
-        return list(self.body.get("unexpected", []))
-
-
-class ServerFailure(ServerError):
-    """5xx: a server bug, or its database is unreachable; retrying later may help."""
-
-
-class TrainingFailed(ClientError):
-    """The version waited for ended FAILED; `error` is the server's message, `state` the status."""
-
-    def __init__(self, key: str, state: Mapping[str, Any]) -> None:
-        self.key = key
-        self.state: dict[str, Any] = dict(state)
-        self.version: int | None = self.state.get("version")
-        self.error: str = self.state.get("error") or "no error message recorded"
-        super().__init__(f"training of model-key {key} version {self.version} failed: {self.error}")
-
-
-class WaitTimeout(ClientError):
-    """Still RUNNING when the wait ran out; training goes on, `state` is the last status seen."""
-
-    def __init__(self, key: str, state: Mapping[str, Any], seconds: float) -> None:
-        self.key = key
-        self.state: dict[str, Any] = dict(state)
-        super().__init__(
-            f"model-key {key} version {self.state.get('version')} still "
-            f"{self.state.get('status')} after {seconds:g} s; training continues on the server"
-        )
-
-
-_ERRORS: dict[int, type[ServerError]] = {
-    400: BadRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    405: MethodNotAllowed,
-    409: Conflict,
-    413: RequestTooLarge,
-    415: UnsupportedMedia,
-    422: Unprocessable,
-}
-
-
-class _Answer(NamedTuple):
-    """What `ModelClient` keeps of an HTTP answer."""
-
-    status_code: int
-    reason: str
-    headers: Mapping[str, str]
-    content: bytes
-
-
-def _server_error(answer: _Answer) -> ServerError:
-    """The typed exception for an error answer; tolerates bodies that are not mlserver's JSON."""
-    try:
-        body = orjson.loads(answer.content)
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):  # e.g. an HTML page from a proxy in front of the server
-        text = answer.content.decode("utf-8", "replace").strip()[:500]
-        body = {"title": answer.reason, "description": text}
-    cls = _ERRORS.get(answer.status_code)
-    if cls is None:
-        cls = ServerFailure if answer.status_code >= 500 else ServerError
-    return cls(
-        answer.status_code,
-        str(body.get("title") or answer.reason),
-        str(body.get("description") or ""),
-        body,
-        answer.headers,
-    )
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost OS-level reason of a requests failure (e.g. "Connection refused")."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if type(current).__module__ == "builtins" and isinstance(current, OSError):
-            return current.strerror or str(current)
-        reason = getattr(current, "reason", None)
-        pending.extend([current.__cause__, current.__context__])
-        if isinstance(reason, BaseException):
-            pending.append(reason)
-        pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
-    return str(exc)
-
 
 # ---------------------------------------------------------------------------------------------
 # Frames
@@ -450,7 +287,7 @@ class ModelClient:
         """One request; the decoded JSON answer, or the typed exception for a failure."""
         answer = self._send(method, params, body)
         if answer.status_code >= 400:
-            raise _server_error(answer)
+            raise server_error(answer)
         try:
             return orjson.loads(answer.content)
         except orjson.JSONDecodeError:
@@ -461,7 +298,7 @@ class ModelClient:
 
     def _send(
         self, method: str, params: Mapping[str, str] | None, body: Mapping[str, Any] | None
-    ) -> _Answer:
+    ) -> Answer:
         """Send one request and read the whole answer.
 
         NOTE: only a copy of the answer leaves this frame: a `requests.Response` kept alive by an
@@ -479,7 +316,7 @@ class ModelClient:
                 headers=headers,
                 timeout=self.timeout,
             ) as response:
-                return _Answer(
+                return Answer(
                     response.status_code, response.reason, response.headers, response.content
                 )
         except requests.Timeout as exc:
@@ -488,7 +325,7 @@ class ModelClient:
             ) from exc
         except requests.ConnectionError as exc:
             raise ConnectionFailed(
-                f"cannot reach mlserver at {self.endpoint}: {_reason(exc)}", self.endpoint
+                f"cannot reach mlserver at {self.endpoint}: {os_reason(exc)}", self.endpoint
             ) from exc
         except requests.RequestException as exc:
             raise ClientError(f"{method} {self.endpoint} failed: {exc}") from exc

@@ -1,8 +1,8 @@
 """Training jobs: fit or update on an executor, record the outcome through the store.
 
-`train` is a pure function of its task (no store, no HTTP), so the same code runs on a thread
-pool, a process pool or a Dask cluster. Recording and lease heartbeats stay in the server
-process, which owns the claim.
+The work itself is `mlserver.training.train`, a pure function of its task that runs on a
+thread pool, a process pool or a Dask cluster alike. Recording and lease heartbeats stay here,
+in the server process, which owns the claim.
 
 Jobs wait in this process until the executor has a free slot (`max_queued_jobs` bounds how many
 may wait); a job's `training_timeout_seconds` count from when it gets one. A job that times out
@@ -15,78 +15,32 @@ pool cannot stop a thread (it runs until the fit returns, and keeps its slot unt
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import (
-    CancelledError,
-    Executor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-)
-from dataclasses import dataclass, field
+from concurrent.futures import CancelledError, Executor, Future
+from dataclasses import dataclass
 from typing import Any
-
-import pandas as pd
 
 from mlserver.cluster import for_cluster
 from mlserver.config import Settings
 from mlserver.errors import Overloaded, StoreError
-from mlserver.pool import ProcessPool
-from mlserver.serializers.base import Serializer
+from mlserver.leases import is_dead, worker_id
+from mlserver.pool import executor_slots
 from mlserver.signing import Signer
 from mlserver.store.base import Store, Version
-from mlserver.wrapper import ModelWrapper
+from mlserver.training import TrainingTask, describe, train
 
-__all__ = ["Artifact", "JobOutcome", "Jobs", "TrainingTask", "train", "worker_id"]
+# NOTE: TrainingTask is listed for the service, which builds the tasks it submits here.
+__all__ = ["JobOutcome", "Jobs", "TrainingTask"]
 
 log = logging.getLogger("mlserver.jobs")
 
-_MAX_ERROR = 4000
 #: Seconds a refused PUT or PATCH is told to wait (Retry-After): a few, since a slot frees
 #: whenever any job of this process ends, and a client retrying sooner only gets another 503.
 RETRY_AFTER_SECONDS = 5
-
-# NOTE: Dask's scheduler raises this when it cannot unpickle a job; the cause (e.g. the missing
-# module) stays in the scheduler's log. mlserver's own Dask submissions never reach it (see
-# cluster.py), but a job submitted by other means can.
-_DASK_GRAPH_ERROR = "Error during deserialization of the task graph"
-_DASK_SCHEDULER_CANNOT_UNPICKLE = (
-    'the Dask scheduler could not unpickle the job (Dask: "Error during deserialization of the '
-    "task graph\"): a module the job refers to is missing there (the scheduler's log names it): "
-    "install it on the scheduler, with the same Python and Dask versions as the server"
-)
-
-
-@dataclass(frozen=True)
-class TrainingTask:
-    """Everything a fit or update needs; picklable so it can travel to another process."""
-
-    wrapper: ModelWrapper
-    x: pd.DataFrame
-    y: pd.Series | pd.DataFrame | None
-    model: Any = None  # a fresh model from make_model, for fit
-    base_blob: bytes | None = None  # the version to update, for update
-    algkwargs: Mapping[str, Any] = field(default_factory=dict)
-    schema: Any = None
-    base_serializer: Serializer | None = None  # what base_blob was written with (default: own)
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A fitted model as bytes, ready for `Store.finish`."""
-
-    blob: bytes
-    sha256: str
-    serializer: str
-    metadata: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -98,77 +52,6 @@ class JobOutcome:
     #: "finished", "failed", "timed_out", or "discarded" (its key was deleted meanwhile)
     outcome: str
     training_seconds: float | None = None  # of a finished job
-
-
-def train(task: TrainingTask) -> Artifact:
-    """Fit (or update) and serialize; any exception is the job's failure."""
-    wrapper = task.wrapper
-    serializer = wrapper.get_serializer()
-    started = time.perf_counter()
-    # A fit or update that returns None changed the model in place, as sklearn's do.
-    if task.base_blob is None:
-        fitted = wrapper.fit(task.model, task.x, task.y, **task.algkwargs)
-        fitted = task.model if fitted is None else fitted
-    else:
-        base = (task.base_serializer or serializer).loads_for_update(task.base_blob)
-        fitted = wrapper.update(base, task.x, task.y)
-        fitted = base if fitted is None else fitted
-    seconds = time.perf_counter() - started
-    blob = serializer.dumps(fitted, task.schema)
-    serializer.verify(fitted, blob, task.x)  # e.g. ONNX: same answers on the training rows
-    return Artifact(
-        blob=blob,
-        sha256=hashlib.sha256(blob).hexdigest(),
-        serializer=serializer.name,
-        metadata={
-            "training_seconds": round(seconds, 6),
-            "serialized_bytes": len(blob),
-            "user": dict(wrapper.metadata(fitted, task.x, task.y) or {}),
-        },
-    )
-
-
-def describe(exc: BaseException) -> str:
-    """The error text stored with a FAILED version: type and message, bounded."""
-    if isinstance(exc, CancelledError):
-        # NOTE: not only a shutdown: a Dask client cancels running jobs when it loses its
-        # scheduler, and the reason does not reach this future.
-        return (
-            "cancelled: the server shut down before the job started, or the executor dropped "
-            "it (e.g. its Dask scheduler went away)"
-        )
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, RuntimeError) and str(exc).startswith(_DASK_GRAPH_ERROR):
-        text = _DASK_SCHEDULER_CANNOT_UNPICKLE
-    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
-
-
-def worker_id() -> str:
-    """host:pid-namespace:pid:nonce; enough to tell, on the same host, whether it is alive."""
-    return f"{socket.gethostname()}:{_pid_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _pid_namespace() -> str:
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return "0"
-
-
-def _is_dead(worker: str) -> bool:
-    """True only when the worker is certainly gone: same host and PID namespace, no process."""
-    host, _, rest = worker.partition(":")
-    namespace, _, rest = rest.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or namespace != _pid_namespace() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 @dataclass(eq=False)
@@ -196,20 +79,12 @@ class _Place:
             release()
 
 
-def _slots(executor: Executor) -> int | None:
-    """How many jobs the executor runs at once, where that is known (not on Dask)."""
-    if isinstance(executor, ProcessPool):
-        return executor.workers
-    if isinstance(executor, (ThreadPoolExecutor, ProcessPoolExecutor)):
-        return executor._max_workers  # type: ignore[attr-defined]  # stable since 3.2
-    return None
-
-
 class Jobs:
     """Submits training tasks, times them out, and keeps this process's claims alive.
 
     A daemon thread renews the lease of every version this worker runs and marks versions of
-    dead workers (lease expired, or a process on this host that no longer exists) FAILED.
+    dead workers (lease expired, or a process on this host that no longer exists) FAILED; it
+    starts with `start`, not at construction, so building Jobs does no I/O.
     """
 
     def __init__(
@@ -238,7 +113,7 @@ class Jobs:
         self._active: dict[int, _Job] = {}
         #: Places held by requests between their check and their claim (see `reserve`).
         self._reserved = 0
-        self._slots = _slots(executor)
+        self._slots = executor_slots(executor)
         self._closing = False
         #: Jobs `close` abandoned to the lease rules.
         self.left = 0
@@ -247,14 +122,32 @@ class Jobs:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
-        try:
-            self.sweep()  # a restarted process fails its own orphans at once
-        except StoreError as exc:
-            log.warning("event=sweep_failed error=%r", str(exc))
-        self._thread = threading.Thread(
-            target=self._maintain, name="mlserver-heartbeat", daemon=True
-        )
-        self._thread.start()
+        #: The heartbeat thread, once `start` has run; building Jobs touches no store.
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        """Whether `start` has run (the first sweep is done, the heartbeat thread runs)."""
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Sweep once, then start the heartbeat thread; called when the server starts serving.
+
+        Idempotent and thread-safe: concurrent first requests sweep once. A store that does
+        not answer is logged, not raised (the heartbeat sweeps again). After `close` it does
+        nothing.
+        """
+        with self._starting:
+            if self._thread is not None or self._stop.is_set():
+                return
+            try:
+                self.sweep()  # a restarted process fails its own orphans at once
+            except StoreError as exc:
+                log.warning("event=sweep_failed error=%r", str(exc))
+            thread = threading.Thread(target=self._maintain, name="mlserver-heartbeat", daemon=True)
+            thread.start()
+            self._thread = thread
 
     def reserve(self) -> contextlib.AbstractContextManager[None]:
         """A place for one job, held (by the returned context manager) while its version is
@@ -265,6 +158,8 @@ class Jobs:
                 nothing may be claimed. The check and the place are taken under one lock, so
                 concurrent requests cannot all pass it.
         """
+        if self._thread is None:  # used without an app (a Service of its own): no job
+            self.start()  # runs without its heartbeat
         limit = self.settings.max_queued_jobs
         with self._lock:
             if self._closing:
@@ -487,7 +382,7 @@ class Jobs:
 
     def sweep(self) -> int:
         """Mark versions of dead workers FAILED ("interrupted"); returns how many."""
-        dead = tuple(w for w in self.store.running_workers() if _is_dead(w))
+        dead = tuple(w for w in self.store.running_workers() if is_dead(w))
         expired = self.store.expire(dead_workers=dead)
         if expired:
             log.warning("event=interrupted_jobs_marked count=%d", expired)
@@ -546,6 +441,9 @@ class Jobs:
                 "left RUNNING for the lease rules",
             )
         self._stop.set()
-        self._thread.join(timeout=5)
+        with self._starting:  # a `start` under way has its thread by now; a later one is a no-op
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
         self.left = len(left)
         return self.left

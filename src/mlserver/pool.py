@@ -15,11 +15,11 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-__all__ = ["ProcessPool"]
+__all__ = ["ProcessPool", "executor_slots"]
 
 log = logging.getLogger("mlserver.pool")
 
@@ -211,3 +211,12 @@ class ProcessPool(Executor):
             future.set_result(value)
         else:
             future.set_exception(value)
+
+
+def executor_slots(executor: Executor) -> int | None:
+    """How many jobs the executor runs at once, where that is known (not on Dask)."""
+    if isinstance(executor, ProcessPool):
+        return executor.workers
+    if isinstance(executor, (ThreadPoolExecutor, ProcessPoolExecutor)):
+        return executor._max_workers  # type: ignore[attr-defined]  # stable since 3.2
+    return None

@@ -365,6 +365,11 @@ class Service:
         """Raise StoreError unless the store answers."""
         self.store.ping()
 
+    def start(self) -> None:
+        """Sweep interrupted jobs once and start the lease heartbeat (idempotent); the app
+        calls it when it starts serving, so building a Service does no I/O."""
+        self.jobs.start()
+
     def close(self, timeout: float | None = None) -> int:
         """Stop training: queued jobs are FAILED (cancelled), running ones are waited for
         (their leases renewed meanwhile), at most `timeout` seconds if given.

@@ -49,6 +49,7 @@ def serve(args: argparse.Namespace) -> int:
         app = create_app(
             served, store, settings=settings, executor=executor, **options.security(values)
         )
+        app.start()  # sweep interrupted jobs before listening, traffic or not
         # NOTE: one callback: the app waits for its jobs (within the deadline) before the
         # executor is shut down.
         deadline: list[float] = []

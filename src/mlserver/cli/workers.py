@@ -55,6 +55,7 @@ def serve_workers(options: Mapping[str, Any], settings: Settings, names: list[st
             store = open_store(options["store"], settings)
             served = registry(options["target"])
             self.app = create_app(served, store, settings=settings, **security(options))
+            self.app.start()
             gc.collect()
             gc.freeze()
             return self.app

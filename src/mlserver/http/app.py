@@ -34,6 +34,20 @@ class App(falcon.App):
     #: This app's Prometheus metrics (`metrics.registry` is its own CollectorRegistry).
     metrics: Metrics
 
+    #: Set by `start`; the one check a request pays for it.
+    _serving = False
+
+    def start(self) -> None:
+        """Start serving: the service's first sweep and heartbeat (idempotent). The first
+        request calls it; a server calls it before it listens."""
+        self.service.start()
+        self._serving = True
+
+    def __call__(self, env: dict[str, Any], start_response: Any) -> Any:
+        if not self._serving:
+            self.start()
+        return super().__call__(env, start_response)
+
     def close(self, timeout: float | None = None) -> int:
         """Stop training: wait for running jobs (at most `timeout` seconds), then stop
         heartbeats; returns how many jobs were left to the lease rules (Service.close)."""
@@ -50,7 +64,8 @@ def create_app(
     signing_keys: Signer | Mapping[str, str | bytes] | None = None,
     **options: Any,
 ) -> App:
-    """The WSGI app serving every model of `registry` from `store`.
+    """The WSGI app serving every model of `registry` from `store`; building it does no I/O
+    (the store is first touched when the app starts serving, see `App.start`).
 
     `options` override single settings (`max_body_bytes=...`, `training_threads=...`,
     `model_cache_size=...`, `lease_seconds=...`); `executor` replaces the app's own thread pool.

@@ -31,23 +31,19 @@ from sklearn.base import is_classifier, is_clusterer, is_outlier_detector, is_re
 
 from mlserver.errors import NotExportable
 from mlserver.serializers.base import Serializer, has_method
+from mlserver.serializers.onnx_model import METHODS, OnnxModel, brief
+from mlserver.serializers.onnx_parity import (
+    ABSOLUTE_TOLERANCE,
+    RELATIVE_TOLERANCE,
+    difference,
+    float32_rows,
+)
 
+# NOTE: the tolerances and OnnxModel are listed here too: this module is the backend's face.
 __all__ = ["ABSOLUTE_TOLERANCE", "RELATIVE_TOLERANCE", "OnnxModel", "OnnxSerializer"]
 
 _MAGIC = b"MLSONNX1"
 _HEADER = struct.Struct(">8sQ")  # magic, length of the ONNX bytes; the native model follows
-
-#: The methods a graph can serve, as the service names them.
-_METHODS = ("predict", "predict_proba", "decision_function", "transform")
-
-#: Float outputs (probabilities, scores, values, transforms) may differ from scikit-learn's by
-#: `ABSOLUTE_TOLERANCE * max(1, largest |value| of that output) + RELATIVE_TOLERANCE * |value|`.
-#: NOTE: onnxruntime computes in float32 (about 7 significant digits); scikit-learn in float64
-#: on the same float32-rounded rows. Measured over every estimator of `all_estimators()` that
-#: exports: probabilities within 6.6e-7, scores, values and transforms within 5.6e-6 of their
-#: output's scale.
-RELATIVE_TOLERANCE = 1e-4
-ABSOLUTE_TOLERANCE = 1e-4
 
 _ALTERNATIVE = "the joblib or skops serializer stores the model itself and answers exactly"
 
@@ -101,26 +97,26 @@ class OnnxSerializer(Serializer):
 
         Every served method runs on the first `verify_rows` rows in onnxruntime and in
         scikit-learn (on the same rows rounded to float32, as the graph sees them): labels
-        must be identical, floats within the module's tolerance.
+        must be identical, floats within the tolerance (`onnx_parity`).
         """
         name = _name(model)
         try:
             served = self.loads(blob)
         except Exception as exc:  # onnxruntime's own exception types: any of them refuses it
             raise NotExportable(
-                f"onnxruntime cannot load the ONNX graph of {name}: {_brief(exc)}; {_ALTERNATIVE}"
+                f"onnxruntime cannot load the ONNX graph of {name}: {brief(exc)}; {_ALTERNATIVE}"
             ) from None
         if not isinstance(sample, pd.DataFrame) or sample.empty:
             return
         rows = sample.iloc[: self.verify_rows]
-        rounded = _rounded(rows, served.inputs)
+        rounded = float32_rows(rows, served.inputs)
         for method in served.methods:
             try:
                 got = getattr(served, method)(rows)
             except ValueError as exc:
                 raise NotExportable(
                     f"the ONNX graph of {name} fails on the training rows ({method}): "
-                    f"{_brief(exc)}; {_ALTERNATIVE}"
+                    f"{brief(exc)}; {_ALTERNATIVE}"
                 ) from None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. "X does not have valid feature names"
@@ -129,13 +125,13 @@ class OnnxSerializer(Serializer):
                 except Exception as exc:  # the model's own failure: nothing to compare with
                     raise NotExportable(
                         f"{name}.{method} fails on the float32-rounded training rows, so its "
-                        f"ONNX graph cannot be checked: {_brief(exc)}; {_ALTERNATIVE}"
+                        f"ONNX graph cannot be checked: {brief(exc)}; {_ALTERNATIVE}"
                     ) from None
-            difference = _difference(expected, got, exact=method == "predict" and served.labels)
-            if difference:
+            gap = difference(expected, got, exact=method == "predict" and served.labels)
+            if gap:
                 raise NotExportable(
                     f"the ONNX graph of {name} does not reproduce {method} on the training "
-                    f"rows: {difference}; {_ALTERNATIVE}"
+                    f"rows: {gap}; {_ALTERNATIVE}"
                 )
 
     def loads(self, data: bytes) -> OnnxModel:
@@ -185,12 +181,6 @@ def _unpack(data: bytes) -> tuple[bytes, bytes]:
 
 def _name(model: Any) -> str:
     return type(model).__name__
-
-
-def _brief(exc: BaseException, limit: int = 300) -> str:
-    """An exception's message on one line, bounded (onnxruntime's run to several lines)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _kind(model: Any) -> str:
@@ -310,12 +300,12 @@ def _export(model: Any, schema: Any, target_opset: int | None) -> bytes:
         graph = _convert(model, initial_types, options, target_opset)
     except Exception as exc:  # skl2onnx raises many types, all meaning "cannot convert"
         raise NotExportable(
-            f"skl2onnx cannot export {_name(model)}: {_brief(exc)}; {_ALTERNATIVE}"
+            f"skl2onnx cannot export {_name(model)}: {brief(exc)}; {_ALTERNATIVE}"
         ) from None
     outputs = [(o.name, o.type.HasField("tensor_type")) for o in graph.graph.output]
     methods = _methods(model, kind, outputs)
     if not methods:
-        own = [m for m in _METHODS if has_method(model, m)] or ["none of predict/transform"]
+        own = [m for m in METHODS if has_method(model, m)] or ["none of predict/transform"]
         raise NotExportable(
             f"the ONNX graph of {_name(model)} gives none of its methods "
             f"({', '.join(own)}); {_ALTERNATIVE}"
@@ -383,210 +373,3 @@ def _feature_names_out(model: Any) -> list[str] | None:
         return [str(n) for n in np.asarray(names()).tolist()]
     except Exception:  # not every transformer can name them
         return None
-
-
-def _legacy_methods(kind: str, outputs: list[str]) -> dict[str, Any]:
-    """The methods of a graph exported before the method set was recorded: the primary ones
-    only, which never depended on the estimator's own method set."""
-    if kind in ("classifier", "clusterer", "outlier"):
-        found = {"predict": {"output": "label" if "label" in outputs else outputs[0]}}
-        if kind == "clusterer" and "scores" in outputs:
-            found["transform"] = {"output": "scores"}
-        return found
-    return {"predict" if kind == "regressor" else "transform": {"output": outputs[0]}}
-
-
-class OnnxModel:
-    """An onnxruntime session behind the scikit-learn methods the service calls.
-
-    Only the methods recorded in the graph exist as attributes, so `hasattr`-style checks
-    see exactly the estimator's method set; the others raise AttributeError as scikit-learn
-    does for a method an estimator lacks.
-    """
-
-    def __init__(self, session: Any, meta: dict[str, str]) -> None:
-        self.session = session
-        self.kind = meta.get("mlserver.kind", "regressor")
-        self.inputs = orjson.loads(meta["mlserver.inputs"])
-        self.outputs = [o.name for o in session.get_outputs()]
-        if "mlserver.methods" in meta:
-            self._methods = orjson.loads(meta["mlserver.methods"])
-        else:
-            self._methods = _legacy_methods(self.kind, self.outputs)
-        if "mlserver.classes" in meta:
-            self.classes_ = np.asarray(orjson.loads(meta["mlserver.classes"]))
-        if "mlserver.feature_names_out" in meta:
-            self._names_out = np.asarray(orjson.loads(meta["mlserver.feature_names_out"]))
-        self.feature_names_in_ = np.asarray([c for spec in self.inputs for c in spec["columns"]])
-        self._names = [str(c) for c in self.feature_names_in_]
-        self._single = len(self.inputs) == 1 and self.inputs[0]["type"] == "float"
-        self._model_name = meta.get("mlserver.name", "the model")
-        self._allow_nan = orjson.loads(meta.get("mlserver.allow_nan", "false"))
-
-    @property
-    def methods(self) -> list[str]:
-        """The methods this graph serves, in the service's order."""
-        return [m for m in _METHODS if m in self._methods]
-
-    @property
-    def labels(self) -> bool:
-        """Whether `predict` gives labels (compared exactly) rather than values."""
-        return self.kind in ("classifier", "clusterer", "outlier")
-
-    @property
-    def takes_arrays(self) -> bool:
-        """One float input: the conformed rows as an array are exactly its tensor."""
-        return self._single
-
-    def __getattr__(self, name: str) -> Any:
-        # NOTE: only reached when normal lookup fails; `vars` avoids recursing before
-        # __init__ has set the method table.
-        methods = vars(self).get("_methods", {})
-        if name in methods:
-            return lambda x: self._call(name, x)
-        if name == "get_feature_names_out" and "_names_out" in vars(self):
-            return lambda input_features=None: self._names_out
-        raise AttributeError(f"{type(self).__name__} of this graph has no attribute {name!r}")
-
-    def _call(self, method: str, x: Any) -> np.ndarray:
-        spec = self._methods[method]
-        values = self._run(spec["output"], x)
-        if method == "predict" and self.labels:
-            return np.ravel(values)
-        if spec.get("binary") and values.ndim == 2 and values.shape[1] == 2:
-            return values[:, 1]  # a binary score is the positive (last) class's, as sklearn's
-        return _squeeze(values) if method in ("predict", "decision_function") else values
-
-    def _feed(self, x: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
-        """Input tensors straight from the frame's columns, in the training order."""
-        # NOTE: a value beyond float32's range casts to infinity, which `_finite` refuses;
-        # numpy's overflow warning on the way would only obscure that.
-        with np.errstate(over="ignore"):
-            return self._tensors(x)
-
-    def _tensors(self, x: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
-        if isinstance(x, np.ndarray) and self._single:
-            return {"input": self._finite(np.ascontiguousarray(x, dtype=np.float32))}
-        if self._single and [str(c) for c in x.columns] == self._names:
-            # PERF: the service hands over frames already in training order: no column lookup.
-            return {"input": self._finite(x.to_numpy(dtype=np.float32))}
-        feed = {}
-        for spec in self.inputs:
-            columns = _labels(x, spec)
-            if spec["type"] == "float":
-                values = self._finite(x[columns].to_numpy(dtype=np.float32))
-            elif spec["type"] == "int64":
-                values = x[columns].to_numpy(dtype=np.int64)
-            else:
-                values = x[columns].astype(str).to_numpy(dtype=object)
-            feed[spec["name"]] = values
-        return feed
-
-    def _finite(self, values: np.ndarray) -> np.ndarray:
-        """Refuse what scikit-learn would refuse, and what float32 cannot hold.
-
-        NOTE: a graph computes something for NaN and infinity where the estimator raises,
-        and values beyond float32's range (~3.4e38) turn into infinity in the tensor.
-        """
-        # PERF: one pass over the tensor: ~3 µs for one row, ~22 µs for 10k x 10 (measured).
-        if np.isfinite(values).all():
-            return values
-        if np.isinf(values).any():
-            raise ValueError(
-                "x has infinite values or values beyond float32's range (about 3.4e38), "
-                "which the ONNX graph cannot compute with"
-            )
-        if not self._allow_nan:
-            raise ValueError(f"x has missing values (NaN), which {self._model_name} does not take")
-        return values
-
-    def _run(self, output: str, x: Any) -> np.ndarray:
-        try:
-            return self.session.run([output], self._feed(x))[0]
-        except Exception as exc:
-            # NOTE: onnxruntime's pybind exceptions (InvalidArgument, Fail, RuntimeException)
-            # derive from Exception only; input the graph cannot take is the caller's
-            # problem (a 422), not a bug in the server.
-            if type(exc).__module__.startswith("onnxruntime"):
-                raise ValueError(f"onnxruntime cannot run the graph: {_brief(exc)}") from None
-            raise
-
-
-def _rounded(rows: pd.DataFrame, inputs: list[dict[str, Any]]) -> pd.DataFrame:
-    """The rows as the graph sees them: float inputs rounded to float32, dtypes kept."""
-    rounded = rows.copy()
-    floats = {c for spec in inputs if spec["type"] == "float" for c in spec["columns"]}
-    for column in rows.columns:
-        if str(column) not in floats:
-            continue
-        try:
-            values = rows[column].to_numpy(dtype=np.float32)
-            rounded[column] = pd.Series(values, index=rows.index).astype(rows[column].dtype)
-        except (TypeError, ValueError):  # e.g. a nullable column with NA: leave it as it is
-            continue
-    return rounded
-
-
-def _dense(values: Any) -> np.ndarray:
-    if hasattr(values, "toarray"):  # a scipy sparse matrix: the graph gives it dense
-        values = values.toarray()
-    if isinstance(values, pd.DataFrame | pd.Series):
-        values = values.to_numpy()
-    return np.asarray(values)
-
-
-def _difference(expected: Any, got: np.ndarray, *, exact: bool) -> str | None:
-    """How the graph's answer differs from the model's, or None when they agree."""
-    expected, got = _dense(expected), np.asarray(got)
-    rows = len(expected)
-    if expected.shape != got.shape:
-        if expected.size == got.size and len(got) == rows:
-            got = got.reshape(expected.shape)
-        else:
-            return f"shape {got.shape} instead of {expected.shape}"
-    if exact or expected.dtype.kind not in "fc" or got.dtype.kind not in "fc":
-        same = expected == got if expected.dtype == got.dtype else _same_labels(expected, got)
-        same = np.asarray(same).reshape(rows, -1).all(axis=1)
-        if same.all():
-            return None
-        first = int(np.argmin(same))
-        return (
-            f"{int((~same).sum())} of {rows} labels differ "
-            f"(row {first}: {_item(got[first])!r} instead of {_item(expected[first])!r})"
-        )
-    expected = expected.astype(np.float64)
-    got = got.astype(np.float64)
-    nan = np.isnan(expected) | np.isnan(got)
-    scale = max(1.0, float(np.nanmax(np.abs(expected), initial=0.0)))
-    tolerance = ABSOLUTE_TOLERANCE * scale + RELATIVE_TOLERANCE * np.abs(expected)
-    gap = np.abs(expected - got)
-    bad = np.where(nan, np.isnan(expected) != np.isnan(got), gap > tolerance)
-    bad = np.asarray(bad).reshape(rows, -1).any(axis=1)
-    if not bad.any():
-        return None
-    return (
-        f"{int(bad.sum())} of {rows} rows differ by more than the tolerance (max difference "
-        f"{float(np.nanmax(np.where(nan, 0.0, gap))):.3g} on values up to {scale:.3g}; "
-        f"allowed {ABSOLUTE_TOLERANCE:g} x max(1, largest value) + {RELATIVE_TOLERANCE:g} x value)"
-    )
-
-
-def _item(value: Any) -> Any:
-    return value.tolist() if hasattr(value, "tolist") else value
-
-
-def _same_labels(expected: np.ndarray, got: np.ndarray) -> np.ndarray:
-    """Element-wise equality of labels whose arrays differ in dtype (int64 vs object, say)."""
-    return np.asarray(
-        [a == b for a, b in zip(expected.ravel().tolist(), got.ravel().tolist(), strict=True)]
-    ).reshape(expected.shape)
-
-
-def _labels(x: pd.DataFrame, spec: dict[str, Any]) -> list[Any]:
-    """The frame's own labels for the spec's (string) column names."""
-    by_name = {str(c): c for c in x.columns}
-    return [by_name[c] for c in spec["columns"]]
-
-
-def _squeeze(values: np.ndarray) -> np.ndarray:
-    return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values

@@ -1,9 +1,26 @@
-"""peewee table definitions, built per database so that stores never share class state."""
+"""The versions table: its peewee definition (built per database so that stores never share
+class state), the columns later releases added, and a row read back as a Version."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
 import peewee
+from playhouse.migrate import SchemaMigrator, migrate
 from playhouse.sqlite_ext import AutoIncrementField
+
+from mlserver.store.base import Status, Version
+
+__all__ = [
+    "ADDED_COLUMNS",
+    "TABLE_NAME",
+    "add_missing_columns",
+    "make_version_table",
+    "version_from_row",
+]
 
 TABLE_NAME = "mlserver_versions"
 #: Longest stored signature: a key id of up to 64 characters, ":" and 64 hex digits.
@@ -56,3 +73,43 @@ def make_version_table(db: peewee.Database) -> type[peewee.Model]:
         )
     )
     return VersionRow
+
+
+def add_missing_columns(db: peewee.Database, rows: type[peewee.Model]) -> None:
+    """Add the columns a table created by an older release lacks (all nullable)."""
+    present = {column.name for column in db.get_columns(TABLE_NAME)}
+    migrator = SchemaMigrator.from_database(db)
+    for name in ADDED_COLUMNS:
+        if name in present:
+            continue
+        try:
+            migrate(migrator.add_column(TABLE_NAME, name, rows._meta.fields[name]))
+        except (peewee.OperationalError, peewee.ProgrammingError):
+            # Another process added it between our look and our ALTER TABLE.
+            if name not in {column.name for column in db.get_columns(TABLE_NAME)}:
+                raise
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def version_from_row(data: Mapping[str, Any]) -> Version:
+    """A Version from column values; a freshly created row lacks its unset columns."""
+    return Version(
+        id=data["id"],
+        model=data["model"],
+        key=data["key"],
+        version=data["version"],
+        status=Status(data["status"]),
+        created=_aware(data["created"]),
+        started=_aware(data.get("started")),
+        finished=_aware(data.get("finished")),
+        serializer=data.get("serializer"),
+        sha256=data.get("sha256"),
+        signature=data.get("signature"),
+        size=data.get("size"),
+        error=data.get("error"),
+        worker=data.get("worker"),
+        metadata=orjson.loads(data.get("metadata") or "{}"),
+    )

@@ -6,12 +6,7 @@ import collections
 import contextlib
 import functools
 import hashlib
-import importlib
-import math
-import os
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -19,9 +14,6 @@ from urllib.parse import urlparse
 
 import orjson
 import peewee
-from playhouse import db_url
-from playhouse.migrate import SchemaMigrator, migrate
-from playhouse.pool import PooledPostgresqlDatabase
 
 from mlserver.config import Settings
 from mlserver.errors import (
@@ -33,8 +25,10 @@ from mlserver.errors import (
     StaleBase,
     StoreError,
 )
-from mlserver.store._tables import ADDED_COLUMNS, TABLE_NAME, make_version_table
+from mlserver.store._tables import add_missing_columns, make_version_table, version_from_row
 from mlserver.store.base import Claim, Status, Store, Version
+from mlserver.store.database import PostgresPool, open_database
+from mlserver.store.deadlines import Deadlines
 
 __all__ = ["SQLStore"]
 
@@ -46,10 +40,6 @@ T = TypeVar("T")
 def _now() -> datetime:
     # Stored naive in UTC: SQLite has no time zones and PostgreSQL's `timestamp` keeps none.
     return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
 def _names(model: str, key: str | None = None) -> None:
@@ -81,261 +71,9 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-#: libpq's shortest `connect_timeout` (it reads 1 as 2).
-_MIN_CONNECT_SECONDS = 2
 #: The slowest transfer a blob statement is given time for, on top of the timeout (a 200 MiB
 #: blob took 21 s to store on PostgreSQL on a loaded 2-core machine: ~10 MiB/s).
 _BLOB_BYTES_PER_SECOND = 4 * 1024 * 1024
-
-
-class _Call:
-    __slots__ = ("broken", "conn", "deadline")
-
-    def __init__(self, deadline: float, conn: Any) -> None:
-        self.deadline = deadline
-        self.conn = conn
-        self.broken = False
-
-
-class _Deadlines:
-    """Per-thread deadlines of a store's database calls, kept by a thread of its own that
-    breaks the connection of a call still waiting when its deadline passes.
-
-    NOTE: `statement_timeout` only stops what the server runs, and TCP keepalives and
-    `tcp_user_timeout` only notice a peer whose kernel stopped answering: a server, proxy or
-    pooler that keeps the connection open and never replies passes all three, and libpq
-    waits for its answer forever. Shutting the socket down makes that wait end at once, with
-    an error, and the pool discards the connection.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self._lock = threading.Condition()
-        self._calls: dict[int, _Call] = {}
-        self._wake_at = float("inf")
-        self._thread: threading.Thread | None = None
-        #: Bumped by `close`: the thread of an older generation ends.
-        self._generation = 0
-
-    @contextlib.contextmanager
-    def within(self, seconds: float) -> Iterator[None]:
-        """The database calls of this block, on this thread, have `seconds` in all; an inner
-        block keeps the outer deadline."""
-        if getattr(self._local, "deadline", None) is not None:
-            yield
-            return
-        self._local.deadline = time.monotonic() + seconds
-        self._local.seconds = seconds
-        try:
-            yield
-        finally:
-            self._local.deadline = None
-
-    def extend(self, seconds: float) -> None:
-        """Give the current block `seconds` more (a blob takes time to travel)."""
-        if getattr(self._local, "deadline", None) is not None and seconds > 0:
-            self._local.deadline += seconds
-            self._local.seconds += seconds
-
-    def remaining(self) -> float | None:
-        deadline = getattr(self._local, "deadline", None)
-        return None if deadline is None else deadline - time.monotonic()
-
-    def timed_out(self) -> StoreError:
-        seconds = getattr(self._local, "seconds", 0.0)
-        return StoreError(
-            f"the database did not answer within {seconds:.3g} s (database_timeout_seconds)"
-        )
-
-    def check(self) -> None:
-        """StoreError if this thread's deadline has passed (e.g. while it waited for a lock)."""
-        remaining = self.remaining()
-        if remaining is not None and remaining <= 0:
-            raise self.timed_out()
-
-    @contextlib.contextmanager
-    def watching(self, conn: Any) -> Iterator[None]:
-        """Break `conn` if this block outlives the thread's deadline, and then raise
-        StoreError; without a deadline the block is not watched."""
-        deadline = getattr(self._local, "deadline", None)
-        if deadline is None:
-            yield
-            return
-        call = _Call(deadline, conn)
-        with self._lock:
-            self._calls[id(call)] = call
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run,
-                    args=(self._generation,),
-                    name="mlserver-db-deadlines",
-                    daemon=True,
-                )
-                self._thread.start()
-            if deadline < self._wake_at:
-                self._lock.notify()
-        try:
-            yield
-        except Exception as exc:
-            if call.broken:
-                raise self.timed_out() from exc
-            raise
-        finally:
-            with self._lock:  # once removed, the call can no longer be broken
-                self._calls.pop(id(call), None)
-        if call.broken:  # it ended in the same instant its deadline passed
-            raise self.timed_out()
-
-    def _run(self, generation: int) -> None:
-        with self._lock:
-            while generation == self._generation:
-                now = time.monotonic()
-                waiting = []
-                for call in self._calls.values():
-                    if call.broken:
-                        continue
-                    if call.deadline <= now:
-                        call.broken = True
-                        _break(call.conn)
-                    else:
-                        waiting.append(call.deadline)
-                self._wake_at = min(waiting, default=float("inf"))
-                self._lock.wait(None if not waiting else self._wake_at - now)
-
-    def close(self) -> None:
-        """End the thread; a later call starts a new one."""
-        with self._lock:
-            self._generation += 1
-            self._thread = None
-            self._wake_at = float("inf")
-            self._lock.notify_all()
-
-
-def _break(conn: Any) -> None:
-    """Shut a connection's socket down (never close its descriptor, which libpq owns): its
-    blocked read returns and the driver reports the connection lost."""
-    if getattr(conn, "closed", 0):
-        return
-    try:
-        sock = socket.socket(fileno=os.dup(conn.fileno()))
-    except OSError:  # the descriptor is gone: nothing left to break
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:  # already disconnected
-        pass
-    finally:
-        sock.close()
-
-
-class _PostgresPool(PooledPostgresqlDatabase):
-    """peewee's PostgreSQL pool whose check-outs keep the calling thread's deadline.
-
-    NOTE: peewee checks an idle connection with a round trip (`SELECT 1`) while it holds
-    the pool's lock; unwatched, one silent connection would block every thread.
-    """
-
-    deadlines: _Deadlines
-
-    def _connect(self) -> Any:
-        self.deadlines.check()  # it may have waited for the lock past its deadline
-        return super()._connect()
-
-    def _is_closed(self, conn: Any) -> bool:
-        if conn.closed:
-            return True
-        try:
-            with self.deadlines.watching(conn):
-                return super()._is_closed(conn)
-        except StoreError:
-            self._close_raw(conn)
-            raise
-
-    def _can_reuse(self, conn: Any) -> bool:
-        try:
-            with self.deadlines.watching(conn):
-                return super()._can_reuse(conn)
-        except StoreError:
-            return False
-
-
-def _postgres_driver() -> None:
-    """ConfigurationError naming the extra to install when no PostgreSQL driver imports."""
-    for name in ("psycopg2", "psycopg"):
-        try:
-            importlib.import_module(name)
-            return
-        except ImportError:
-            continue
-    raise ConfigurationError(
-        "a postgresql:// store needs the PostgreSQL driver: pip install 'ml-server[postgres]'"
-    )
-
-
-def _postgres_options(kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """libpq parameters bounding every wait on the server; the URL's own values win."""
-    seconds = max(1, math.ceil(timeout))
-    bounds: dict[str, Any] = {
-        # The whole connection start-up, TCP and authentication alike.
-        "connect_timeout": max(_MIN_CONNECT_SECONDS, seconds),
-        # Sent data unacknowledged this long, and an idle connection whose peer vanished
-        # (probed every third of the timeout), count as a lost connection.
-        "tcp_user_timeout": seconds * 1000,
-        "keepalives": 1,
-        "keepalives_idle": seconds,
-        "keepalives_interval": max(1, seconds // 3),
-        "keepalives_count": 3,
-    }
-    merged = {**bounds, **kwargs}
-    # The server ends statements running longer (lock waits included); a URL's own
-    # `options` come after ours, so its settings win.
-    given = kwargs.get("options")
-    statement = f"-c statement_timeout={int(timeout * 1000)}"
-    merged["options"] = statement if not given else f"{statement} {given}"
-    return merged
-
-
-def _open(
-    given: str, timeout: float, max_connections: int, deadlines: _Deadlines
-) -> peewee.Database:
-    scheme, _, rest = given.partition("://")
-    if scheme not in db_url.schemes:
-        raise ConfigurationError(
-            f"unsupported store URL scheme {scheme!r}; use sqlite:///path.db or postgresql://..."
-        )
-    # PERF: every URL gets a pool: a fresh connection per call costs more than the query
-    # (SQLite re-runs its pragmas, PostgreSQL authenticates).
-    base = scheme.removesuffix("+pool")
-    if base in ("postgres", "postgresql"):
-        base = "postgresql"
-    url = f"{base}+pool://{rest}"
-    # The wait for a free pooled connection is bounded like any other wait.
-    pool = {"max_connections": max_connections, "stale_timeout": 300, "timeout": timeout}
-    if base == "sqlite":
-        if db_url.parse(url).get("database") in (None, "", ":memory:"):
-            # NOTE: each pooled connection would see a new, empty in-memory database.
-            raise ConfigurationError(
-                f"SQLite needs a file: sqlite:///path/to/models.db, not {given!r}"
-            )
-        # NOTE: WAL lets readers run beside the one writer; IMMEDIATE transactions take the
-        # write lock up front so concurrent claims wait (busy timeout) instead of deadlocking.
-        pragmas = {
-            "journal_mode": "wal",
-            "synchronous": "normal",
-            "busy_timeout": int(timeout * 1000),
-        }
-        return db_url.connect(
-            url, pragmas=pragmas, lock_type="IMMEDIATE", check_same_thread=False, **pool
-        )
-    if base != "postgresql":
-        return db_url.connect(url, **pool)
-    _postgres_driver()
-    kwargs = db_url.parse(url)
-    if not kwargs.get("database"):
-        return db_url.connect(url)  # raises peewee's message for a URL without a database
-    db = _PostgresPool(**_postgres_options(kwargs, timeout), **pool)
-    db.deadlines = deadlines
-    return db
 
 
 class SQLStore(Store):
@@ -355,13 +93,13 @@ class SQLStore(Store):
         self.timeout = float(timeout if busy_timeout is None else busy_timeout)
         if self.timeout <= 0:
             raise ConfigurationError(f"store timeout must be positive, got {self.timeout!r}")
-        self._deadlines = _Deadlines()
+        self._deadlines = Deadlines()
         try:
-            self._db = _open(url, self.timeout, max_connections, self._deadlines)
+            self._db = open_database(url, self.timeout, max_connections, self._deadlines)
         except (ValueError, RuntimeError) as exc:
             raise ConfigurationError(f"bad store URL: {exc}") from None
-        #: Calls on PostgreSQL are watched (see _Deadlines); SQLite waits at most its busy timeout.
-        self._watched = isinstance(self._db, _PostgresPool)
+        #: Calls on PostgreSQL are watched (see Deadlines); SQLite waits at most its busy timeout.
+        self._watched = isinstance(self._db, PostgresPool)
         self.url = url
         self._rows = make_version_table(self._db)
         self._schema_ready = False
@@ -421,46 +159,15 @@ class SQLStore(Store):
                     # Another process created it between our check and our CREATE: the
                     # second pass finds everything and creates nothing.
                     self._db.create_tables([self._rows], safe=True)
-                self._add_missing_columns()
+                add_missing_columns(self._db, self._rows)
             self._schema_ready = True
-
-    def _add_missing_columns(self) -> None:
-        """Add the columns a table created by an older release lacks (all nullable)."""
-        present = {column.name for column in self._db.get_columns(TABLE_NAME)}
-        migrator = SchemaMigrator.from_database(self._db)
-        for name in ADDED_COLUMNS:
-            if name in present:
-                continue
-            try:
-                migrate(migrator.add_column(TABLE_NAME, name, self._rows._meta.fields[name]))
-            except (peewee.OperationalError, peewee.ProgrammingError):
-                # Another process added it between our look and our ALTER TABLE.
-                if name not in {column.name for column in self._db.get_columns(TABLE_NAME)}:
-                    raise
 
     def _count_error(self, operation: str) -> None:
         with self._errors_lock:
             self._errors[operation] += 1
 
-    def _version(self, data: Mapping[str, Any]) -> Version:
-        """A Version from column values; a freshly created row lacks its unset columns."""
-        return Version(
-            id=data["id"],
-            model=data["model"],
-            key=data["key"],
-            version=data["version"],
-            status=Status(data["status"]),
-            created=_aware(data["created"]),
-            started=_aware(data.get("started")),
-            finished=_aware(data.get("finished")),
-            serializer=data.get("serializer"),
-            sha256=data.get("sha256"),
-            signature=data.get("signature"),
-            size=data.get("size"),
-            error=data.get("error"),
-            worker=data.get("worker"),
-            metadata=orjson.loads(data.get("metadata") or "{}"),
-        )
+    #: A Version from column values (see version_from_row).
+    _version = staticmethod(version_from_row)
 
     def _select(self) -> peewee.ModelSelect:
         return self._rows.select(*self._meta_columns)

@@ -1,0 +1,100 @@
+"""One training job as a pure function: fit (or update), serialize, verify, describe a failure.
+
+`train` needs no store and no HTTP, so the same code runs on a thread pool, a process pool or
+a Dask cluster; `TrainingTask` and `Artifact` are what travels there and back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from concurrent.futures import CancelledError
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from mlserver.serializers.base import Serializer
+from mlserver.wrapper import ModelWrapper
+
+__all__ = ["Artifact", "TrainingTask", "describe", "train"]
+
+_MAX_ERROR = 4000
+
+# NOTE: Dask's scheduler raises this when it cannot unpickle a job; the cause (e.g. the missing
+# module) stays in the scheduler's log. mlserver's own Dask submissions never reach it (see
+# cluster.py), but a job submitted by other means can.
+_DASK_GRAPH_ERROR = "Error during deserialization of the task graph"
+_DASK_SCHEDULER_CANNOT_UNPICKLE = (
+    'the Dask scheduler could not unpickle the job (Dask: "Error during deserialization of the '
+    "task graph\"): a module the job refers to is missing there (the scheduler's log names it): "
+    "install it on the scheduler, with the same Python and Dask versions as the server"
+)
+
+
+@dataclass(frozen=True)
+class TrainingTask:
+    """Everything a fit or update needs; picklable so it can travel to another process."""
+
+    wrapper: ModelWrapper
+    x: pd.DataFrame
+    y: pd.Series | pd.DataFrame | None
+    model: Any = None  # a fresh model from make_model, for fit
+    base_blob: bytes | None = None  # the version to update, for update
+    algkwargs: Mapping[str, Any] = field(default_factory=dict)
+    schema: Any = None
+    base_serializer: Serializer | None = None  # what base_blob was written with (default: own)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A fitted model as bytes, ready for `Store.finish`."""
+
+    blob: bytes
+    sha256: str
+    serializer: str
+    metadata: Mapping[str, Any]
+
+
+def train(task: TrainingTask) -> Artifact:
+    """Fit (or update) and serialize; any exception is the job's failure."""
+    wrapper = task.wrapper
+    serializer = wrapper.get_serializer()
+    started = time.perf_counter()
+    # A fit or update that returns None changed the model in place, as sklearn's do.
+    if task.base_blob is None:
+        fitted = wrapper.fit(task.model, task.x, task.y, **task.algkwargs)
+        fitted = task.model if fitted is None else fitted
+    else:
+        base = (task.base_serializer or serializer).loads_for_update(task.base_blob)
+        fitted = wrapper.update(base, task.x, task.y)
+        fitted = base if fitted is None else fitted
+    seconds = time.perf_counter() - started
+    blob = serializer.dumps(fitted, task.schema)
+    serializer.verify(fitted, blob, task.x)  # e.g. ONNX: same answers on the training rows
+    return Artifact(
+        blob=blob,
+        sha256=hashlib.sha256(blob).hexdigest(),
+        serializer=serializer.name,
+        metadata={
+            "training_seconds": round(seconds, 6),
+            "serialized_bytes": len(blob),
+            "user": dict(wrapper.metadata(fitted, task.x, task.y) or {}),
+        },
+    )
+
+
+def describe(exc: BaseException) -> str:
+    """The error text stored with a FAILED version: type and message, bounded."""
+    if isinstance(exc, CancelledError):
+        # NOTE: not only a shutdown: a Dask client cancels running jobs when it loses its
+        # scheduler, and the reason does not reach this future.
+        return (
+            "cancelled: the server shut down before the job started, or the executor dropped "
+            "it (e.g. its Dask scheduler went away)"
+        )
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, RuntimeError) and str(exc).startswith(_DASK_GRAPH_ERROR):
+        text = _DASK_SCHEDULER_CANNOT_UNPICKLE
+    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
