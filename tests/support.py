@@ -10,13 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import falcon.testing
 import numpy as np
 import pandas as pd
+import requests
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegressor
 
 from mlserver import ModelWrapper, Registry, wrap_estimator
 from mlserver.serializers import Serializer
+from mlserver.store._tables import TABLE_NAME
 
 
 class Slow(ModelWrapper):
@@ -151,9 +154,129 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02) -> Any:
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+# -- round trips: the same calls in process (falcon's TestClient) and over real HTTP ---------
+
+#: Where the calls go: an app's TestClient, a server's base URL, or anything with a `url`.
+Target = Any
+
+
+def _send(target: Target, verb: str, model: str, **request: Any) -> Any:
+    """One request to `/{model}`: a falcon Result in process, a requests Response over HTTP."""
+    if isinstance(target, falcon.testing.TestClient):
+        return target.simulate_request(verb, f"/{model}", **request)
+    base = getattr(target, "url", target)
+    return requests.request(verb, f"{base}/{model}", timeout=30, **request)
+
+
+def answer(response: Any) -> Any:
+    """The JSON body of a falcon Result or of a requests Response."""
+    return response.json if isinstance(response, falcon.testing.Result) else response.json()
+
+
+def split(data: pd.DataFrame | pd.Series) -> str:
+    """`data` as the string `to_json(orient="split")` writes, the form the old clients sent."""
+    return data.to_json(orient="split")
+
+
+def fit_body(x: pd.DataFrame, y: pd.Series | pd.DataFrame | None = None, **params: Any) -> dict:
+    """A PUT/PATCH body with `x` (and `y`) in orient split, plus `params`."""
+    body = {"x": split(x), "orient": "split", **params}
+    if y is not None:
+        body["y"] = split(y)
+    return body
+
+
+def predict_body(key: str, x: pd.DataFrame, **params: Any) -> dict:
+    """A POST body asking `key` for predictions on `x` in orient split."""
+    return {"x": split(x), "orient": "split", "model-key": key, **params}
+
+
+def put(target: Target, model: str, x: pd.DataFrame, y: Any = None, **params: Any) -> str:
+    """PUT a training job (or find the one already there); the model-key it answers."""
+    response = _send(target, "PUT", model, json=fit_body(x, y, **params))
+    assert response.status_code in (200, 202), response.text
+    return answer(response)["model-key"]
+
+
+def status(target: Target, model: str, key: str) -> dict:
+    """GET the status body of a key."""
+    return answer(_send(target, "GET", model, params={"model-key": key}))
+
+
+def settled(target: Target, model: str, key: str, timeout: float = 20.0) -> dict:
+    """Poll a key's status until it is no longer RUNNING; that status body."""
+    return wait_until(
+        lambda: (s := status(target, model, key))["status"] != "RUNNING" and s, timeout
+    )
+
+
+def train(
+    target: Target, model: str, x: pd.DataFrame, y: Any = None, **params: Any
+) -> tuple[str, dict]:
+    """PUT then wait until the version is no longer RUNNING: the key and its final status."""
+    key = put(target, model, x, y, **params)
+    return key, settled(target, model, key)
+
+
+def predict(target: Target, model: str, key: str, x: pd.DataFrame, **params: Any) -> Any:
+    """POST `x` to a key (`params` such as `method` added to the body); the raw response."""
+    return _send(target, "POST", model, json=predict_body(key, x, **params))
+
+
+# -- the stored rows, read and written as a plain database client would -----------------------
+
+
+def raw_sql(store_url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement on a plain DB-API connection to a store's database (sqlite3 or
+    psycopg2, `?` placeholders on both) and commit; the rows it returns. For tests that
+    tamper with stored rows on purpose, behind the store's back."""
+    if store_url.startswith("sqlite:///"):
+        import sqlite3
+
+        connection = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+    else:
+        import psycopg2
+
+        connection = psycopg2.connect(store_url)
+        sql = sql.replace("?", "%s")
+    try:
+        cursor = connection.cursor()
+        cursor.execute(sql.format(table=TABLE_NAME), params)
+        rows = cursor.fetchall() if cursor.description else []
+        connection.commit()
+        return rows
+    finally:
+        connection.close()
+
+
+def raw_integrity_errors() -> tuple[type[Exception], ...]:
+    """What a plain connection raises when a statement breaks a constraint, on either backend."""
+    import sqlite3
+
+    import psycopg2
+
+    return (sqlite3.IntegrityError, psycopg2.IntegrityError)
+
+
+# -- server processes ----------------------------------------------------------------------
+
 _SCRIPT = Path(sys.executable).with_name("ml-server")
 #: How to run the CLI: the venv's console script, or the module where there is none.
 ML_SERVER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
+
+
+def serve_command(store_url: str, *options: str, target: str | None = None) -> list[str]:
+    """The `ml-server serve` command line of a test server: this module's registry unless
+    `target` says otherwise, on a free port."""
+    target = target or f"{Path(__file__)}:registry"
+    return [*ML_SERVER, "serve", target, "--port", "0", "--store", store_url, *options]
+
+
+def server_environment(env: dict | None = None) -> dict:
+    """This process's environment without any MLSERVER_ setting, plus `env`: the tests choose
+    every setting, none leaks in from the environment running them."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+    return {**environ, **(env or {})}
 
 
 class ServerProcess:
@@ -169,15 +292,12 @@ class ServerProcess:
         env: dict | None = None,
         stderr: bool = False,
     ) -> None:
-        target = target or f"{Path(__file__)}:registry"
-        # The tests choose every setting: none leaks in from the environment running them.
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
         self.process = subprocess.Popen(
-            [*ML_SERVER, "serve", target, "--port", "0", "--store", store_url, *options],
+            serve_command(store_url, *options, target=target),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if stderr else None,
             text=True,
-            env={**environ, **(env or {})},
+            env=server_environment(env),
         )
         line = self.process.stdout.readline()
         if " on http://" not in line:
