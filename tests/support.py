@@ -1,24 +1,31 @@
-"""Tiny real models and helpers shared by the tests (and the server the end-to-end tests run)."""
+"""What the tests share: tiny real models and data, the round trips of the HTTP contract (in
+process and over real HTTP alike), plain database access for tests that tamper with stored
+rows, and the one way to start `ml-server serve` in its own process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import falcon.testing
 import numpy as np
 import pandas as pd
+import psycopg2
 import requests
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegressor
 
-from mlserver import ModelWrapper, Registry, wrap_estimator
+from mlserver import ModelWrapper, Registry, create_app, wrap_estimator
 from mlserver.serializers import Serializer
+from mlserver.store import SQLStore
 from mlserver.store._tables import TABLE_NAME
 
 
@@ -160,12 +167,27 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02) -> Any:
 Target = Any
 
 
-def _send(target: Target, verb: str, model: str, **request: Any) -> Any:
+@contextlib.contextmanager
+def in_process(
+    models: Registry, store_url: str, **options: Any
+) -> Iterator[falcon.testing.TestClient]:
+    """An app serving `models` on a fresh SQLStore at `store_url` (`options` go to create_app),
+    called in process; app and store are closed at the end."""
+    store = SQLStore(store_url)
+    app = create_app(models, store, **options)
+    try:
+        yield falcon.testing.TestClient(app)
+    finally:
+        app.close()
+        store.close()
+
+
+def request(target: Target, verb: str, model: str, **options: Any) -> Any:
     """One request to `/{model}`: a falcon Result in process, a requests Response over HTTP."""
     if isinstance(target, falcon.testing.TestClient):
-        return target.simulate_request(verb, f"/{model}", **request)
+        return target.simulate_request(verb, f"/{model}", **options)
     base = getattr(target, "url", target)
-    return requests.request(verb, f"{base}/{model}", timeout=30, **request)
+    return requests.request(verb, f"{base}/{model}", timeout=30, **options)
 
 
 def answer(response: Any) -> Any:
@@ -173,34 +195,41 @@ def answer(response: Any) -> Any:
     return response.json if isinstance(response, falcon.testing.Result) else response.json()
 
 
-def split(data: pd.DataFrame | pd.Series) -> str:
-    """`data` as the string `to_json(orient="split")` writes, the form the old clients sent."""
-    return data.to_json(orient="split")
-
-
 def fit_body(x: pd.DataFrame, y: pd.Series | pd.DataFrame | None = None, **params: Any) -> dict:
-    """A PUT/PATCH body with `x` (and `y`) in orient split, plus `params`."""
-    body = {"x": split(x), "orient": "split", **params}
+    """A PUT/PATCH body with `x` (and `y`) as pandas JSON text in `params`' orient (split
+    unless it names one), plus `params`."""
+    orient = params.setdefault("orient", "split")
+    body = {"x": x.to_json(orient=orient), **params}
     if y is not None:
-        body["y"] = split(y)
+        body["y"] = y.to_json(orient=orient)
     return body
 
 
 def predict_body(key: str, x: pd.DataFrame, **params: Any) -> dict:
-    """A POST body asking `key` for predictions on `x` in orient split."""
-    return {"x": split(x), "orient": "split", "model-key": key, **params}
+    """A POST body asking `key` for predictions on `x`, in `params`' orient (split unless it
+    names one)."""
+    return fit_body(x, **{"model-key": key, **params})
 
 
-def put(target: Target, model: str, x: pd.DataFrame, y: Any = None, **params: Any) -> str:
-    """PUT a training job (or find the one already there); the model-key it answers."""
-    response = _send(target, "PUT", model, json=fit_body(x, y, **params))
-    assert response.status_code in (200, 202), response.text
+def put(
+    target: Target,
+    model: str,
+    x: pd.DataFrame,
+    y: Any = None,
+    *,
+    expect: tuple[int, ...] = (200, 202),
+    **params: Any,
+) -> str:
+    """PUT a training job (or find the one already there), asserting the answer's code is in
+    `expect`; the model-key it answers."""
+    response = request(target, "PUT", model, json=fit_body(x, y, **params))
+    assert response.status_code in expect, (response.status_code, response.text)
     return answer(response)["model-key"]
 
 
 def status(target: Target, model: str, key: str) -> dict:
     """GET the status body of a key."""
-    return answer(_send(target, "GET", model, params={"model-key": key}))
+    return answer(request(target, "GET", model, params={"model-key": key}))
 
 
 def settled(target: Target, model: str, key: str, timeout: float = 20.0) -> dict:
@@ -211,16 +240,24 @@ def settled(target: Target, model: str, key: str, timeout: float = 20.0) -> dict
 
 
 def train(
-    target: Target, model: str, x: pd.DataFrame, y: Any = None, **params: Any
+    target: Target,
+    model: str,
+    x: pd.DataFrame,
+    y: Any = None,
+    *,
+    expect: tuple[int, ...] = (202,),
+    timeout: float = 20.0,
+    **params: Any,
 ) -> tuple[str, dict]:
-    """PUT then wait until the version is no longer RUNNING: the key and its final status."""
-    key = put(target, model, x, y, **params)
-    return key, settled(target, model, key)
+    """PUT a job (a new one: 202, unless `expect` says otherwise), then wait until it is no
+    longer RUNNING: the key and its final status."""
+    key = put(target, model, x, y, expect=expect, **params)
+    return key, settled(target, model, key, timeout)
 
 
 def predict(target: Target, model: str, key: str, x: pd.DataFrame, **params: Any) -> Any:
     """POST `x` to a key (`params` such as `method` added to the body); the raw response."""
-    return _send(target, "POST", model, json=predict_body(key, x, **params))
+    return request(target, "POST", model, json=predict_body(key, x, **params))
 
 
 # -- the stored rows, read and written as a plain database client would -----------------------
@@ -231,12 +268,8 @@ def raw_sql(store_url: str, sql: str, params: tuple = ()) -> list[tuple]:
     psycopg2, `?` placeholders on both) and commit; the rows it returns. For tests that
     tamper with stored rows on purpose, behind the store's back."""
     if store_url.startswith("sqlite:///"):
-        import sqlite3
-
         connection = sqlite3.connect(store_url.removeprefix("sqlite:///"))
     else:
-        import psycopg2
-
         connection = psycopg2.connect(store_url)
         sql = sql.replace("?", "%s")
     try:
@@ -251,10 +284,6 @@ def raw_sql(store_url: str, sql: str, params: tuple = ()) -> list[tuple]:
 
 def raw_integrity_errors() -> tuple[type[Exception], ...]:
     """What a plain connection raises when a statement breaks a constraint, on either backend."""
-    import sqlite3
-
-    import psycopg2
-
     return (sqlite3.IntegrityError, psycopg2.IntegrityError)
 
 

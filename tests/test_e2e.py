@@ -25,13 +25,8 @@ from support import (
     wait_until,
 )
 
-
-@pytest.fixture
-def server(sqlite_url):
-    """`ml-server serve` on the test's SQLite file, stopped at the end."""
-    server = ServerProcess(sqlite_url)
-    yield server
-    server.stop()
+# Every test here starts `ml-server serve` processes.
+pytestmark = pytest.mark.slow
 
 
 def labels(response: requests.Response) -> np.ndarray:
@@ -40,8 +35,9 @@ def labels(response: requests.Response) -> np.ndarray:
     return frame.iloc[:, 0].to_numpy()
 
 
-def test_fit_status_predict_over_http(server):
+def test_fit_status_predict_over_http(sqlite_server):
     """Over real HTTP, a PUT trains and a POST answers what scikit-learn itself predicts."""
+    server = sqlite_server
     x, y = classification()
     key = put(server, "logreg", x, y)
     assert settled(server, "logreg", key)["status"] == "FINISHED"
@@ -87,8 +83,9 @@ def test_killed_training_comes_back_failed(sqlite_url):
         second.stop()
 
 
-def test_predictions_flow_while_the_key_retrains(server):
+def test_predictions_flow_while_the_key_retrains(sqlite_server):
     """Several threads predicting while the same key retrains see only 200s, v1 then v2."""
+    server = sqlite_server
     x, y = regression()
     key = put(server, "slow", x, y, name="live", algkwargs={"seconds": 0})
     settled(server, "slow", key)
