@@ -29,13 +29,6 @@ from support import (
 )
 
 
-@pytest.fixture
-def client(sqlite_url):
-    """A test client on an app with the test registry and a real SQLite store."""
-    with in_process(registry(), sqlite_url) as client:
-        yield client
-
-
 def scrape(client) -> list:
     """Every sample of the app's /metrics, parsed as Prometheus would."""
     response = client.simulate_get("/metrics")
@@ -47,6 +40,13 @@ def scrape(client) -> list:
 def value(samples: list, name: str, **labels: str) -> float:
     """The sum of the samples called `name` whose labels include `labels` (0 if none)."""
     return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+
+
+@pytest.fixture
+def client(sqlite_url):
+    """A test client on an app with the test registry and a real SQLite store."""
+    with in_process(registry(), sqlite_url) as client:
+        yield client
 
 
 def test_requests_are_counted_by_route_model_method_and_status(client):

@@ -29,7 +29,11 @@ from mlserver.serializers.onnx import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE
 from mlserver.store import SQLStore
 from support import settled
 
-pytestmark = pytest.mark.filterwarnings("ignore:Class .* is deprecated:FutureWarning")
+# A sweep of every estimator (slow: about a minute, outside the inner loop).
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:Class .* is deprecated:FutureWarning"),
+]
 METHODS = ModelWrapper.methods
 # PERF: conversion seconds on 2 cores at default size; smaller models convert in ~1 s.
 SMALLER = {

@@ -312,6 +312,7 @@ def test_postgres_server_sees_no_leaked_connections(postgres_url):
         store.close()
 
 
+@pytest.mark.slow  # moves 200 MiB each way: tens of seconds on PostgreSQL
 def test_a_200_mb_model_round_trips_with_its_hash(store):
     """A 200 MiB blob is stored and loaded back byte for byte, its sha256 checked."""
     blob = os.urandom(200 * 1024 * 1024)

@@ -17,6 +17,9 @@ from mlserver.serializers import JoblibSerializer
 from mlserver.store import SQLStore
 from support import settled
 
+# A sweep of every estimator: about a minute, outside the inner loop.
+pytestmark = pytest.mark.slow
+
 CASES = cases()
 METHODS = (None, "predict", "predict_proba", "decision_function", "transform")
 
