@@ -17,6 +17,7 @@ from playhouse import db_url
 
 from mlserver.store import SQLStore
 from mlserver.store._tables import TABLE_NAME
+from support import ServerProcess
 
 POSTGRES_URL = os.environ.get("MLSERVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("MLSERVER_REQUIRE_POSTGRES") == "1"
@@ -71,3 +72,11 @@ def store(store_url: str) -> Iterator[SQLStore]:
 def sqlite_url(tmp_path) -> str:
     """A SQLite file in the test's own directory."""
     return f"sqlite:///{tmp_path / 'models.db'}"
+
+
+@pytest.fixture
+def sqlite_server(sqlite_url) -> Iterator[ServerProcess]:
+    """`ml-server serve` of the test registry on the test's SQLite file, stopped at the end."""
+    server = ServerProcess(sqlite_url)
+    yield server
+    server.stop()

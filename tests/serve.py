@@ -1,22 +1,13 @@
-"""Serve the test registry with waitress: `python serve.py STORE_URL`; prints its URL."""
+"""Serve the test registry by hand as the tests do: `python tests/serve.py STORE_URL [OPTION...]`
+runs the same `ml-server serve` command line as `support.ServerProcess` (it prints its URL)."""
 
 from __future__ import annotations
 
-import logging
+import os
 import sys
 
-import waitress
-
-from mlserver import create_app
-from mlserver.store import SQLStore
-from support import registry
+from support import serve_command, server_environment
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
-    app = create_app(registry(), SQLStore(sys.argv[1]))
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
-    print(f"listening on http://127.0.0.1:{server.effective_port}", flush=True)
-    try:
-        server.run()
-    finally:
-        app.close()
+    command = serve_command(sys.argv[1], *sys.argv[2:])
+    os.execve(command[0], command, server_environment())

@@ -1,22 +1,32 @@
-"""Tiny real models and helpers shared by the tests (and the server the end-to-end tests run)."""
+"""What the tests share: tiny real models and data, the round trips of the HTTP contract (in
+process and over real HTTP alike), plain database access for tests that tamper with stored
+rows, and the one way to start `ml-server serve` in its own process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import falcon.testing
 import numpy as np
 import pandas as pd
+import psycopg2
+import requests
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegressor
 
-from mlserver import ModelWrapper, Registry, wrap_estimator
+from mlserver import ModelWrapper, Registry, create_app, wrap_estimator
 from mlserver.serializers import Serializer
+from mlserver.store import SQLStore
+from mlserver.store._tables import TABLE_NAME
 
 
 class Slow(ModelWrapper):
@@ -151,9 +161,151 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02) -> Any:
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+# -- round trips: the same calls in process (falcon's TestClient) and over real HTTP ---------
+
+#: Where the calls go: an app's TestClient, a server's base URL, or anything with a `url`.
+Target = Any
+
+
+@contextlib.contextmanager
+def in_process(
+    models: Registry, store_url: str, **options: Any
+) -> Iterator[falcon.testing.TestClient]:
+    """An app serving `models` on a fresh SQLStore at `store_url` (`options` go to create_app),
+    called in process; app and store are closed at the end."""
+    store = SQLStore(store_url)
+    app = create_app(models, store, **options)
+    try:
+        yield falcon.testing.TestClient(app)
+    finally:
+        app.close()
+        store.close()
+
+
+def request(target: Target, verb: str, model: str, **options: Any) -> Any:
+    """One request to `/{model}`: a falcon Result in process, a requests Response over HTTP."""
+    if isinstance(target, falcon.testing.TestClient):
+        return target.simulate_request(verb, f"/{model}", **options)
+    base = getattr(target, "url", target)
+    return requests.request(verb, f"{base}/{model}", timeout=30, **options)
+
+
+def answer(response: Any) -> Any:
+    """The JSON body of a falcon Result or of a requests Response."""
+    return response.json if isinstance(response, falcon.testing.Result) else response.json()
+
+
+def fit_body(x: pd.DataFrame, y: pd.Series | pd.DataFrame | None = None, **params: Any) -> dict:
+    """A PUT/PATCH body with `x` (and `y`) as pandas JSON text in `params`' orient (split
+    unless it names one), plus `params`."""
+    orient = params.setdefault("orient", "split")
+    body = {"x": x.to_json(orient=orient), **params}
+    if y is not None:
+        body["y"] = y.to_json(orient=orient)
+    return body
+
+
+def predict_body(key: str, x: pd.DataFrame, **params: Any) -> dict:
+    """A POST body asking `key` for predictions on `x`, in `params`' orient (split unless it
+    names one)."""
+    return fit_body(x, **{"model-key": key, **params})
+
+
+def put(
+    target: Target,
+    model: str,
+    x: pd.DataFrame,
+    y: Any = None,
+    *,
+    expect: tuple[int, ...] = (200, 202),
+    **params: Any,
+) -> str:
+    """PUT a training job (or find the one already there), asserting the answer's code is in
+    `expect`; the model-key it answers."""
+    response = request(target, "PUT", model, json=fit_body(x, y, **params))
+    assert response.status_code in expect, (response.status_code, response.text)
+    return answer(response)["model-key"]
+
+
+def status(target: Target, model: str, key: str) -> dict:
+    """GET the status body of a key."""
+    return answer(request(target, "GET", model, params={"model-key": key}))
+
+
+def settled(target: Target, model: str, key: str, timeout: float = 20.0) -> dict:
+    """Poll a key's status until it is no longer RUNNING; that status body."""
+    return wait_until(
+        lambda: (s := status(target, model, key))["status"] != "RUNNING" and s, timeout
+    )
+
+
+def train(
+    target: Target,
+    model: str,
+    x: pd.DataFrame,
+    y: Any = None,
+    *,
+    expect: tuple[int, ...] = (202,),
+    timeout: float = 20.0,
+    **params: Any,
+) -> tuple[str, dict]:
+    """PUT a job (a new one: 202, unless `expect` says otherwise), then wait until it is no
+    longer RUNNING: the key and its final status."""
+    key = put(target, model, x, y, expect=expect, **params)
+    return key, settled(target, model, key, timeout)
+
+
+def predict(target: Target, model: str, key: str, x: pd.DataFrame, **params: Any) -> Any:
+    """POST `x` to a key (`params` such as `method` added to the body); the raw response."""
+    return request(target, "POST", model, json=predict_body(key, x, **params))
+
+
+# -- the stored rows, read and written as a plain database client would -----------------------
+
+
+def raw_sql(store_url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement on a plain DB-API connection to a store's database (sqlite3 or
+    psycopg2, `?` placeholders on both) and commit; the rows it returns. For tests that
+    tamper with stored rows on purpose, behind the store's back."""
+    if store_url.startswith("sqlite:///"):
+        connection = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+    else:
+        connection = psycopg2.connect(store_url)
+        sql = sql.replace("?", "%s")
+    try:
+        cursor = connection.cursor()
+        cursor.execute(sql.format(table=TABLE_NAME), params)
+        rows = cursor.fetchall() if cursor.description else []
+        connection.commit()
+        return rows
+    finally:
+        connection.close()
+
+
+def raw_integrity_errors() -> tuple[type[Exception], ...]:
+    """What a plain connection raises when a statement breaks a constraint, on either backend."""
+    return (sqlite3.IntegrityError, psycopg2.IntegrityError)
+
+
+# -- server processes ----------------------------------------------------------------------
+
 _SCRIPT = Path(sys.executable).with_name("ml-server")
 #: How to run the CLI: the venv's console script, or the module where there is none.
 ML_SERVER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
+
+
+def serve_command(store_url: str, *options: str, target: str | None = None) -> list[str]:
+    """The `ml-server serve` command line of a test server: this module's registry unless
+    `target` says otherwise, on a free port."""
+    target = target or f"{Path(__file__)}:registry"
+    return [*ML_SERVER, "serve", target, "--port", "0", "--store", store_url, *options]
+
+
+def server_environment(env: dict | None = None) -> dict:
+    """This process's environment without any MLSERVER_ setting, plus `env`: the tests choose
+    every setting, none leaks in from the environment running them."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+    return {**environ, **(env or {})}
 
 
 class ServerProcess:
@@ -169,15 +321,12 @@ class ServerProcess:
         env: dict | None = None,
         stderr: bool = False,
     ) -> None:
-        target = target or f"{Path(__file__)}:registry"
-        # The tests choose every setting: none leaks in from the environment running them.
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
         self.process = subprocess.Popen(
-            [*ML_SERVER, "serve", target, "--port", "0", "--store", store_url, *options],
+            serve_command(store_url, *options, target=target),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if stderr else None,
             text=True,
-            env={**environ, **(env or {})},
+            env=server_environment(env),
         )
         line = self.process.stdout.readline()
         if " on http://" not in line:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import mlserver
 import mlserver.serializers
 import mlserver.store
@@ -21,6 +23,7 @@ def test_backend_modules_export_their_contracts():
     assert {"Store", "SQLStore", "Version", "Status"} <= set(mlserver.store.__all__)
 
 
+@pytest.mark.slow
 def test_importing_mlserver_has_no_side_effects():
     """Importing the package opens no database and starts no thread."""
     import subprocess

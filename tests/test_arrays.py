@@ -79,6 +79,8 @@ def test_name_aware_models_keep_the_frame() -> None:
 
 
 def test_other_columns_or_other_libraries_keep_the_frame() -> None:
+    """Columns other than the training order, an unfitted model or a foreign one get no
+    array fast path: they keep the frame."""
     x, y = classification(100)
     model = LogisticRegression().fit(x, y)
     assert array_model(model, ["c", "b", "a"]) is None  # not the training order

@@ -247,6 +247,7 @@ def test_cli_bad_token_sources_are_one_line(tmp_path, monkeypatch, capsys):
     assert "not a sha256 hex digest" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_token_file_flag_wins_over_the_environment(tmp_path):
     """`ml-server serve --token-file` turns auth on; its file wins over MLSERVER_TOKEN_FILE's,
     and MLSERVER_TOKENS adds tokens of its own."""

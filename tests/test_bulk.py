@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import falcon.testing
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -13,14 +12,12 @@ import pyarrow.parquet
 import pytest
 from sklearn.linear_model import LinearRegression
 
-from mlserver import create_app
 from mlserver.errors import InvalidPayload
 from mlserver.frames.bulk import decode_bulk
 from mlserver.frames.orients import decode_frame
 from mlserver.frames.schema import Schema
 from mlserver.http.body import ARROW_STREAM
-from mlserver.store import SQLStore
-from support import registry, regression, wait_until
+from support import in_process, put, registry, regression, settled
 
 PARQUET = "application/vnd.apache.parquet"
 
@@ -45,19 +42,9 @@ def csv(frame: pd.DataFrame) -> bytes:
 
 @pytest.fixture
 def client(sqlite_url):
-    app = create_app(registry(), SQLStore(sqlite_url), max_body_bytes=1_000_000)
-    yield falcon.testing.TestClient(app)
-    app.close()
-
-
-def settled(client, key):
-    return wait_until(
-        lambda: (
-            (s := client.simulate_get("/linreg", params={"model-key": key}).json)["status"]
-            != "RUNNING"
-            and s
-        )
-    )
+    """The test registry on the test's SQLite file, taking bodies up to 1 MB."""
+    with in_process(registry(), sqlite_url, max_body_bytes=1_000_000) as client:
+        yield client
 
 
 def fit_arrow(client, x: pd.DataFrame, y: pd.Series) -> str:
@@ -81,7 +68,7 @@ def test_fit_from_a_table_body_with_target(client, media, encode):
         "/linreg", body=body, content_type=media, params={"target": "target"}
     )
     assert response.status_code == 202, response.json
-    status = settled(client, response.json["model-key"])
+    status = settled(client, "linreg", response.json["model-key"])
     assert status["status"] == "FINISHED"
     assert [f["name"] for f in status["metadata"]["features"]] == ["u", "v"]
     assert status["metadata"]["targets"] == ["target"]
@@ -101,7 +88,7 @@ def test_arrow_in_arrow_out_keeps_the_index(client):
     x, y = regression()
     x.index = y.index = x.index + 500
     key = fit_arrow(client, x, y)
-    settled(client, key)
+    settled(client, "linreg", key)
     answer = client.simulate_post(
         "/linreg",
         body=arrow(x),
@@ -121,10 +108,7 @@ def test_arrow_in_arrow_out_keeps_the_index(client):
 def test_json_and_arrow_bodies_of_the_same_data_share_a_key(client):
     """The key depends on the data, not on whether it came as JSON or as Arrow."""
     x, y = regression()
-    as_json = client.simulate_put(
-        "/linreg",
-        json={"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"},
-    ).json["model-key"]
+    as_json = put(client, "linreg", x, y)
     as_arrow = fit_arrow(client, x, y)
     assert as_arrow == as_json
 
@@ -148,6 +132,7 @@ def test_bad_table_bodies(client, body, media, params, status, needle):
 
 
 def test_a_target_given_twice_is_a_400(client):
+    """Two `target` values in the query string are a 400 naming it, and nothing is stored."""
     x, y = regression()
     response = client.simulate_put(
         "/linreg",
@@ -184,6 +169,7 @@ def test_float_tables_decode_as_through_pandas(case) -> None:
 
 
 def test_duplicate_float_columns_are_refused() -> None:
+    """An Arrow body with two float columns of the same name is refused, naming the column."""
     table = pa.table([pa.array([1.0]), pa.array([2.0])], names=["u", "u"])
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -214,7 +200,7 @@ def test_arrow_floats_with_other_columns_are_refused_by_name(client) -> None:
     another order it is served."""
     x, y = regression()
     key = fit_arrow(client, x, y)
-    assert settled(client, key)["status"] == "FINISHED"
+    assert settled(client, "linreg", key)["status"] == "FINISHED"
     renamed = x.rename(columns={x.columns[0]: "other"})
     answer = client.simulate_post(
         "/linreg", body=arrow(renamed), content_type=ARROW_STREAM, params={"model-key": key}
@@ -245,7 +231,7 @@ def test_accept_with_a_wildcard_can_prefer_arrow(client) -> None:
         json={"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"},
     )
     key = fit.json["model-key"]
-    settled(client, key)
+    settled(client, "linreg", key)
     answer = client.simulate_post(
         "/linreg",
         json={"x": x.to_json(orient="split"), "orient": "split", "model-key": key},

@@ -12,10 +12,8 @@ import pandas as pd
 import pytest
 from falcon import testing
 
-from mlserver import create_app
 from mlserver.catalog import ENTRIES, SERIALIZER, CatalogEntry, catalog
-from mlserver.store import SQLStore
-from support import classification, regression, wait_until
+from support import classification, fit_body, in_process, predict, regression, settled, train
 
 # Part of the HTTP contract: names are only ever added to this list.
 NAMES = [
@@ -62,11 +60,8 @@ converging = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 @pytest.fixture
 def client(tmp_path) -> Iterator[testing.TestClient]:
     """The catalog served from a fresh SQLite file, called without a server."""
-    store = SQLStore(f"sqlite:///{tmp_path / 'models.db'}")
-    app = create_app(catalog(), store)
-    yield testing.TestClient(app)
-    app.close()
-    store.close()
+    with in_process(catalog(), f"sqlite:///{tmp_path / 'models.db'}") as client:
+        yield client
 
 
 def data(entry: CatalogEntry, seed: int = 0) -> tuple[pd.DataFrame, pd.Series | None]:
@@ -83,24 +78,9 @@ def reproducible(entry: CatalogEntry) -> dict:
     return {"random_state": 0} if "random_state" in takes else {}
 
 
-def body(x: pd.DataFrame, y: pd.Series | None = None, **params) -> dict:
-    sent = {"x": x.to_json(orient="split"), "orient": "split", **params}
-    if y is not None:
-        sent["y"] = y.to_json(orient="split")
-    return sent
-
-
-def settled(client: testing.TestClient, model: str, key: str) -> dict:
-    def done():
-        state = client.simulate_get(f"/{model}", params={"model-key": key}).json
-        return state["status"] != "RUNNING" and state
-
-    return wait_until(done)
-
-
 def served(client: testing.TestClient, model: str, key: str, x: pd.DataFrame) -> np.ndarray:
     """The server's predictions for `x`, parsed exactly (pandas' JSON reader rounds floats)."""
-    response = client.simulate_post(f"/{model}", json=body(x, **{"model-key": key}))
+    response = predict(client, model, key, x)
     assert response.status_code == 200, response.text
     return np.array([row[0] for row in json.loads(response.json["y"])["data"]])
 
@@ -147,10 +127,8 @@ def test_trains_and_predicts_like_the_estimator(client, entry):
     """A PUT trains the entry, and a POST answers what the estimator itself predicts."""
     x, y = data(entry)
     modkwargs = reproducible(entry)
-    response = client.simulate_put(f"/{entry.name}", json=body(x, y, modkwargs=modkwargs))
-    assert response.status_code == 202, response.text
-    key = response.json["model-key"]
-    assert settled(client, entry.name, key)["status"] == "FINISHED"
+    key, state = train(client, entry.name, x, y, modkwargs=modkwargs)
+    assert state["status"] == "FINISHED"
     expected = entry.estimator(**modkwargs).fit(x, y).predict(x)
     np.testing.assert_array_equal(served(client, entry.name, key, x), expected)
 
@@ -164,12 +142,9 @@ def test_updatable_entries_learn_from_patch(client, entry):
     x, y = data(entry)
     more_x, more_y = data(entry, seed=7)
     modkwargs = reproducible(entry)
-    key = client.simulate_put(f"/{entry.name}", json=body(x, y, modkwargs=modkwargs)).json[
-        "model-key"
-    ]
-    settled(client, entry.name, key)
+    key, _ = train(client, entry.name, x, y, modkwargs=modkwargs)
     response = client.simulate_patch(
-        f"/{entry.name}", json=body(more_x, more_y, **{"model-key": key})
+        f"/{entry.name}", json=fit_body(more_x, more_y, **{"model-key": key})
     )
     assert response.status_code == 202, response.text
     state = settled(client, entry.name, key)
@@ -184,11 +159,9 @@ def test_patch_of_a_key_whose_parameters_rule_out_partial_fit_is_a_422(client):
     why, and the key keeps its one finished version (no FAILED job is recorded)."""
     x, y = data(next(e for e in ENTRIES if e.name == "mlp-classifier"))
     modkwargs = {"solver": "lbfgs", "max_iter": 50, "random_state": 0}
-    key = client.simulate_put("/mlp-classifier", json=body(x, y, modkwargs=modkwargs)).json[
-        "model-key"
-    ]
-    assert settled(client, "mlp-classifier", key)["status"] == "FINISHED"
-    response = client.simulate_patch("/mlp-classifier", json=body(x, y, **{"model-key": key}))
+    key, state = train(client, "mlp-classifier", x, y, modkwargs=modkwargs)
+    assert state["status"] == "FINISHED"
+    response = client.simulate_patch("/mlp-classifier", json=fit_body(x, y, **{"model-key": key}))
     assert response.status_code == 422, response.text
     assert "partial_fit" in response.json["description"]
     assert "lbfgs" in response.json["description"]
@@ -211,7 +184,9 @@ def test_other_entries_refuse_patch(client, entry):
 def test_unknown_modkwargs_are_a_400_naming_them(client, entry):
     """An argument the estimator does not take is a 400 that names it, and nothing is stored."""
     x, y = data(entry)
-    response = client.simulate_put(f"/{entry.name}", json=body(x, y, modkwargs={"bogus_knob": 1}))
+    response = client.simulate_put(
+        f"/{entry.name}", json=fit_body(x, y, modkwargs={"bogus_knob": 1})
+    )
     assert response.status_code == 400
     assert "bogus_knob" in response.json["description"]
     assert client.simulate_get(f"/{entry.name}").json["keys"] == []
@@ -228,7 +203,9 @@ def test_ill_typed_modkwargs_are_a_400_naming_them(client, entry):
     )
     parameter = numeric[0]
     x, y = data(entry)
-    response = client.simulate_put(f"/{entry.name}", json=body(x, y, modkwargs={parameter: "lots"}))
+    response = client.simulate_put(
+        f"/{entry.name}", json=fit_body(x, y, modkwargs={parameter: "lots"})
+    )
     assert response.status_code == 400, response.text
     assert parameter in response.json["description"]
     assert client.simulate_get(f"/{entry.name}").json["keys"] == []

@@ -30,6 +30,9 @@ from mlserver.errors import ConfigurationError
 from mlserver.store import SQLStore
 from support import classification, regression, unsigned_quiet, wait_until
 
+# Most tests here run `ml-server` in its own process.
+pytestmark = pytest.mark.slow
+
 _SCRIPT = Path(sys.executable).with_name("ml-server")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
 

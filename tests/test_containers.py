@@ -29,8 +29,7 @@ import yaml
 from packaging.specifiers import SpecifierSet
 
 from mlserver.cli import main
-from mlserver.errors import MLServerError
-from mlserver.store import SQLStore
+from support import server_environment
 
 try:
     import tomllib
@@ -428,6 +427,7 @@ def test_replicas_get_longer_to_stop_than_the_graceful_timeout(replicas, image, 
         assert seconds(service["stop_grace_period"]) > float(graceful or image_value), name
 
 
+@pytest.mark.slow
 def test_dask_profile_runs_real_dask_commands_on_the_same_image(compose, replicas):
     """The dask profile's scheduler and worker run this image with `dask` commands and flags the
     installed distributed accepts, the worker pointed at the scheduler."""
@@ -463,27 +463,16 @@ def image_store(request, tmp_path) -> str:
     """A store for the image's command: a SQLite file, or the test PostgreSQL when it answers."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'models.db'}"
-    url = os.environ.get("MLSERVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-    store = SQLStore(url)
-    try:
-        store.ping()
-    except MLServerError as exc:
-        reason = f"PostgreSQL at {url} is not reachable: {exc}"
-        if os.environ.get("MLSERVER_REQUIRE_POSTGRES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    finally:
-        store.close()
-    return url
+    return request.getfixturevalue("postgres_url")
 
 
+@pytest.mark.slow
 def test_image_command_serves_health_and_stops_on_sigterm(image, image_store, tmp_path):
     """ENTRYPOINT + CMD with the image's ENV (only host, port and store changed) serves, passes
     the HEALTHCHECK command, exits 0 on SIGTERM, and then fails the HEALTHCHECK."""
     argv = exec_form(only(image, "ENTRYPOINT").value) + exec_form(only(image, "CMD").value)
     _, probe = healthcheck(image)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
-    env.update(image_env(image))
+    env = server_environment(image_env(image))
     env.update(MLSERVER_PORT="0", MLSERVER_HOST="127.0.0.1", MLSERVER_STORE=image_store)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     for program in (argv[0], probe[0]):

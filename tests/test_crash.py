@@ -14,11 +14,15 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 import requests
 
 from mlserver.serializers.base import resolve_serializer
-from mlserver.store import SQLStore
-from support import ServerProcess, regression, wait_until
+from mlserver.store import SQLStore, Status
+from support import ServerProcess, put, regression, settled, wait_until
+
+# Every test here starts and kills `ml-server serve` processes.
+pytestmark = pytest.mark.slow
 
 ROUNDS = 10
 SEED = 20261
@@ -33,30 +37,29 @@ BROKEN = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
 Server = ServerProcess
 
 
-# -- the store, read directly --------------------------------------------------------------
+# -- the store, read as a client of it ----------------------------------------------------------
 
 Row = tuple[str, str, int]  # model, key, version
+MODELS = ("slow", "sgd")  # every model the load trains
 
 
 def read_versions(url: str, *, blobs: bool = False) -> dict[Row, dict[str, Any]]:
-    """Every version in the store: status, error, serializer, sha256 (the blob with `blobs`)."""
+    """Every version the load can have stored, read through the store's public API: status,
+    error, serializer, sha256 (and with `blobs`, the blob of each FINISHED one)."""
     store = SQLStore(url)
     try:
-        rows = store._rows
-        columns = [rows.model, rows.key, rows.version, rows.status, rows.error]
-        columns += [rows.serializer, rows.sha256]
-        with store._session():
-            query = rows.select(*columns, *([rows.blob] if blobs else [])).tuples()
-            found = {}
-            for model, key, version, status, error, serializer, sha256, *blob in query:
-                found[(model, key, version)] = {
-                    "status": status,
-                    "error": error,
-                    "serializer": serializer,
-                    "sha256": sha256,
-                    # NOTE: PostgreSQL returns bytea as memoryview.
-                    "blob": bytes(blob[0]) if blob and blob[0] is not None else None,
-                }
+        found = {}
+        for model in MODELS:
+            for newest in store.keys(model):
+                for v in store.versions(model, newest.key):
+                    finished = blobs and v.status is Status.FINISHED
+                    found[(model, v.key, v.version)] = {
+                        "status": v.status.value,
+                        "error": v.error,
+                        "serializer": v.serializer,
+                        "sha256": v.sha256,
+                        "blob": store.load_blob(v) if finished else None,
+                    }
         return found
     finally:
         store.close()
@@ -152,14 +155,6 @@ class Load:
                     self.predictions += 1
 
 
-def settle(url: str, model: str, key: str) -> dict:
-    def done():
-        state = requests.get(f"{url}/{model}", params={"model-key": key}, timeout=30).json()
-        return state["status"] != "RUNNING" and state
-
-    return wait_until(done, timeout=30)
-
-
 def check_after_restart(url: str, store_url: str, before: dict[Row, str]) -> dict[Row, str]:
     """What a restarted server must show: nothing RUNNING, nothing FINISHED lost, every
     FINISHED blob matching its sha256, loading and predicting (the newest over HTTP)."""
@@ -196,12 +191,11 @@ def test_sigkill_during_training_and_predictions_loses_nothing_finished(store_ur
     server = Server(store_url)
     try:
         # Keys to predict with and to update, FINISHED before the first crash.
-        base = requests.put(f"{server.url}/slow", json={**SPLIT, "name": "base"}, timeout=30)
-        sgd = requests.put(f"{server.url}/sgd", json={**SPLIT, "name": "sgd-base"}, timeout=30)
-        sgd_key = sgd.json()["model-key"]
-        predict_keys = [("slow", base.json()["model-key"]), ("sgd", sgd_key)]
+        base = put(server, "slow", X, Y, name="base")
+        sgd_key = put(server, "sgd", X, Y, name="sgd-base")
+        predict_keys = [("slow", base), ("sgd", sgd_key)]
         for model, key in predict_keys:
-            assert settle(server.url, model, key)["status"] == "FINISHED"
+            assert settled(server, model, key, timeout=30)["status"] == "FINISHED"
         for round_ in range(ROUNDS):
             load = Load(server.url, rng, round_, predict_keys, sgd_key)
             delay = rng.uniform(0.2, 1.2)

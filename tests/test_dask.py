@@ -43,6 +43,9 @@ from support import (
     wait_until,
 )
 
+# Nearly every test here starts a Dask cluster or `ml-server` processes.
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).parent
 _SCRIPT = Path(sys.executable).with_name("ml-server")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]

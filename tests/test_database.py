@@ -19,13 +19,26 @@ import requests
 from mlserver import create_app
 from mlserver.errors import InvalidPayload, StoreError
 from mlserver.store import SQLStore
-from support import ML_SERVER, ServerProcess, registry, regression, wait_until
+from support import (
+    ServerProcess,
+    fit_body,
+    predict_body,
+    put,
+    registry,
+    regression,
+    serve_command,
+    server_environment,
+    settled,
+    status,
+    wait_until,
+)
 
 #: The store timeout these tests configure, in seconds.
 TIMEOUT = 2.0
 #: What a refused call may take beyond it here (a loaded 2-core machine; libpq's connect
 #: timeout is at least 2 s).
 MARGIN = 3.0
+X, Y = regression()
 
 
 class Proxy:
@@ -114,23 +127,6 @@ def timed(call):
     return outcome, time.monotonic() - started
 
 
-def fit_body(name: str | None = None) -> dict:
-    x, y = regression()
-    body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
-    return body if name is None else {**body, "name": name}
-
-
-def predict_body(key: str) -> dict:
-    x, _ = regression()
-    return {"x": x.head(2).to_json(orient="split"), "orient": "split", "model-key": key}
-
-
-def settled(base: str, key: str) -> dict | None:
-    """The status of `key` once it is no longer RUNNING, else None."""
-    status = requests.get(f"{base}/linreg", params={"model-key": key}, timeout=30).json()
-    return None if status["status"] == "RUNNING" else status
-
-
 # -- a database that stops answering ---------------------------------------------------------
 
 
@@ -188,30 +184,33 @@ def test_requests_answer_503_within_seconds_when_the_database_goes_silent(postgr
         proxy.url(postgres_url), "--database-timeout-seconds", str(TIMEOUT), "--threads", "4"
     )
     try:
-        key = requests.put(f"{server.url}/linreg", json=fit_body(), timeout=30).json()["model-key"]
-        wait_until(
-            lambda: (
-                requests.get(f"{server.url}/linreg", params={"model-key": key}, timeout=30).json()[
-                    "status"
-                ]
-                == "FINISHED"
-            )
-        )
-        assert requests.post(f"{server.url}/linreg", json=predict_body(key), timeout=30).ok
+        key = put(server, "linreg", X, Y)
+        wait_until(lambda: status(server, "linreg", key)["status"] == "FINISHED")
+        assert requests.post(
+            f"{server.url}/linreg", json=predict_body(key, X.head(2)), timeout=30
+        ).ok
         proxy.silence()
         time.sleep(1.1)  # past freshness_seconds: predict asks the store again
         for request in (
-            lambda: requests.post(f"{server.url}/linreg", json=predict_body(key), timeout=30),
-            lambda: requests.post(f"{server.url}/linreg", json=predict_body(key), timeout=30),
+            lambda: requests.post(
+                f"{server.url}/linreg", json=predict_body(key, X.head(2)), timeout=30
+            ),
+            lambda: requests.post(
+                f"{server.url}/linreg", json=predict_body(key, X.head(2)), timeout=30
+            ),
             lambda: requests.get(f"{server.url}/ready", timeout=30),
-            lambda: requests.put(f"{server.url}/linreg", json=fit_body("new"), timeout=30),
+            lambda: requests.put(
+                f"{server.url}/linreg", json=fit_body(X, Y, name="new"), timeout=30
+            ),
         ):
             response, seconds = timed(request)
             assert response.status_code == 503, response.text
             assert response.json()["title"] == "Store unavailable"
             assert seconds < TIMEOUT + MARGIN, seconds
         proxy.resume()
-        answer = requests.post(f"{server.url}/linreg", json=predict_body(key), timeout=30)
+        answer = requests.post(
+            f"{server.url}/linreg", json=predict_body(key, X.head(2)), timeout=30
+        )
         assert answer.status_code == 200, answer.text
     finally:
         server.stop()
@@ -229,10 +228,11 @@ def test_serve_on_a_blackholed_database_exits_within_seconds(postgres_url):
     try:
         started = time.monotonic()
         done = subprocess.run(
-            [*ML_SERVER, "serve", "--port", "0", "--store", proxy.url(postgres_url), *FLAGS],
+            serve_command(proxy.url(postgres_url), *FLAGS),
             capture_output=True,
             text=True,
             timeout=60,
+            env=server_environment(),
         )
         assert time.monotonic() - started < TIMEOUT + MARGIN + 10  # + the interpreter's start
         assert done.returncode == 2
@@ -252,7 +252,7 @@ def test_a_locked_sqlite_database_is_a_503_within_the_timeout(sqlite_url):
         holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         try:
-            response, seconds = timed(lambda: client.simulate_put("/linreg", json=fit_body()))
+            response, seconds = timed(lambda: client.simulate_put("/linreg", json=fit_body(X, Y)))
         finally:
             holder.execute("ROLLBACK")
             holder.close()
@@ -266,6 +266,7 @@ def test_a_locked_sqlite_database_is_a_503_within_the_timeout(sqlite_url):
 # -- no driver ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_postgres_without_its_driver_names_the_extra_to_install():
     """With psycopg2 (and psycopg) not importable, a postgresql:// store is a
     ConfigurationError that says which extra to install."""
@@ -323,8 +324,8 @@ def test_nul_in_a_model_key_is_a_400_on_every_verb(store_url):
             ("GET", "/linreg", {"params": key}),
             ("DELETE", "/linreg", {"params": key}),
             ("DELETE", "/linreg", {"json": key}),
-            ("POST", "/linreg", {"json": predict_body(NUL_KEY)}),
-            ("PATCH", "/sgd", {"json": {**fit_body(), **key}}),
+            ("POST", "/linreg", {"json": predict_body(NUL_KEY, X.head(2))}),
+            ("PATCH", "/sgd", {"json": {**fit_body(X, Y), **key}}),
         ]
         for method, path, options in requests_:
             response = requests.request(method, base + path, timeout=30, **options)
@@ -333,7 +334,7 @@ def test_nul_in_a_model_key_is_a_400_on_every_verb(store_url):
             assert "NUL" in response.json()["description"]
 
         odd = {
-            "name": {**fit_body(), "name": "a\x00name"},
+            "name": {**fit_body(X, Y), "name": "a\x00name"},
             "column": {
                 "x": x.rename(columns={"u": "u\x00"}).to_json(orient="split"),
                 "y": y.to_json(orient="split"),
@@ -344,7 +345,7 @@ def test_nul_in_a_model_key_is_a_400_on_every_verb(store_url):
                 "y": y.rename("t\x00").to_json(orient="split"),
                 "orient": "split",
             },
-            "algkwargs": {**fit_body(), "algkwargs": {"n\x00": 1}},
+            "algkwargs": {**fit_body(X, Y), "algkwargs": {"n\x00": 1}},
         }
         keys = {}
         for what, body in odd.items():
@@ -353,11 +354,11 @@ def test_nul_in_a_model_key_is_a_400_on_every_verb(store_url):
             if response.status_code != 400:
                 keys[what] = response.json()["model-key"]
         for what, found in keys.items():
-            status = wait_until(lambda found=found: settled(base, found))
-            assert status["status"] in ("FINISHED", "FAILED"), (what, status)
-        assert settled(base, keys["name"])["metadata"]["name"] == "a\x00name"
+            state = settled(base, "linreg", found)
+            assert state["status"] in ("FINISHED", "FAILED"), (what, state)
+        assert settled(base, "linreg", keys["name"])["metadata"]["name"] == "a\x00name"
         # The fit refused the kwarg; its message quotes the NUL, escaped.
-        assert "'n\\x00'" in settled(base, keys["algkwargs"])["error"]
+        assert "'n\\x00'" in settled(base, "linreg", keys["algkwargs"])["error"]
         assert requests.get(f"{base}/ready", timeout=30).status_code == 200
     finally:
         server.stop()

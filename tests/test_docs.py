@@ -40,6 +40,7 @@ from mlserver.cli import main
 from mlserver.config import Settings
 from mlserver.http import App
 from mlserver.store import SQLStore
+from support import server_environment
 
 ROOT = Path(__file__).parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -104,7 +105,7 @@ def is_command_block(block: Block) -> bool:
 
 def environment() -> dict[str, str]:
     """This process's environment without MLSERVER_ variables, with the venv first on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+    env = server_environment()
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -407,6 +408,7 @@ def reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Reader]:
     reader.kill()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_document_runs_from_top_to_bottom(path: Path, reader: Reader):
     """Every Python block runs or is part of an example, and every command block exits 0."""

@@ -11,6 +11,9 @@ import pytest
 
 from support import unsigned_quiet
 
+# Every example runs as a script in its own process, most with servers.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
 

@@ -518,6 +518,7 @@ def test_lazy_split_decodes_as_a_small_body_does(case: str) -> None:
     "rows", [[[1, 2], [3, 4.5]], [[1, [2]], [3, 4]], [[1, 2, 3], [4]], [[1, None]]]
 )
 def test_lazy_values_decode_as_a_small_body_does(rows: list) -> None:
+    """orient=values rows read lazily give the value or the error the eager decoder gives."""
     assert outcome(lazily(rows, "values")) == outcome(decoded(rows, "values"))
 
 
@@ -578,11 +579,14 @@ def test_a_large_body_with_an_integer_beyond_64_bits_is_refused() -> None:
 
 
 def test_a_byte_order_mark_is_refused_as_before() -> None:
+    """A large body read lazily is refused with a ValueError when it starts with a UTF-8
+    byte order mark, as orjson refuses a small one."""
     with pytest.raises(ValueError):
         loads_body(b"\xef\xbb\xbf" + big_body(), lazy=True)
 
 
 def test_duplicate_keys_inside_a_lazy_x_read_as_orjson_reads_them() -> None:
+    """A key repeated inside a lazily read x counts as orjson counts it: the last one wins."""
     value = {"columns": ["b", "a"], "data": [[1.0, 2.0]] * 3000}
     raw = orjson.dumps({"x": value})[:-2] + b', "columns": null}}'
     table = decode_frame(loads_body(raw, lazy=True)["x"], "split", schema=LAZY_SCHEMA)
@@ -591,5 +595,6 @@ def test_duplicate_keys_inside_a_lazy_x_read_as_orjson_reads_them() -> None:
 
 
 def test_nested_cells_are_named_plainly() -> None:
+    """A cell holding a list is refused with a message naming its column in plain words."""
     with pytest.raises(InvalidPayload, match=r"column 1 holds lists"):
         decode_frame([[1.0, [2.0]]], "values")

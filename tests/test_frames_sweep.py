@@ -19,6 +19,9 @@ from mlserver.frames.orients import ORIENTS, decode_frame
 from mlserver.store import SQLStore
 from support import wait_until
 
+# A sweep of every frame form in every orient: about a minute, outside the inner loop.
+pytestmark = pytest.mark.slow
+
 N = 4
 FRAMES = {
     "floats": pd.DataFrame({"a": [1.5, 2.25, np.nan, -4.0], "b": [1, 2, 3, 4]}),

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 
-import falcon.testing
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlserver import create_app
 from mlserver.frames import ORIENTS
-from mlserver.store import SQLStore
-from support import registry
+from support import in_process, registry
 
 scalars = st.one_of(
     st.none(),
@@ -56,10 +53,10 @@ bodies = st.fixed_dictionaries(
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
+    """The test registry on a SQLite file of this module's, called in process."""
     path = tmp_path_factory.mktemp("fuzz") / "models.db"
-    app = create_app(registry(), SQLStore(f"sqlite:///{path}"))
-    yield falcon.testing.TestClient(app)
-    app.close()
+    with in_process(registry(), f"sqlite:///{path}") as client:
+        yield client
 
 
 @settings(

@@ -4,33 +4,22 @@ from __future__ import annotations
 
 import io
 
-import falcon.testing
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlserver import create_app
 from mlserver.config import Settings
 from mlserver.errors import ConfigurationError, UnprocessableData
 from mlserver.frames.bulk import _csv_width, decode_bulk
 from mlserver.frames.limits import BulkLimits
-from mlserver.store import SQLStore
-from support import registry, regression, wait_until
+from support import fit_body, in_process, predict_body, registry, regression, train
 
 
 @pytest.fixture
 def client(sqlite_url):
     """An app that takes at most 50 rows and 3 columns of x."""
-    app = create_app(registry(), SQLStore(sqlite_url), max_rows=50, max_columns=3)
-    yield falcon.testing.TestClient(app)
-    app.close()
-
-
-def body(x, y=None, **params) -> dict:
-    fields = {"x": x.to_json(orient="split"), "orient": "split", **params}
-    if y is not None:
-        fields["y"] = y.to_json(orient="split")
-    return fields
+    with in_process(registry(), sqlite_url, max_rows=50, max_columns=3) as client:
+        yield client
 
 
 def keys(client, model: str) -> list:
@@ -44,36 +33,34 @@ def wide(rows: int, columns: int) -> pd.DataFrame:
 def test_fit_over_a_limit_is_422_naming_it_and_stores_nothing(client):
     """PUT with more rows or columns than allowed is a 422 naming the limit; nothing is stored."""
     x, y = regression(rows=51)
-    response = client.simulate_put("/linreg", json=body(x, y))
+    response = client.simulate_put("/linreg", json=fit_body(x, y))
     assert response.status_code == 422
     assert response.json["description"] == "x has 51 rows; this server takes at most 50 (max_rows)"
-    columns = client.simulate_put("/linreg", json=body(wide(5, 4), y.head(5)))
+    columns = client.simulate_put("/linreg", json=fit_body(wide(5, 4), y.head(5)))
     assert columns.status_code == 422
     assert (
         "x has 4 columns; this server takes at most 3 (max_columns)"
         in (columns.json["description"])
     )
     assert keys(client, "linreg") == []
-    at_limit = client.simulate_put("/linreg", json=body(*regression(rows=50)))
+    at_limit = client.simulate_put("/linreg", json=fit_body(*regression(rows=50)))
     assert at_limit.status_code == 202
 
 
 def test_predict_and_update_over_a_limit_are_422(client):
     """POST and PATCH check the same limits after decoding, before any model work."""
     x, y = regression(rows=50)
-    key = client.simulate_put("/sgd", json=body(x, y)).json["model-key"]
-    wait_until(
-        lambda: client.simulate_get("/sgd", params={"model-key": key}).json["status"] == "FINISHED"
-    )
+    key, state = train(client, "sgd", x, y)
+    assert state["status"] == "FINISHED"
     big, big_y = regression(rows=60)
-    predict = client.simulate_post("/sgd", json=body(big, **{"model-key": key}))
+    predict = client.simulate_post("/sgd", json=predict_body(key, big))
     assert predict.status_code == 422 and "(max_rows)" in predict.json["description"]
-    wider = client.simulate_post("/sgd", json=body(wide(2, 4), **{"model-key": key}))
+    wider = client.simulate_post("/sgd", json=predict_body(key, wide(2, 4)))
     assert wider.status_code == 422 and "(max_columns)" in wider.json["description"]
-    patch = client.simulate_patch("/sgd", json=body(big, big_y, **{"model-key": key}))
+    patch = client.simulate_patch("/sgd", json=fit_body(big, big_y, **{"model-key": key}))
     assert patch.status_code == 422 and "(max_rows)" in patch.json["description"]
     assert keys(client, "sgd")[0]["version"] == 1
-    fine = client.simulate_post("/sgd", json=body(x, **{"model-key": key}))
+    fine = client.simulate_post("/sgd", json=predict_body(key, x))
     assert fine.status_code == 200
 
 

@@ -19,7 +19,10 @@ import requests
 from sklearn.linear_model import LinearRegression
 
 from mlserver.store import SQLStore
-from support import ServerProcess, regression, wait_until
+from support import put, regression, status, wait_until
+
+# It starts an `ml-server serve` process.
+pytestmark = pytest.mark.slow
 
 CLIENTS = 16
 SECONDS = 10.0
@@ -30,39 +33,19 @@ QUERY = X.head(4)
 EXPECTED = LinearRegression().fit(X, Y).predict(QUERY)
 
 
-class Server(ServerProcess):
-    """The test registry's server, with the two calls this test makes."""
-
-    def put(self, model: str, **params) -> requests.Response:
-        return requests.put(f"{self.url}/{model}", json={**TRAIN, **params}, timeout=30)
-
-    def status(self, model: str, key: str) -> dict:
-        return requests.get(f"{self.url}/{model}", params={"model-key": key}, timeout=30).json()
-
-
-@pytest.fixture
-def server(sqlite_url):
-    server = Server(sqlite_url)
-    yield server
-    server.stop()
-
-
-def finished(server: Server, model: str, key: str) -> bool:
-    return server.status(model, key)["status"] == "FINISHED"
-
-
 def predicted(response: requests.Response) -> np.ndarray:
     frame = pd.read_json(io.StringIO(response.json()["y"]), orient="split")
     return frame.iloc[:, 0].to_numpy()
 
 
-def test_predictions_under_retrain_and_churn_see_only_documented_answers(server, sqlite_url):
+def test_predictions_under_retrain_and_churn_see_only_documented_answers(sqlite_server, sqlite_url):
     """16 clients predicting while a key retrains and others are deleted get only 200s (404 or
     409 for the churned keys), and the retrained key's versions are FINISHED and never go back."""
-    hot = server.put("slow", name="hot", algkwargs={"seconds": 0}).json()["model-key"]
-    churned = [server.put("linreg", name=f"churn-{i}").json()["model-key"] for i in range(CHURNED)]
+    server = sqlite_server
+    hot = put(server, "slow", X, Y, name="hot", algkwargs={"seconds": 0})
+    churned = [put(server, "linreg", X, Y, name=f"churn-{i}") for i in range(CHURNED)]
     keys = [("slow", hot)] + [("linreg", key) for key in churned]
-    wait_until(lambda: all(finished(server, model, key) for model, key in keys))
+    wait_until(lambda: all(status(server, m, k)["status"] == "FINISHED" for m, k in keys))
 
     stop = threading.Event()
     lock = threading.Lock()
@@ -145,12 +128,7 @@ def test_predictions_under_retrain_and_churn_see_only_documented_answers(server,
     store = SQLStore(sqlite_url)
     try:
         seen = {v for versions in hot_versions.values() for v in versions}
-        rows = store._rows
-        with store._session():
-            query = rows.select(rows.version, rows.status).where(
-                (rows.model == "slow") & (rows.key == hot)
-            )
-            statuses = dict(query.tuples())
+        statuses = {v.version: v.status.value for v in store.versions("slow", hot)}
         assert {v: statuses.get(v) for v in seen} == dict.fromkeys(seen, "FINISHED")
     finally:
         store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -17,15 +16,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from mlserver import create_app
 from mlserver.cli import KeyValueFormatter
 from mlserver.store import SQLStore
-from support import classification, registry, regression, wait_until
-
-
-@pytest.fixture
-def client(sqlite_url):
-    """A test client on an app with the test registry and a real SQLite store."""
-    app = create_app(registry(), SQLStore(sqlite_url))
-    yield falcon.testing.TestClient(app)
-    app.close()
+from support import (
+    classification,
+    fit_body,
+    in_process,
+    predict_body,
+    put,
+    registry,
+    regression,
+    server_environment,
+    wait_until,
+)
 
 
 def scrape(client) -> list:
@@ -41,11 +42,11 @@ def value(samples: list, name: str, **labels: str) -> float:
     return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
 
 
-def body(x, y=None, **params) -> dict:
-    fields = {"x": x.to_json(orient="split"), "orient": "split", **params}
-    if y is not None:
-        fields["y"] = y.to_json(orient="split")
-    return fields
+@pytest.fixture
+def client(sqlite_url):
+    """A test client on an app with the test registry and a real SQLite store."""
+    with in_process(registry(), sqlite_url) as client:
+        yield client
 
 
 def test_requests_are_counted_by_route_model_method_and_status(client):
@@ -83,8 +84,8 @@ def test_jobs_training_seconds_and_the_model_cache_move(client):
     """Finished, failed and discarded jobs count by model and kind; training time is observed;
     the first prediction of a version misses the cache and the next ones hit it."""
     x, y = regression()
-    key = client.simulate_put("/sgd", json=body(x, y)).json["model-key"]
-    client.simulate_put("/failing", json=body(x, y))
+    key = put(client, "sgd", x, y)
+    put(client, "failing", x, y)
     counted(client, model="sgd", kind="fit", outcome="finished")
     samples = counted(client, model="failing", kind="fit", outcome="failed")
     assert value(samples, "mlserver_jobs_total") == 2
@@ -92,18 +93,18 @@ def test_jobs_training_seconds_and_the_model_cache_move(client):
     assert value(samples, "mlserver_training_seconds_count", model="failing") == 0
     assert value(samples, "mlserver_jobs_running") == 0
 
-    predict = body(x.head(2), **{"model-key": key})
+    predict = predict_body(key, x.head(2))
     for _ in range(3):
         assert client.simulate_post("/sgd", json=predict).status_code == 200
     samples = scrape(client)
     assert value(samples, "mlserver_model_cache_misses_total") == 1
     assert value(samples, "mlserver_model_cache_hits_total") == 2
 
-    patched = client.simulate_patch("/sgd", json=body(x, y, **{"model-key": key}))
+    patched = client.simulate_patch("/sgd", json=fit_body(x, y, **{"model-key": key}))
     assert patched.status_code == 202
     counted(client, model="sgd", kind="update", outcome="finished")
 
-    slow = client.simulate_put("/slow", json=body(x, y, algkwargs={"seconds": 1.0}))
+    slow = client.simulate_put("/slow", json=fit_body(x, y, algkwargs={"seconds": 1.0}))
     assert value(scrape(client), "mlserver_jobs_running") == 1
     client.simulate_delete("/slow", params={"model-key": slow.json["model-key"]})
     samples = counted(client, model="slow", outcome="discarded")
@@ -178,6 +179,7 @@ def test_one_access_log_line_per_request(client, caplog):
     assert "error=ModelNotFound" in second
 
 
+@pytest.mark.slow
 def test_multiprocess_mode_sums_every_process(tmp_path):
     """With PROMETHEUS_MULTIPROC_DIR set, /metrics answers the requests of every process."""
     script = tmp_path / "worker.py"
@@ -204,11 +206,9 @@ def test_multiprocess_mode_sums_every_process(tmp_path):
     )
     directory = tmp_path / "prometheus"
     directory.mkdir()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")},
-        "PROMETHEUS_MULTIPROC_DIR": str(directory),
-        "PYTHONPATH": str(Path(__file__).parent),
-    }
+    env = server_environment(
+        {"PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONPATH": str(Path(__file__).parent)}
+    )
     url = f"sqlite:///{tmp_path / 'models.db'}"
 
     def run(*args: str) -> subprocess.Popen:
@@ -230,9 +230,9 @@ def test_multiprocess_mode_sums_every_process(tmp_path):
 def test_every_family_is_exposed_after_a_session(client):
     """After one fit and one prediction, every metric family appears in the exposition."""
     x, y = classification()
-    key = client.simulate_put("/logreg", json=body(x, y)).json["model-key"]
+    key = put(client, "logreg", x, y)
     counted(client, model="logreg", outcome="finished")
-    assert client.simulate_post("/logreg", json=body(x, **{"model-key": key})).status_code == 200
+    assert client.simulate_post("/logreg", json=predict_body(key, x)).status_code == 200
     names = {s.name for s in scrape(client)}
     assert {
         "mlserver_http_requests_total",

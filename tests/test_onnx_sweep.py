@@ -12,7 +12,6 @@ NOTE: skl2onnx's conversion time dominates (IsolationForest's 100 trees alone to
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
@@ -28,8 +27,13 @@ from mlserver import ModelWrapper, Registry, create_app
 from mlserver.serializers import OnnxSerializer
 from mlserver.serializers.onnx import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE
 from mlserver.store import SQLStore
+from support import settled
 
-pytestmark = pytest.mark.filterwarnings("ignore:Class .* is deprecated:FutureWarning")
+# A sweep of every estimator (slow: about a minute, outside the inner loop).
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:Class .* is deprecated:FutureWarning"),
+]
 METHODS = ModelWrapper.methods
 # PERF: conversion seconds on 2 cores at default size; smaller models convert in ~1 s.
 SMALLER = {
@@ -95,15 +99,9 @@ def _train_all(client: falcon.testing.TestClient) -> tuple[dict[str, str], dict[
         response = client.simulate_put(f"/{case.route}", json=body)
         assert response.status_code in (200, 202), (case.name, response.json)
         keys[case.name] = response.json["model-key"]
-    deadline = time.monotonic() + 300
-    status = {}
-    while len(status) < len(keys) and time.monotonic() < deadline:
-        for name, key in keys.items():
-            if name not in status:
-                body = client.simulate_get(f"/{CASES[name].route}", params={"model-key": key}).json
-                if body["status"] != "RUNNING":
-                    status[name] = body
-        time.sleep(0.2)
+    status = {
+        name: settled(client, CASES[name].route, key, timeout=300) for name, key in keys.items()
+    }
     return keys, status
 
 

@@ -13,54 +13,47 @@ import pytest
 import requests
 from sklearn.linear_model import LinearRegression
 
-from support import ServerProcess, regression, wait_until
+from support import (
+    ServerProcess,
+    fit_body,
+    predict,
+    put,
+    regression,
+    request,
+    settled,
+    status,
+    wait_until,
+)
+
+# Every test here starts two `ml-server serve` processes.
+pytestmark = pytest.mark.slow
 
 # Short leases so that a dead replica's job is taken for interrupted within seconds.
 LEASES = {"MLSERVER_LEASE_SECONDS": "4", "MLSERVER_HEARTBEAT_SECONDS": "1"}
 
 
-class Replica(ServerProcess):
+def replica(store_url: str) -> ServerProcess:
     """`ml-server serve` on the shared store with short leases, in its own process."""
-
-    def __init__(self, store_url: str) -> None:
-        super().__init__(store_url, env=LEASES)
-
-    def put(self, model: str, body: dict) -> requests.Response:
-        return requests.put(f"{self.url}/{model}", json=body, timeout=30)
-
-    def status(self, model: str, key: str) -> dict:
-        return requests.get(f"{self.url}/{model}", params={"model-key": key}, timeout=30).json()
-
-    def predict(self, model: str, key: str, x: pd.DataFrame) -> requests.Response:
-        body = {"x": x.to_json(orient="split"), "orient": "split", "model-key": key}
-        return requests.post(f"{self.url}/{model}", json=body, timeout=30)
+    return ServerProcess(store_url, env=LEASES)
 
 
 @pytest.fixture
 def replicas(postgres_url):
-    started = [Replica(postgres_url), Replica(postgres_url)]
+    """Two replicas on the test's PostgreSQL database, stopped at the end."""
+    started = [replica(postgres_url), replica(postgres_url)]
     yield started
-    for replica in started:
-        replica.stop()
-
-
-def fit_body(x, y, **params) -> dict:
-    return {
-        "x": x.to_json(orient="split"),
-        "y": y.to_json(orient="split"),
-        "orient": "split",
-        **params,
-    }
+    for server in started:
+        server.stop()
 
 
 def test_training_on_one_replica_is_served_by_the_other(replicas):
     """A PUT on A shows RUNNING then FINISHED on B, and B predicts what scikit-learn does."""
     a, b = replicas
     x, y = regression()
-    key = a.put("slow", fit_body(x, y, algkwargs={"seconds": 1.0})).json()["model-key"]
-    assert b.status("slow", key)["status"] == "RUNNING"
-    wait_until(lambda: b.status("slow", key)["status"] == "FINISHED")
-    answer = b.predict("slow", key, x)
+    key = put(a, "slow", x, y, algkwargs={"seconds": 1.0})
+    assert status(b, "slow", key)["status"] == "RUNNING"
+    wait_until(lambda: status(b, "slow", key)["status"] == "FINISHED")
+    answer = predict(b, "slow", key, x)
     assert answer.status_code == 200
     got = pd.read_json(io.StringIO(answer.json()["y"]), orient="split")["target"]
     np.testing.assert_allclose(got.to_numpy(), LinearRegression().fit(x, y).predict(x))
@@ -70,14 +63,15 @@ def test_a_retrain_on_one_replica_is_served_by_the_other_within_the_bound(replic
     """Once A's retrain has finished, B answers from it within freshness_seconds (1 s)."""
     a, b = replicas
     x, y = regression()
-    body = fit_body(x, y, name="shared", algkwargs={"seconds": 0})
-    key = a.put("slow", body).json()["model-key"]
-    wait_until(lambda: a.status("slow", key)["status"] == "FINISHED")
-    assert b.predict("slow", key, x.head(2)).json()["version"] == 1  # B caches version 1
-    assert a.put("slow", {**body, "retrain": True}).status_code == 202
-    wait_until(lambda: a.status("slow", key)["status"] == "FINISHED")
+    params = {"name": "shared", "algkwargs": {"seconds": 0}}
+    body = fit_body(x, y, **params)
+    key = put(a, "slow", x, y, **params)
+    wait_until(lambda: status(a, "slow", key)["status"] == "FINISHED")
+    assert predict(b, "slow", key, x.head(2)).json()["version"] == 1  # B caches version 1
+    assert request(a, "PUT", "slow", json={**body, "retrain": True}).status_code == 202
+    wait_until(lambda: status(a, "slow", key)["status"] == "FINISHED")
     finished = time.monotonic()
-    wait_until(lambda: b.predict("slow", key, x.head(2)).json()["version"] == 2, timeout=5)
+    wait_until(lambda: predict(b, "slow", key, x.head(2)).json()["version"] == 2, timeout=5)
     assert time.monotonic() - finished < 1.0 + 0.5  # the bound, plus one request's slack
 
 
@@ -86,17 +80,17 @@ def test_a_patch_right_after_another_replicas_update_starts_at_once(replicas):
     for an outdated base; it updates version 2 into version 3."""
     a, b = replicas
     x, y = regression()
-    key = a.put("sgd", fit_body(x, y)).json()["model-key"]
-    wait_until(lambda: a.status("sgd", key)["status"] == "FINISHED")
-    assert b.predict("sgd", key, x.head(2)).json()["version"] == 1  # B caches version 1
+    key = put(a, "sgd", x, y)
+    wait_until(lambda: status(a, "sgd", key)["status"] == "FINISHED")
+    assert predict(b, "sgd", key, x.head(2)).json()["version"] == 1  # B caches version 1
     update = fit_body(x, y, **{"model-key": key})
     assert requests.patch(f"{a.url}/sgd", json=update, timeout=30).status_code == 202
-    wait_until(lambda: a.status("sgd", key)["status"] == "FINISHED")
+    wait_until(lambda: status(a, "sgd", key)["status"] == "FINISHED")
     answer = requests.patch(f"{b.url}/sgd", json=update, timeout=30)
     assert answer.status_code == 202, answer.text
     assert answer.json()["version"] == 3
-    wait_until(lambda: b.status("sgd", key)["status"] == "FINISHED")
-    assert b.status("sgd", key)["metadata"]["base_version"] == 2
+    wait_until(lambda: status(b, "sgd", key)["status"] == "FINISHED")
+    assert status(b, "sgd", key)["metadata"]["base_version"] == 2
 
 
 def test_the_same_put_on_both_replicas_starts_one_job(replicas):
@@ -110,7 +104,7 @@ def test_the_same_put_on_both_replicas_starts_one_job(replicas):
 
         def send(replica, body=body, barrier=barrier, answers=answers):
             barrier.wait()
-            answers.append(replica.put("slow", body))
+            answers.append(request(replica, "PUT", "slow", json=body))
 
         threads = [threading.Thread(target=send, args=(r,)) for r in (a, b)]
         for thread in threads:
@@ -124,18 +118,17 @@ def test_the_same_put_on_both_replicas_starts_one_job(replicas):
 
 def test_a_killed_replicas_job_is_marked_interrupted_by_the_other(postgres_url):
     """SIGKILL A mid-training: B marks that version FAILED (interrupted) within the lease."""
-    a, b = Replica(postgres_url), Replica(postgres_url)
+    a, b = replica(postgres_url), replica(postgres_url)
     try:
         x, y = regression()
-        body = fit_body(x, y, name="doomed", algkwargs={"seconds": 60})
-        key = a.put("slow", body).json()["model-key"]
-        assert b.status("slow", key)["status"] == "RUNNING"
+        params = {"name": "doomed", "algkwargs": {"seconds": 60}}
+        body = fit_body(x, y, **params)
+        key = put(a, "slow", x, y, **params)
+        assert status(b, "slow", key)["status"] == "RUNNING"
         a.stop(signal.SIGKILL)
-        state = wait_until(
-            lambda: (s := b.status("slow", key))["status"] != "RUNNING" and s, timeout=15
-        )
+        state = settled(b, "slow", key, timeout=15)
         assert state["status"] == "FAILED" and "interrupted" in state["error"]
-        again = b.put("slow", {**body, "algkwargs": {"seconds": 0}})
+        again = request(b, "PUT", "slow", json={**body, "algkwargs": {"seconds": 0}})
         assert again.status_code == 202 and again.json()["version"] == 2
     finally:
         a.stop()

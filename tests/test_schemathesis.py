@@ -30,6 +30,9 @@ from schemathesis.specs.openapi.checks import (
 from mlserver.service import verbs
 from support import ServerProcess, classification, registry, regression, wait_until
 
+# The fuzzer runs against an `ml-server serve` process.
+pytestmark = pytest.mark.slow
+
 # 38 operations (8 models with 4 or 5 verbs, 4 service routes): ~3,800 requests, ~40 s here.
 MAX_EXAMPLES = 100
 # Models trained on classification() (columns a, b, c); the others on regression() (u, v).

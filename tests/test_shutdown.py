@@ -24,6 +24,9 @@ from sklearn.linear_model import LinearRegression
 from mlserver.store import SQLStore
 from support import ServerProcess, regression, wait_until
 
+# Every test here starts and signals `ml-server serve` processes.
+pytestmark = pytest.mark.slow
+
 # Models that leave a file in MARKS (the directory of the registry file, plus "marks") each
 # time a fit or a predict starts, so a test knows the work is in flight before it signals.
 MODELS = textwrap.dedent(
@@ -112,13 +115,11 @@ def fit(server: ServerProcess, model: str, name: str, **params) -> str:
 
 
 def versions(store_url: str) -> dict[str, tuple[str, str | None]]:
-    """key -> (status, error) of every version in the store, read from the table itself."""
+    """key -> (status, error) of the newest version of every key in the store."""
     store = SQLStore(store_url)
     try:
-        rows = store._rows
-        with store._session():
-            query = rows.select(rows.key, rows.status, rows.error).tuples()
-            return {key: (status, error) for key, status, error in query}
+        newest = [v for model in ("slow-fit", "slow-predict") for v in store.keys(model)]
+        return {v.key: (v.status.value, v.error) for v in newest}
     finally:
         store.close()
 

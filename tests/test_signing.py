@@ -323,6 +323,7 @@ def test_signatures_of_release_0_1_0_verify_once_and_are_re_signed(store_url, ca
         strict.app.close()
 
 
+@pytest.mark.slow
 def test_serve_without_signing_keys_warns_signing_off(tmp_path):
     """`ml-server serve` without signing keys logs "signing off" at warning level at start
     (the default log level shows it); with keys it does not."""
@@ -400,6 +401,7 @@ def test_cli_bad_signing_keys_are_one_line_without_the_secret(monkeypatch, capsy
     assert "shorter than 16 bytes" in err and "tiny" not in err
 
 
+@pytest.mark.slow
 def test_cli_signs_with_the_first_key_of_the_environment(tmp_path):
     """`ml-server serve` with MLSERVER_SIGNING_KEYS stores signatures of the first key."""
     url = f"sqlite:///{tmp_path / 'models.db'}"

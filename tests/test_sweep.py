@@ -15,7 +15,10 @@ from estimators import Case, cases
 from mlserver import ModelWrapper, Registry, create_app
 from mlserver.serializers import JoblibSerializer
 from mlserver.store import SQLStore
-from support import wait_until
+from support import settled
+
+# A sweep of every estimator: about a minute, outside the inner loop.
+pytestmark = pytest.mark.slow
 
 CASES = cases()
 METHODS = (None, "predict", "predict_proba", "decision_function", "transform")
@@ -60,16 +63,9 @@ def served(tmp_path_factory):
             keys[case.name] = response.json["model-key"]
         statuses = {}
         for case in CASES:
-            statuses[case.name] = wait_until(
-                lambda case=case: _settled(client, case.route, keys[case.name]), timeout=300
-            )
+            statuses[case.name] = settled(client, case.route, keys[case.name], timeout=300)
     yield client, keys, statuses, app
     app.close()
-
-
-def _settled(client, route: str, key: str) -> dict[str, Any] | None:
-    body = client.simulate_get(f"/{route}", params={"model-key": key}).json
-    return None if body["status"] == "RUNNING" else body
 
 
 def _stored_model(app, route: str, key: str) -> Any:
@@ -184,7 +180,7 @@ def test_sparse_output_above_the_limit_is_a_422_naming_its_shape(tmp_path):
     try:
         body = {"x": _split(case.x), "orient": "split"}
         key = client.simulate_put(f"/{case.route}", json=body).json["model-key"]
-        assert wait_until(lambda: _settled(client, case.route, key))["status"] == "FINISHED"
+        assert settled(client, case.route, key)["status"] == "FINISHED"
         response = client.simulate_post(f"/{case.route}", json={**body, "model-key": key})
         assert response.status_code == 422
         width = len(case.x) * case.x.shape[1]  # every value distinct: one column each

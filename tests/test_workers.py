@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from support import regression, wait_until
+
+# It starts `ml-server serve --workers 2` (gunicorn worker processes).
+pytestmark = pytest.mark.slow
 
 REGISTRY = """
 from sklearn.linear_model import LinearRegression

@@ -51,7 +51,6 @@ log = logging.getLogger("mlserver.service")
 _UPDATE_ATTEMPTS = 3
 
 
-
 def verbs(wrapper: ModelWrapper) -> list[str]:
     """HTTP verbs a model answers: PATCH only when its wrapper can update."""
     allowed = ["GET", "PUT", "POST", "DELETE"]

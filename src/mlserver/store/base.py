@@ -148,3 +148,8 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
+
+    @abstractmethod
+    def versions(self, model: str, key: str) -> list[Version]:
+        """Every version of a key, newest first (empty without any): what a key's history
+        holds, for listings and for checks that must see past the newest version."""

@@ -443,3 +443,15 @@ class SQLStore(Store):
             close_all()
         elif not self._db.is_closed():
             self._db.close()
+
+    @_guarded
+    def versions(self, model: str, key: str) -> list[Version]:
+        _names(model, key)
+        rows = self._rows
+        query = (
+            self._select()
+            .where((rows.model == model) & (rows.key == key))
+            .order_by(rows.version.desc())
+        )
+        with self._session():
+            return [self._version(row.__data__) for row in query]
