@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from typing import Any
@@ -37,11 +38,19 @@ class App(falcon.App):
     #: Set by `start`; the one check a request pays for it.
     _serving = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._starting = threading.Lock()
+
     def start(self) -> None:
         """Start serving: the service's first sweep and heartbeat (idempotent). The first
         request calls it; a server calls it before it listens."""
-        self.service.start()
-        self._serving = True
+        with self._starting:  # concurrent first requests: one starts, the others wait for it
+            if self._serving:
+                return
+            self.service.start()
+            self.metrics.count_store_errors_from_now()
+            self._serving = True
 
     def __call__(self, env: dict[str, Any], start_response: Any) -> Any:
         if not self._serving:

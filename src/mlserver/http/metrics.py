@@ -132,6 +132,13 @@ class Metrics:
             self._synced = now
             self.sync()
 
+    def count_store_errors_from_now(self) -> None:
+        """Take the store's failure counts so far as the baseline again: the app calls it once
+        its first sweep is done, so a sweep that failed at start counts as it did at build."""
+        with self._lock:
+            for operation, count in self.service.store.error_counts().items():
+                self._seen[("store", operation)] = count
+
     def job(self, outcome: JobOutcome) -> None:
         """Count one recorded job (a `Jobs` observer)."""
         self.jobs.labels(outcome.model, outcome.kind, outcome.outcome).inc()
