@@ -27,7 +27,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from mlserver.service import verbs
+from mlserver.http.parameters import verbs_of
+from mlserver.service import operations
 from support import ServerProcess, classification, registry, regression, wait_until
 
 # 38 operations (8 models with 4 or 5 verbs, 4 service routes): ~3,800 requests, ~40 s here.
@@ -195,7 +196,7 @@ def _operations() -> list[tuple[str, str]]:
     """
     found = [("GET", path) for path in ("/health", "/ready", "/models", "/metrics")]
     for wrapper in registry():
-        found += [(verb, f"/{wrapper.name}") for verb in verbs(wrapper)]
+        found += [(verb, f"/{wrapper.name}") for verb in verbs_of(operations(wrapper))]
     return found
 
 

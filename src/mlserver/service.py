@@ -57,7 +57,7 @@ from mlserver.signing import Signer
 from mlserver.store.base import Claim, Status, Store, Version
 from mlserver.wrapper import ModelWrapper
 
-__all__ = ["Prediction", "Service"]
+__all__ = ["OPERATIONS", "Prediction", "Service", "operations"]
 
 log = logging.getLogger("mlserver.service")
 
@@ -139,12 +139,14 @@ def _mlserver_version() -> str:
         return "unknown"
 
 
-def verbs(wrapper: ModelWrapper) -> list[str]:
-    """HTTP verbs a model answers: PATCH only when its wrapper can update."""
-    allowed = ["GET", "PUT", "POST", "DELETE"]
-    if wrapper.supports_update and wrapper.get_serializer().can_update:
-        allowed.insert(3, "PATCH")
-    return allowed
+#: What a model can be asked to do; `update` only where its wrapper and serializer can.
+OPERATIONS = ("status", "fit", "predict", "update", "delete")
+
+
+def operations(wrapper: ModelWrapper) -> tuple[str, ...]:
+    """The operations a model supports, in OPERATIONS order."""
+    can_update = wrapper.supports_update and wrapper.get_serializer().can_update
+    return tuple(op for op in OPERATIONS if op != "update" or can_update)
 
 
 class Service:
@@ -188,16 +190,20 @@ class Service:
 
     # -- use cases -------------------------------------------------------------------------
 
-    def allowed_verbs(self, model: str) -> list[str]:
-        """The HTTP verbs `model` answers; ModelNotFound for an unknown model."""
-        return verbs(self.registry.get(model))
+    def operations(self, model: str) -> tuple[str, ...]:
+        """The operations `model` supports; ModelNotFound for an unknown model."""
+        return operations(self.registry.get(model))
 
-    def check_verb(self, model: str, verb: str) -> ModelWrapper:
-        """The model's wrapper; ModelNotFound, or UnsupportedOperation if it lacks `verb`."""
+    def require(self, model: str, operation: str) -> ModelWrapper:
+        """The model's wrapper; ModelNotFound, or UnsupportedOperation if it lacks `operation`."""
         wrapper = self.registry.get(model)
-        if verb.upper() not in verbs(wrapper):
+        supported = operations(wrapper)
+        if operation not in supported:
             raise UnsupportedOperation(
-                f"model {model!r} does not support {verb.upper()}", allowed=verbs(wrapper)
+                f"model {model!r} does not support {operation}",
+                model=model,
+                operation=operation,
+                supported=supported,
             )
         return wrapper
 
@@ -362,7 +368,7 @@ class Service:
         self, model: str, *, key: Any, x: Any, y: Any = None, orient: str | None = None
     ) -> Version:
         """Start a job that updates the newest FINISHED version with new data."""
-        wrapper = self.check_verb(model, "PATCH")
+        wrapper = self.require(model, "update")
         key = _key(key)
         orient = _orient(orient)
         table = decode_frame(x, orient, "x")
@@ -459,7 +465,7 @@ class Service:
             {
                 "model": wrapper.name,
                 "serializer": wrapper.get_serializer().name,
-                "verbs": verbs(wrapper),
+                "operations": list(operations(wrapper)),
                 "update": wrapper.supports_update,
                 "methods": list(wrapper.methods),
                 "description": _first_line(type(wrapper).__doc__),

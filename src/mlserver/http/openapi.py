@@ -9,6 +9,7 @@ import orjson
 
 from mlserver.frames import ORIENTS
 from mlserver.http.auth import required_scopes
+from mlserver.http.parameters import verbs_of
 from mlserver.service import Service
 
 __all__ = ["OpenAPIDocument", "openapi"]
@@ -384,7 +385,9 @@ def openapi(service: Service, *, secured: bool = False) -> dict[str, Any]:
     }
     for described in service.models():
         name = described["model"]
-        paths[f"/{name}"] = _model_path(name, described["description"], described["verbs"])
+        paths[f"/{name}"] = _model_path(
+            name, described["description"], verbs_of(described["operations"])
+        )
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
