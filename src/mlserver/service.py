@@ -57,7 +57,7 @@ from mlserver.signing import Signer
 from mlserver.store.base import Claim, Status, Store, Version
 from mlserver.wrapper import ModelWrapper
 
-__all__ = ["OPERATIONS", "Prediction", "Service", "operations"]
+__all__ = ["OPERATIONS", "Prediction", "Service", "operations_of"]
 
 log = logging.getLogger("mlserver.service")
 
@@ -143,7 +143,7 @@ def _mlserver_version() -> str:
 OPERATIONS = ("status", "fit", "predict", "update", "delete")
 
 
-def operations(wrapper: ModelWrapper) -> tuple[str, ...]:
+def operations_of(wrapper: ModelWrapper) -> tuple[str, ...]:
     """The operations a model supports, in OPERATIONS order."""
     can_update = wrapper.supports_update and wrapper.get_serializer().can_update
     return tuple(op for op in OPERATIONS if op != "update" or can_update)
@@ -192,12 +192,12 @@ class Service:
 
     def operations(self, model: str) -> tuple[str, ...]:
         """The operations `model` supports; ModelNotFound for an unknown model."""
-        return operations(self.registry.get(model))
+        return operations_of(self.registry.get(model))
 
     def require(self, model: str, operation: str) -> ModelWrapper:
         """The model's wrapper; ModelNotFound, or UnsupportedOperation if it lacks `operation`."""
         wrapper = self.registry.get(model)
-        supported = operations(wrapper)
+        supported = operations_of(wrapper)
         if operation not in supported:
             raise UnsupportedOperation(
                 f"model {model!r} does not support {operation}",
@@ -465,7 +465,7 @@ class Service:
             {
                 "model": wrapper.name,
                 "serializer": wrapper.get_serializer().name,
-                "operations": list(operations(wrapper)),
+                "operations": list(operations_of(wrapper)),
                 "update": wrapper.supports_update,
                 "methods": list(wrapper.methods),
                 "description": _first_line(type(wrapper).__doc__),

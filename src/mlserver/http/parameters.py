@@ -56,7 +56,8 @@ class Parameter:
     description: str
     #: Its JSON Schema in a JSON body, built fresh per call.
     body_schema: Callable[[], dict[str, Any]]
-    #: Its JSON Schema in the query string (text), built fresh per call.
+    #: Its JSON Schema in the query string (text), built fresh per call; None: documented in
+    #: the body only (x and y are read from the query string too, as JSON text).
     query_schema: Callable[[], dict[str, Any]] | None = None
     #: Other names the server reads as this parameter (they must agree when both are given).
     aliases: tuple[str, ...] = ()
@@ -160,9 +161,10 @@ PARAMETERS: tuple[Parameter, ...] = (
         "target",
         ("PUT", "PATCH"),
         frozenset({TABLE_QUERY}),
-        "With a CSV, Arrow or Parquet body: the column (or comma-separated columns) that are y.",
-        _string(minLength=1),
-        _string(minLength=1),
+        "With a CSV, Arrow or Parquet body: the column (or comma-separated columns) that are y "
+        "(empty: no y).",
+        _string(),
+        _string(),
     ),
     Parameter(
         "model-key",
