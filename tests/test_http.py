@@ -15,6 +15,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegres
 
 from mlserver import create_app
 from mlserver.frames import ORIENTS
+from mlserver.http.parameters import operation_of, verbs_of
+from mlserver.service import OPERATIONS
 from mlserver.store import SQLStore
 from support import classification, registry, regression, wait_until
 
@@ -357,6 +359,13 @@ def test_patch_without_update_is_405_with_allow(client):
     response = client.simulate_patch("/linreg", json={"x": "{}", "model-key": "k"})
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, PUT, POST, DELETE"
+
+
+def test_every_operation_has_one_verb_and_back():
+    """The http map covers exactly the service's operations, in Allow order, both ways."""
+    verbs = verbs_of(OPERATIONS)
+    assert verbs == ["GET", "PUT", "POST", "PATCH", "DELETE"]
+    assert [operation_of(verb) for verb in verbs] == list(OPERATIONS)
 
 
 def test_options_lists_the_models_own_verbs(client):

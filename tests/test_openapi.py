@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import io
+
 import falcon.testing
 import jsonschema
+import pyarrow as pa
+import pyarrow.ipc
 import pytest
 from openapi_spec_validator import validate
 
-from mlserver import create_app
+from mlserver import ModelWrapper, create_app
+from mlserver.frames import ARROW_STREAM, BULK_MEDIA
+from mlserver.http.openapi import openapi
+from mlserver.http.parameters import PARAMETERS
 from mlserver.store import SQLStore
 from support import classification, registry, wait_until
+
+VERBS = ("get", "put", "post", "patch", "delete")
 
 
 @pytest.fixture
@@ -121,3 +131,107 @@ def test_undocumented_verbs_are_405(client, spec):
     assert "patch" not in spec["paths"]["/linreg"]
     response = client.simulate_patch("/linreg", json={"x": "{}", "model-key": "k"})
     assert response.status_code == 405 and response.headers["allow"]
+
+
+def _model_operations(spec: dict):
+    """(verb, operation) of every `/{model}` operation in the document."""
+    service = {"/health", "/ready", "/models", "/openapi.json", "/metrics"}
+    for path, operations in spec["paths"].items():
+        if path not in service:
+            for verb, operation in operations.items():
+                yield verb.upper(), operation
+
+
+def test_table_bodies_are_documented_where_x_is_taken(spec):
+    """PUT, POST and PATCH document each CSV, Arrow and Parquet media type as a binary body;
+    GET and DELETE document none."""
+    seen = set()
+    for verb, operation in _model_operations(spec):
+        content = operation.get("requestBody", {}).get("content", {})
+        tables = {media: content[media] for media in content if media != "application/json"}
+        if verb in ("PUT", "POST", "PATCH"):
+            seen.add(verb)
+            assert set(tables) == set(BULK_MEDIA), (verb, sorted(content))
+            for media in tables.values():
+                assert media["schema"]["format"] == "binary"
+        else:
+            assert tables == {}, verb
+    assert seen == {"PUT", "POST", "PATCH"}
+
+
+def test_target_is_a_query_parameter_of_put_and_patch_only(spec):
+    """`target` is documented in the query string of PUT and PATCH, nowhere else."""
+    for verb, operation in _model_operations(spec):
+        query = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        assert ("target" in query) is (verb in ("PUT", "PATCH")), verb
+    for name in ("FitRequest", "PredictRequest", "UpdateRequest", "DeleteRequest"):
+        assert "target" not in spec["components"]["schemas"][name]["properties"]
+
+
+def test_the_arrow_answer_of_post_is_documented_and_served(client, spec):
+    """POST documents an Arrow stream answer beside JSON, and a POST that asks for Arrow
+    gets that media type with the documented status."""
+    for verb, operation in _model_operations(spec):
+        if verb == "POST":
+            assert {"application/json", ARROW_STREAM} <= set(
+                operation["responses"]["200"]["content"]
+            )
+    x, y = classification()
+    body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
+    key = client.simulate_put("/logreg", json=body).json["model-key"]
+    wait_until(
+        lambda: (
+            client.simulate_get("/logreg", params={"model-key": key}).json["status"] == "FINISHED"
+        )
+    )
+    answer = client.simulate_post(
+        "/logreg",
+        json={"x": body["x"], "orient": "split", "model-key": key},
+        headers={"Accept": ARROW_STREAM},
+    )
+    documented = spec["paths"]["/logreg"]["post"]["responses"][str(answer.status_code)]
+    assert answer.headers["content-type"] in documented["content"]
+    assert pa.ipc.open_stream(io.BytesIO(answer.content)).read_all().num_rows == len(x)
+
+
+def test_the_method_enum_is_the_wrappers_own_tuple(spec):
+    """The documented prediction methods are ModelWrapper.methods, not a copy of them."""
+    method = spec["components"]["schemas"]["Method"]
+    assert method["enum"] == list(ModelWrapper.methods)
+    assert (
+        "$ref"
+        in spec["components"]["schemas"]["PredictRequest"]["properties"]["method"]["anyOf"][0]
+    )
+
+
+def test_every_table_parameter_is_documented_for_exactly_its_verbs(spec):
+    """Each name of the parameter table (aliases too) appears, in the query string or the JSON
+    body, on exactly the verbs the table gives it, and no other name does."""
+    for verb, operation in _model_operations(spec):
+        expected = {name for p in PARAMETERS if verb in p.verbs for name in p.names}
+        query = {p["name"] for p in operation.get("parameters", [])}
+        body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        members = set()
+        if body is not None:
+            ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+            members = set(spec["components"]["schemas"][ref]["properties"])
+        assert query | members == expected, verb
+
+
+def _clear(value) -> None:
+    """Empty every dict and list in `value`, however deep."""
+    children = list(value.values()) if isinstance(value, dict) else list(value)
+    for child in children:
+        if isinstance(child, (dict, list)):
+            _clear(child)
+    value.clear()
+
+
+@pytest.mark.parametrize("secured", [False, True])
+def test_each_document_is_built_fresh(client, secured):
+    """Mutating every member of one document leaves the next one as it was: nothing is shared
+    between calls."""
+    service = client.app.service
+    before = copy.deepcopy(openapi(service, secured=secured))
+    _clear(openapi(service, secured=secured))
+    assert openapi(service, secured=secured) == before

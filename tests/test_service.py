@@ -178,7 +178,7 @@ def test_update_requires_support_and_matching_schema(service):
     finished(service, "linreg", claim.version.key)
     with pytest.raises(UnsupportedOperation) as refused:
         service.update("linreg", key=claim.version.key, x=x.to_json(), y=y.to_json())
-    assert "PATCH" not in refused.value.allowed
+    assert "update" not in refused.value.supported
     sgd, x, y = fit(service, "sgd")
     finished(service, "sgd", sgd.version.key)
     with pytest.raises(SchemaMismatch, match="'u'"):
@@ -259,9 +259,9 @@ def test_close_fails_queued_jobs_and_finishes_running_ones(sqlite_url):
 
 
 def test_models_describes_each_wrapper(service):
-    """models() lists every wrapper with its serializer and verbs."""
+    """models() lists every wrapper with its serializer and operations."""
     described = {m["model"]: m for m in service.models()}
-    assert described["sgd"]["verbs"] == ["GET", "PUT", "POST", "PATCH", "DELETE"]
+    assert described["sgd"]["operations"] == ["status", "fit", "predict", "update", "delete"]
     assert described["linreg"]["serializer"] == "joblib"
     assert described["slow"]["description"].startswith("A linear regression")
 

@@ -81,11 +81,15 @@ class NotReady(MLServerError):
 
 
 class UnsupportedOperation(MLServerError):
-    """The wrapper does not offer the operation; `allowed` lists the verbs it does take."""
+    """The model does not offer `operation` (e.g. update); `supported` lists what it does."""
 
-    def __init__(self, message: str, allowed: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, *, model: str, operation: str, supported: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
-        self.allowed = tuple(allowed)
+        self.model = model
+        self.operation = operation
+        self.supported = tuple(supported)
 
 
 class NotExportable(MLServerError):

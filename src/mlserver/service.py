@@ -43,7 +43,7 @@ from mlserver.store.base import Claim, Status, Store, Version
 from mlserver.version import mlserver_version
 from mlserver.wrapper import ModelWrapper
 
-__all__ = ["Service"]
+__all__ = ["OPERATIONS", "Service", "operations_of"]
 
 log = logging.getLogger("mlserver.service")
 
@@ -51,12 +51,14 @@ log = logging.getLogger("mlserver.service")
 _UPDATE_ATTEMPTS = 3
 
 
-def verbs(wrapper: ModelWrapper) -> list[str]:
-    """HTTP verbs a model answers: PATCH only when its wrapper can update."""
-    allowed = ["GET", "PUT", "POST", "DELETE"]
-    if wrapper.supports_update and wrapper.get_serializer().can_update:
-        allowed.insert(3, "PATCH")
-    return allowed
+#: What a model can be asked to do; `update` only where its wrapper and serializer can.
+OPERATIONS = ("status", "fit", "predict", "update", "delete")
+
+
+def operations_of(wrapper: ModelWrapper) -> tuple[str, ...]:
+    """The operations a model supports, in OPERATIONS order."""
+    can_update = wrapper.supports_update and wrapper.get_serializer().can_update
+    return tuple(op for op in OPERATIONS if op != "update" or can_update)
 
 
 class Service:
@@ -100,16 +102,20 @@ class Service:
 
     # -- use cases -------------------------------------------------------------------------
 
-    def allowed_verbs(self, model: str) -> list[str]:
-        """The HTTP verbs `model` answers; ModelNotFound for an unknown model."""
-        return verbs(self.registry.get(model))
+    def operations(self, name: str) -> tuple[str, ...]:
+        """The operations model `name` supports; ModelNotFound for an unknown model."""
+        return operations_of(self.registry.get(name))
 
-    def check_verb(self, model: str, verb: str) -> ModelWrapper:
-        """The model's wrapper; ModelNotFound, or UnsupportedOperation if it lacks `verb`."""
-        wrapper = self.registry.get(model)
-        if verb.upper() not in verbs(wrapper):
+    def require(self, name: str, operation: str) -> ModelWrapper:
+        """The model's wrapper; ModelNotFound, or UnsupportedOperation if it lacks `operation`."""
+        wrapper = self.registry.get(name)
+        supported = operations_of(wrapper)
+        if operation not in supported:
             raise UnsupportedOperation(
-                f"model {model!r} does not support {verb.upper()}", allowed=verbs(wrapper)
+                f"model {name!r} does not support {operation}",
+                model=name,
+                operation=operation,
+                supported=supported,
             )
         return wrapper
 
@@ -255,7 +261,7 @@ class Service:
         self, name: str, *, key: Any, x: Any, y: Any = None, orient: str | None = None
     ) -> Version:
         """Start a job that updates the newest FINISHED version with new data."""
-        wrapper = self.check_verb(name, "PATCH")
+        wrapper = self.require(name, "update")
         key = model_key(key)
         orient = orient_of(orient)
         table, target = decode_training(
@@ -352,7 +358,7 @@ class Service:
             {
                 "model": wrapper.name,
                 "serializer": wrapper.get_serializer().name,
-                "verbs": verbs(wrapper),
+                "operations": list(operations_of(wrapper)),
                 "update": wrapper.supports_update,
                 "methods": list(wrapper.methods),
                 "description": _first_line(type(wrapper).__doc__),

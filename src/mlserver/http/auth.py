@@ -24,6 +24,7 @@ from pathlib import Path
 import falcon
 
 from mlserver.errors import ConfigurationError
+from mlserver.http.parameters import KEY_NAMES
 
 __all__ = [
     "SCOPES",
@@ -46,7 +47,6 @@ _MODEL_SCOPES = {
     "PATCH": frozenset({"train"}),
     "DELETE": frozenset({"admin"}),
 }
-_KEY_NAMES = ("model-key", "model_key")
 _HASH = re.compile(r"[0-9a-f]{64}")
 _ANY = frozenset[str]()
 
@@ -172,7 +172,7 @@ class Authenticator:
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict
     ) -> None:
-        has_key = any(name in req.params for name in _KEY_NAMES)
+        has_key = any(name in req.params for name in KEY_NAMES)
         required = required_scopes(req.method, req.uri_template, has_key=has_key)
         if required is None:
             return

@@ -10,6 +10,7 @@ import falcon
 import orjson
 
 from mlserver import errors
+from mlserver.http.parameters import verbs_of
 
 __all__ = ["ApiError", "install"]
 
@@ -69,7 +70,13 @@ def _domain_error(req: falcon.Request, resp: falcon.Response, exc: Exception, pa
     status, title = _status_of(exc)  # type: ignore[arg-type]
     req.context.error = type(exc).__name__  # for the access log
     if isinstance(exc, errors.UnsupportedOperation):
-        raise falcon.HTTPMethodNotAllowed(list(exc.allowed), title=title, description=str(exc))
+        # The domain names the operation; the client sent, and is told of, its verb.
+        verb = verbs_of([exc.operation])[0]
+        raise falcon.HTTPMethodNotAllowed(
+            verbs_of(exc.supported),
+            title=title,
+            description=f"model {exc.model!r} does not support {verb}",
+        )
     if status == falcon.HTTP_500:
         log.error(
             "event=server_error request_id=%s path=%s error=%r",

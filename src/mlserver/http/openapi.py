@@ -7,338 +7,151 @@ from typing import Any
 import falcon
 import orjson
 
-from mlserver.frames import ORIENTS
+from mlserver.frames import ARROW_STREAM, BULK_MEDIA
 from mlserver.http.auth import required_scopes
+from mlserver.http.openapi_schemas import REQUESTS, error, errors, json_content, ref, schemas
+from mlserver.http.parameters import QUERY, TABLE, TABLE_QUERY, operation_of, taken_by, verbs_of
 from mlserver.service import Service
 
 __all__ = ["OpenAPIDocument", "openapi"]
 
-_REF = "#/components/schemas/"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": _REF + name}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _json(_ref("Error"), description)
-
-
-_ERRORS = {
-    "400": _error("A parameter is missing or malformed; `parameter` names it."),
-    "404": _error("Unknown model, or a model-key with no versions."),
-    "409": _error("The key is not ready for this; `status` is the blocking status."),
-    "413": _error("The request body is above the configured limit."),
-    "415": _error("The request body is not JSON."),
-    "422": _error("Well-formed data the model cannot take; `missing`/`unexpected` columns."),
-    "503": _error("The store (database) is unreachable."),
-}
-_AUTH_ERRORS = {
-    "401": {
-        **_error("No valid bearer token (see the WWW-Authenticate header)."),
-        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
-    },
-    "403": _error("The token lacks the scope this operation needs."),
-}
 _SCHEME = "bearer"
-
-_KEY_PARAMETERS = [
-    {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "The key a PUT returned" + (" (alias)." if "_" in name else "."),
-    }
-    for name in ("model-key", "model_key")
-]
-
-_FRAME = {
-    "description": "A pandas DataFrame (or Series) in JSON: the text `to_json(orient=...)` "
-    "produced, or that JSON value itself.",
-    "type": ["string", "object", "array"],
-}
-
-_KEY = {"type": "string", "description": "The key a PUT returned."}
-_TIME = {"type": ["string", "null"], "format": "date-time"}
-_WARNINGS = {
-    "type": "array",
-    "items": {"type": "string"},
-    "description": "Present when the version was trained with other library versions.",
-}
-_KWARGS = {"type": ["object", "string"], "description": "Keyword arguments (or their JSON text)."}
+_TABLE = (
+    "x (and, on PUT and PATCH, y: the `target` columns) as a table; the other parameters "
+    "in the query string."
+)
 
 
-def _request(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    """A request body; optional parameters may be null, which means "not given"."""
+def _binary(description: str) -> dict[str, Any]:
+    return {"type": "string", "format": "binary", "description": description}
+
+
+def _auth_errors() -> dict[str, Any]:
     return {
-        "type": "object",
-        "properties": {
-            name: schema if name in required else {"anyOf": [schema, {"type": "null"}]}
-            for name, schema in properties.items()
+        "401": {
+            **error("No valid bearer token (see the WWW-Authenticate header)."),
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
         },
-        "required": required,
-        "additionalProperties": False,
+        "403": error("The token lacks the scope this operation needs."),
     }
 
 
-_SCHEMAS: dict[str, Any] = {
-    "Frame": _FRAME,
-    "Orient": {"type": "string", "enum": list(ORIENTS), "default": "columns"},
-    "FitRequest": _request(
+def _query(verb: str) -> list[dict[str, Any]]:
+    """The query parameters `verb` takes, from the parameter table (x and y, JSON text there,
+    are documented in the body only)."""
+    return [
         {
-            "x": _ref("Frame"),
-            "y": _ref("Frame"),
-            "orient": _ref("Orient"),
-            "modkwargs": _KWARGS,
-            "algkwargs": _KWARGS,
-            "retrain": {
-                "oneOf": [
-                    {"type": "boolean"},
-                    {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"},
-                ]
-            },
-            "name": {"type": "string", "minLength": 1},
-        },
-        ["x"],
-    ),
-    "PredictRequest": _request(
-        {
-            "x": _ref("Frame"),
-            "orient": _ref("Orient"),
-            "method": {
-                "type": "string",
-                "enum": ["predict", "predict_proba", "decision_function", "transform"],
-                "default": "predict",
-            },
-            "model-key": _KEY,
-            "model_key": _KEY,
-        },
-        ["x"],
-    ),
-    "UpdateRequest": _request(
-        {
-            "x": _ref("Frame"),
-            "y": _ref("Frame"),
-            "orient": _ref("Orient"),
-            "model-key": _KEY,
-            "model_key": _KEY,
-        },
-        ["x"],
-    ),
-    "DeleteRequest": _request({"model-key": _KEY, "model_key": _KEY}, []),
-    "StatusName": {"type": "string", "enum": ["RUNNING", "FINISHED", "FAILED"]},
-    "Running": {
-        "type": "object",
-        "properties": {
-            "model-key": _KEY,
-            "status": _ref("StatusName"),
-            "version": {"type": "integer", "minimum": 1},
-        },
-        "required": ["model-key", "status", "version"],
-    },
-    "Status": {
-        "type": "object",
-        "properties": {
-            "model-key": _KEY,
-            "status": _ref("StatusName"),
-            "version": {"type": "integer", "minimum": 1},
-            "started": _TIME,
-            "finished": _TIME,
-            "error": {"type": ["string", "null"]},
-            "metadata": {"type": "object"},
-            "warnings": _WARNINGS,
-        },
-        "required": ["model-key", "status", "version", "started", "finished", "error", "metadata"],
-    },
-    "KeyList": {
-        "type": "object",
-        "properties": {
-            "model": {"type": "string"},
-            "keys": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "model-key": _KEY,
-                        "status": _ref("StatusName"),
-                        "version": {"type": "integer", "minimum": 1},
-                        "finished": _TIME,
-                    },
-                    "required": ["model-key", "status", "version", "finished"],
-                },
-            },
-        },
-        "required": ["model", "keys"],
-    },
-    "Prediction": {
-        "type": "object",
-        "properties": {
-            "model-key": _KEY,
-            "version": {"type": "integer", "minimum": 1},
-            "orient": _ref("Orient"),
-            "method": {
-                "type": "string",
-                "description": "The method that answered: the one asked for, else predict, "
-                "else the model's only method (transform for a transformer).",
-            },
-            "y": {**_FRAME, "description": "Predictions, in the form and orient x came in."},
-            "warnings": _WARNINGS,
-        },
-        "required": ["model-key", "version", "orient", "y"],
-    },
-    "Deleted": {
-        "type": "object",
-        "properties": {"model-key": _KEY, "deleted": {"type": "integer", "minimum": 1}},
-        "required": ["model-key", "deleted"],
-    },
-    "Error": {
-        "type": "object",
-        "properties": {
-            "title": {"type": "string"},
-            "description": {"type": "string"},
-            "parameter": {"type": "string"},
-            "status": _ref("StatusName"),
-            "missing": {"type": "array", "items": {"type": "string"}},
-            "unexpected": {"type": "array", "items": {"type": "string"}},
-        },
-        "required": ["title", "description"],
-    },
-    "ServiceState": {
-        "type": "object",
-        "properties": {"status": {"type": "string"}},
-        "required": ["status"],
-    },
-    "Models": {
-        "type": "object",
-        "properties": {
-            "models": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "model": {"type": "string"},
-                        "serializer": {"type": "string"},
-                        "verbs": {"type": "array", "items": {"type": "string"}},
-                        "update": {"type": "boolean"},
-                        "methods": {"type": "array", "items": {"type": "string"}},
-                        "description": {"type": "string"},
-                    },
-                    "required": [
-                        "model",
-                        "serializer",
-                        "verbs",
-                        "update",
-                        "methods",
-                        "description",
-                    ],
-                },
-            }
-        },
-        "required": ["models"],
-    },
-}
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": parameter.query_schema(),
+            "description": parameter.description,
+        }
+        for parameter in taken_by(verb)
+        if parameter.query_schema is not None and parameter.sources & {QUERY, TABLE_QUERY}
+        for name in parameter.names
+    ]
 
 
-def _body(schema: str, required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": _ref(schema)}}}
+def _body(verb: str, schema: str, required: bool = True) -> dict[str, Any]:
+    """The JSON body of `verb` and, where x may come as a table, each table media type."""
+    content: dict[str, Any] = {"application/json": {"schema": ref(schema)}}
+    if taken_by(verb, TABLE):
+        content.update({media: {"schema": _binary(_TABLE)} for media in BULK_MEDIA})
+    return {"required": required, "content": content}
 
 
 def _responses(ok: dict[str, Any], *codes: str) -> dict[str, Any]:
-    return {**ok, **{code: _ERRORS[code] for code in codes}}
+    return {**ok, **errors(*codes)}
+
+
+def _prediction() -> dict[str, Any]:
+    """POST's answer: JSON, or an Arrow stream when Accept prefers it."""
+    answer = json_content(ref("Prediction"), "Predictions with x's index.")
+    answer["content"][ARROW_STREAM] = {
+        "schema": _binary(
+            f"With `Accept: {ARROW_STREAM}`: the predictions as an Arrow stream, x's index "
+            "kept; the headers X-Model-Key, X-Model-Version, X-Model-Method (and "
+            "X-Model-Warnings) carry the rest of the JSON answer."
+        )
+    }
+    return answer
+
+
+def _operation(name: str, verb: str, summary: str, **fields: Any) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": f"{operation_of(verb)}_{name}",
+        "summary": summary,
+        "tags": [name],
+    }
+    if parameters := _query(verb):
+        operation["parameters"] = parameters
+    operation.update(fields)
+    return operation
 
 
 def _model_path(name: str, description: str, verbs: list[str]) -> dict[str, Any]:
-    tag = [name]
+    requests = dict(REQUESTS)
     path: dict[str, Any] = {
-        "get": {
-            "operationId": f"status_{name}",
-            "summary": "Status of a key (newest version), or the list of keys without one",
-            "tags": tag,
-            "parameters": _KEY_PARAMETERS,
-            "responses": _responses(
+        "get": _operation(
+            name,
+            "GET",
+            "Status of a key (newest version), or the list of keys without one",
+            responses=_responses(
                 {
-                    "200": _json(
-                        {"oneOf": [_ref("Status"), _ref("KeyList")]},
+                    "200": json_content(
+                        {"oneOf": [ref("Status"), ref("KeyList")]},
                         "The key's newest version, or every key of the model.",
                     )
                 },
-                "400",
-                "404",
-                "503",
+                *("400", "404", "503"),
             ),
-        },
-        "put": {
-            "operationId": f"fit_{name}",
-            "summary": "Fit: start training unless this key already has a version",
-            "description": description,
-            "tags": tag,
-            "requestBody": _body("FitRequest"),
-            "responses": _responses(
+        ),
+        "put": _operation(
+            name,
+            "PUT",
+            "Fit: start training unless this key already has a version",
+            description=description,
+            requestBody=_body("PUT", requests["PUT"]),
+            responses=_responses(
                 {
-                    "202": _json(_ref("Running"), "A training job was started."),
-                    "200": _json(_ref("Status"), "Nothing started: FINISHED or RUNNING."),
+                    "202": json_content(ref("Running"), "A training job was started."),
+                    "200": json_content(ref("Status"), "Nothing started: FINISHED or RUNNING."),
                 },
-                "400",
-                "404",
-                "413",
-                "415",
-                "503",
+                *("400", "404", "413", "415", "422", "503"),
             ),
-        },
-        "post": {
-            "operationId": f"predict_{name}",
-            "summary": "Predict with the newest FINISHED version of a key",
-            "tags": tag,
-            "requestBody": _body("PredictRequest"),
-            "responses": _responses(
-                {"200": _json(_ref("Prediction"), "Predictions with x's index.")},
-                "400",
-                "404",
-                "409",
-                "413",
-                "415",
-                "422",
-                "503",
+        ),
+        "post": _operation(
+            name,
+            "POST",
+            "Predict with the newest FINISHED version of a key",
+            requestBody=_body("POST", requests["POST"]),
+            responses=_responses(
+                {"200": _prediction()}, *("400", "404", "409", "413", "415", "422", "503")
             ),
-        },
-        "delete": {
-            "operationId": f"delete_{name}",
-            "summary": "Delete every version of a key",
-            "tags": tag,
-            "parameters": _KEY_PARAMETERS,
-            "requestBody": _body("DeleteRequest", required=False),
-            "responses": _responses(
-                {"200": _json(_ref("Deleted"), "How many versions were deleted.")},
-                "400",
-                "404",
-                "413",
-                "415",
-                "503",
+        ),
+        "delete": _operation(
+            name,
+            "DELETE",
+            "Delete every version of a key",
+            requestBody=_body("DELETE", requests["DELETE"], required=False),
+            responses=_responses(
+                {"200": json_content(ref("Deleted"), "How many versions were deleted.")},
+                *("400", "404", "413", "415", "503"),
             ),
-        },
+        ),
     }
     if "PATCH" in verbs:
-        path["patch"] = {
-            "operationId": f"update_{name}",
-            "summary": "Update the newest FINISHED version with new data (a new version)",
-            "tags": tag,
-            "requestBody": _body("UpdateRequest"),
-            "responses": _responses(
-                {"202": _json(_ref("Running"), "An update job was started.")},
-                "400",
-                "404",
-                "409",
-                "413",
-                "415",
-                "422",
-                "503",
+        path["patch"] = _operation(
+            name,
+            "PATCH",
+            "Update the newest FINISHED version with new data (a new version)",
+            requestBody=_body("PATCH", requests["PATCH"]),
+            responses=_responses(
+                {"202": json_content(ref("Running"), "An update job was started.")},
+                *("400", "404", "409", "413", "415", "422", "503"),
             ),
-        }
+        )
     return path
 
 
@@ -348,7 +161,7 @@ def _service_path(operation: str, summary: str, schema: str, *codes: str) -> dic
             "operationId": operation,
             "summary": summary,
             "tags": ["service"],
-            "responses": _responses({"200": _json(_ref(schema), summary)}, *codes),
+            "responses": _responses({"200": json_content(ref(schema), summary)}, *codes),
         }
     }
 
@@ -365,7 +178,7 @@ def openapi(service: Service, *, secured: bool = False) -> dict[str, Any]:
                 "operationId": "openapi",
                 "summary": "This document",
                 "tags": ["service"],
-                "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
+                "responses": {"200": json_content({"type": "object"}, "The OpenAPI document.")},
             }
         },
         "/metrics": {
@@ -384,7 +197,9 @@ def openapi(service: Service, *, secured: bool = False) -> dict[str, Any]:
     }
     for described in service.models():
         name = described["model"]
-        paths[f"/{name}"] = _model_path(name, described["description"], described["verbs"])
+        paths[f"/{name}"] = _model_path(
+            name, described["description"], verbs_of(described["operations"])
+        )
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -394,7 +209,7 @@ def openapi(service: Service, *, secured: bool = False) -> dict[str, Any]:
             "predicts, PATCH updates, DELETE removes, GET reports status.",
         },
         "paths": paths,
-        "components": {"schemas": _SCHEMAS},
+        "components": {"schemas": schemas()},
     }
     if secured:
         _secure(document)
@@ -431,10 +246,11 @@ def _secure(document: dict[str, Any]) -> None:
             operation["security"] = [{_SCHEME: [scope]} for scope in sorted(needed)] or [
                 {_SCHEME: []}
             ]
+            auth_errors = _auth_errors()
             operation["responses"] = {
                 **operation["responses"],
-                "401": _AUTH_ERRORS["401"],
-                **({"403": _AUTH_ERRORS["403"]} if needed else {}),
+                "401": auth_errors["401"],
+                **({"403": auth_errors["403"]} if needed else {}),
             }
 
 

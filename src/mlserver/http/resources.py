@@ -14,6 +14,16 @@ from mlserver.frames.encode import dumps
 from mlserver.frames.limits import BulkLimits
 from mlserver.frames.rows import Rows
 from mlserver.http.body import ARROW_STREAM, BULK_MEDIA, read_body, read_json
+from mlserver.http.parameters import (
+    KEY_NAMES,
+    PARAMETERS,
+    TABLE,
+    TABLE_QUERY,
+    accepted,
+    operation_of,
+    taken_by,
+    verbs_of,
+)
 from mlserver.service import Service
 from mlserver.store.base import Status, Version
 
@@ -23,15 +33,6 @@ __all__ = [
     "ModelsResource",
     "ReadyResource",
 ]
-
-_KEY_NAMES = ("model-key", "model_key")
-_PARAMETERS = {
-    "PUT": {"x", "y", "orient", "modkwargs", "algkwargs", "retrain", "name"},
-    "POST": {"x", "orient", "method", *_KEY_NAMES},
-    "PATCH": {"x", "y", "orient", *_KEY_NAMES},
-    "DELETE": {*_KEY_NAMES},
-    "GET": {*_KEY_NAMES},
-}
 
 
 def _send(resp: falcon.Response, body: Any, status: str = falcon.HTTP_200) -> None:
@@ -60,6 +61,10 @@ def _running_body(version: Version) -> dict[str, Any]:
     return {"model-key": version.key, "status": version.status.value, "version": version.version}
 
 
+#: x and y: with a table body they come in it, never also as parameters.
+_IN_TABLE = tuple(p.name for p in PARAMETERS if TABLE in p.sources)
+
+
 class _Params:
     """The request's parameters: query string merged with the JSON object body."""
 
@@ -77,9 +82,10 @@ class _Params:
                 self.values[name] = value
         # A JSON null means "not given", for every parameter alike.
         self.values = {name: value for name, value in self.values.items() if value is not None}
-        unknown = sorted(set(self.values) - _PARAMETERS[req.method])
+        known = accepted(req.method)
+        unknown = sorted(set(self.values) - known)
         if unknown:
-            allowed = ", ".join(sorted(_PARAMETERS[req.method]))
+            allowed = ", ".join(sorted(known))
             raise InvalidPayload(
                 f"unknown parameter(s) for {req.method}: {', '.join(unknown)}; allowed: {allowed}",
                 unknown[0],
@@ -88,9 +94,10 @@ class _Params:
     def _bulk(self, raw: bytes, kind: str, method: str, limits: BulkLimits) -> None:
         """x (and, with `target`, y) from an Arrow, Parquet or CSV body; the rest from the
         query string."""
-        if "x" in self.values or "y" in self.values:
+        if any(name in self.values for name in _IN_TABLE):
             raise InvalidPayload(f"with a {kind} body, x and y come in the body", "x")
-        target = self.values.pop("target", None) if method in ("PUT", "PATCH") else None
+        # `target` (TABLE_QUERY) is read here and nowhere else; on other verbs it stays unknown.
+        target = next((self.values.pop(p.name, None) for p in taken_by(method, TABLE_QUERY)), None)
         if target is not None and not isinstance(target, str):  # ?target=a&target=b
             raise InvalidPayload(
                 "target must be given once, as comma-separated column names", "target"
@@ -106,7 +113,7 @@ class _Params:
         return self.values.get(name)
 
     def key(self) -> Any:
-        given = [self.values[n] for n in _KEY_NAMES if n in self.values]
+        given = [self.values[n] for n in KEY_NAMES if n in self.values]
         if len(given) == 2 and given[0] != given[1]:
             raise InvalidPayload("model-key and model_key disagree", "model-key")
         return given[0] if given else None
@@ -127,7 +134,7 @@ class ModelResource:
 
     def _params(self, req: falcon.Request, model: str, body: bool = True) -> _Params:
         # Unknown model (404) or a verb it lacks (405) come before any parameter check.
-        self.service.check_verb(model, req.method)
+        self.service.require(model, operation_of(req.method))
         return _Params(req, self.max_bytes, body, self.limits)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
@@ -187,7 +194,7 @@ class ModelResource:
 
     def on_options(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
         """Allow lists what this model takes (Falcon's default would list PATCH for all)."""
-        resp.set_header("Allow", ", ".join(self.service.allowed_verbs(model)))
+        resp.set_header("Allow", ", ".join(verbs_of(self.service.operations(model))))
         resp.status = falcon.HTTP_204
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
@@ -251,4 +258,15 @@ class ModelsResource:
         self.service = service
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        _send(resp, {"models": self.service.models()})
+        _send(resp, {"models": [_listed(entry) for entry in self.service.models()]})
+
+
+def _listed(described: dict[str, Any]) -> dict[str, Any]:
+    """A `Service.models()` entry as `/models` lists it: its operations as HTTP verbs, where
+    they were."""
+    entry: dict[str, Any] = {}
+    for name, value in described.items():
+        if name == "operations":
+            name, value = "verbs", verbs_of(value)
+        entry[name] = value
+    return entry
