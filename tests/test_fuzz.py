@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlserver.frames import ORIENTS
+from mlserver.frames.orients import ORIENTS
 from support import in_process, registry
 
 scalars = st.one_of(

@@ -14,7 +14,7 @@ from sklearn.cluster import KMeans
 from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegressor
 
 from mlserver import create_app
-from mlserver.frames import ORIENTS
+from mlserver.frames.orients import ORIENTS
 from mlserver.http.parameters import operation_of, verbs_of
 from mlserver.service import OPERATIONS
 from mlserver.store import SQLStore

@@ -13,7 +13,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from mlserver import ModelWrapper, create_app
-from mlserver.frames import ARROW_STREAM, BULK_MEDIA
+from mlserver.http.body import ARROW_STREAM, BULK_MEDIA
 from mlserver.http.openapi import openapi
 from mlserver.http.parameters import PARAMETERS
 from mlserver.store import SQLStore

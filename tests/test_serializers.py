@@ -39,7 +39,7 @@ from sklearn.svm import SVC, LinearSVC, NuSVC
 
 from mlserver import wrap_estimator
 from mlserver.errors import ConfigurationError, NotExportable, UntrustedModel
-from mlserver.frames import Schema
+from mlserver.frames.schema import Schema
 from mlserver.serializers import (
     JoblibSerializer,
     OnnxSerializer,

@@ -19,7 +19,7 @@ import requests
 from mlserver import Registry
 from mlserver.config import Settings
 from mlserver.errors import Overloaded
-from mlserver.frames import name_key
+from mlserver.frames.keys import name_key
 from mlserver.pool import ProcessPool
 from mlserver.service import Service
 from mlserver.store import SQLStore

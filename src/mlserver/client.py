@@ -59,7 +59,7 @@ from mlserver.client_errors import (
     os_reason,
     server_error,
 )
-from mlserver.frames import dumps, encode_frame
+from mlserver.frames.encode import dumps, encode_frame
 
 __all__ = [
     "DEFAULT_TIMEOUT",

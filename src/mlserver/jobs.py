@@ -14,7 +14,6 @@ pool cannot stop a thread (it runs until the fit returns, and keeps its slot unt
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -77,6 +76,17 @@ class _Place:
         release, self._release = self._release, None
         if release is not None:
             release()
+
+    def __enter__(self) -> _Place:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def take(self) -> bool:
+        """Hand the place to the job it was reserved for (True once); close is then a no-op."""
+        held, self._release = self._release is not None, None
+        return held
 
 
 class Jobs:
@@ -149,7 +159,7 @@ class Jobs:
             thread.start()
             self._thread = thread
 
-    def reserve(self) -> contextlib.AbstractContextManager[None]:
+    def reserve(self) -> _Place:
         """A place for one job, held (by the returned context manager) while its version is
         claimed and submitted.
 
@@ -178,17 +188,26 @@ class Jobs:
                     RETRY_AFTER_SECONDS,
                 )
             self._reserved += 1
-        return contextlib.closing(_Place(self._release))
+        return _Place(self._release)
 
     def _release(self) -> None:
         with self._lock:
             self._reserved -= 1
 
-    def submit(self, version: Version, task: TrainingTask, metadata: Mapping[str, Any]) -> None:
+    def submit(
+        self,
+        version: Version,
+        task: TrainingTask,
+        metadata: Mapping[str, Any],
+        place: _Place | None = None,
+    ) -> None:
         """Run `task` for the claimed `version` when a slot is free; its outcome is recorded
-        when it ends."""
+        when it ends. The job takes over `place` (from `reserve`) in the same step, so it is
+        never counted twice, as reserved and as queued."""
         kind = "fit" if task.base_blob is None else "update"
         with self._lock:
+            if place is not None and place.take():
+                self._reserved -= 1
             self._running.add(version.id)
             self._queued.append(_Job(version, task, kind, metadata))
         self._dispatch()

@@ -186,7 +186,7 @@ class Service:
                 metadata["kwargs"] = {"modkwargs": modkwargs, "algkwargs": algkwargs}
                 if key_name is not None:
                     metadata["name"] = key_name
-                self.jobs.submit(claim.version, task, metadata)
+                self.jobs.submit(claim.version, task, metadata, place)
         return claim
 
     def predict(
@@ -272,7 +272,7 @@ class Service:
         # NOTE: checked once before a place is reserved, so a bad PATCH is its 4xx even
         # when the queue is full (503).
         checked = self._update_base(wrapper, name, key, table, orient)
-        with self.jobs.reserve():
+        with self.jobs.reserve() as place:
             for attempt in range(_UPDATE_ATTEMPTS):
                 if attempt:
                     checked = self._update_base(wrapper, name, key, table, orient)
@@ -305,7 +305,7 @@ class Service:
                 schema=schema,
                 base_serializer=base_serializer,
             )
-            self.jobs.submit(version, task, metadata)
+            self.jobs.submit(version, task, metadata, place)
         return version
 
     def _update_base(

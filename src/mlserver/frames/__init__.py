@@ -12,15 +12,6 @@ One module per concept; importers name the submodule:
 - `encode`: answers, as pandas JSON values, Arrow streams and response bytes;
 - `keys`: `training_key` and `name_key`.
 
-The few names other packages have long imported from here are re-exported; nothing here
-imports scikit-learn, falcon, peewee or prometheus, and pyarrow only when a body needs it.
+Nothing here imports scikit-learn, falcon, peewee or prometheus, and pyarrow only when a body
+needs it; this file imports nothing, so a user of one submodule loads only what it needs.
 """
-
-from __future__ import annotations
-
-from mlserver.frames.encode import dumps, encode_frame
-from mlserver.frames.keys import name_key
-from mlserver.frames.orients import ORIENTS
-from mlserver.frames.schema import Schema
-
-__all__ = ["ORIENTS", "Schema", "dumps", "encode_frame", "name_key"]

@@ -7,8 +7,8 @@ from typing import Any
 import falcon
 import orjson
 
-from mlserver.frames import ARROW_STREAM, BULK_MEDIA
 from mlserver.http.auth import required_scopes
+from mlserver.http.body import ARROW_STREAM, BULK_MEDIA
 from mlserver.http.openapi_schemas import REQUESTS, error, errors, json_content, ref, schemas
 from mlserver.http.parameters import QUERY, TABLE, TABLE_QUERY, operation_of, taken_by, verbs_of
 from mlserver.service import Service

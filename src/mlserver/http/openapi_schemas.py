@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlserver.frames import ORIENTS
+from mlserver.frames.orients import ORIENTS
 from mlserver.http.parameters import BODY, taken_by
 from mlserver.wrapper import ModelWrapper
 
