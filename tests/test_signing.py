@@ -19,7 +19,7 @@ from playhouse import db_url
 from mlserver import create_app
 from mlserver.cli import main
 from mlserver.errors import ConfigurationError, IntegrityError, SignatureMismatch
-from mlserver.signing import Signer, Verified, parse_signing_keys
+from mlserver.signing import Placement, Signer, Verified, parse_signing_keys
 from mlserver.store import SQLStore
 from mlserver.store._tables import TABLE_NAME, make_version_table
 from support import ServerProcess, registry, regression, wait_until
@@ -225,27 +225,27 @@ def test_a_signature_holds_only_where_it_was_made(elsewhere):
     IntegrityError the HTTP layer maps to 500."""
     signer = Signer(dict([NEW, OLD]))
     blob = b"model bytes" * 100
-    signature = signer.sign(blob, **WHERE)
-    assert signer.verify(blob, signature, **WHERE) == Verified(legacy=False)
+    signature = signer.sign(blob, Placement(**WHERE))
+    assert signer.verify(blob, signature, Placement(**WHERE)) == Verified(legacy=False)
     with pytest.raises(SignatureMismatch):
-        signer.verify(blob, signature, **{**WHERE, **elsewhere})
+        signer.verify(blob, signature, Placement(**{**WHERE, **elsewhere}))
     with pytest.raises(IntegrityError):
-        signer.verify(blob[:-1] + b"t", signature, **WHERE)
+        signer.verify(blob[:-1] + b"t", signature, Placement(**WHERE))
     with pytest.raises(SignatureMismatch):
-        signer.verify(blob, signature[:-1] + "0", **WHERE)
+        signer.verify(blob, signature[:-1] + "0", Placement(**WHERE))
 
 
 def test_metadata_outside_the_loading_entries_is_not_covered():
     """Metadata that does not drive loading (the wrapper's own) may change without voiding
     the signature, and the same time given naive or aware in UTC is the same time."""
     signer = Signer(dict([NEW]))
-    signature = signer.sign(b"bytes", **WHERE)
+    signature = signer.sign(b"bytes", Placement(**WHERE))
     moved = {
         **WHERE,
         "metadata": {**WHERE["metadata"], "user": {"a": 2}},
         "created": WHERE["created"].replace(tzinfo=None),
     }
-    signer.verify(b"bytes", signature, **moved)
+    signer.verify(b"bytes", signature, Placement(**moved))
 
 
 def legacy_signature(secret: str, blob: bytes, model: str, key: str, version: int) -> str:

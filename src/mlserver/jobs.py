@@ -28,7 +28,7 @@ from mlserver.config import Settings
 from mlserver.errors import Overloaded, StoreError
 from mlserver.leases import is_dead, worker_id
 from mlserver.pool import executor_slots
-from mlserver.signing import Signer
+from mlserver.signing import Placement, Signer
 from mlserver.store.base import Store, Version
 from mlserver.training import TrainingTask, describe, train
 
@@ -328,16 +328,8 @@ class Jobs:
             signature = None
             stored_metadata = {**metadata, **artifact.metadata}
             if self.signer is not None:
-                signature = self.signer.sign(
-                    artifact.blob,
-                    model=version.model,
-                    key=version.key,
-                    version=version.version,
-                    serializer=artifact.serializer,
-                    row_id=version.id,
-                    created=version.created,
-                    metadata=stored_metadata,
-                )
+                where = Placement.of(version, artifact.serializer, stored_metadata)
+                signature = self.signer.sign(artifact.blob, where)
             # NOTE: finish writes only a RUNNING row: a version FAILED meanwhile (timed out,
             # interrupted) or deleted stays as it is, and this is "discarded".
             stored = self.store.finish(

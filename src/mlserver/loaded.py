@@ -13,7 +13,7 @@ from mlserver.arrays import array_model
 from mlserver.errors import InvalidPayload, StoreError
 from mlserver.frames.schema import Schema
 from mlserver.serializers.base import Serializer, has_method, resolve_serializer
-from mlserver.signing import Signer
+from mlserver.signing import Placement, Signer
 from mlserver.store.base import Store, Version
 from mlserver.wrapper import ModelWrapper
 
@@ -112,19 +112,11 @@ def verified_blob(store: Store, signer: Signer | None, version: Version) -> byte
     blob = store.load_blob(version)
     if signer is None:
         return blob
-    where = {
-        "model": version.model,
-        "key": version.key,
-        "version": version.version,
-        "serializer": str(version.serializer),
-        "row_id": version.id,
-        "created": version.created,
-        "metadata": version.metadata,
-    }
-    verified = signer.verify(blob, version.signature, **where)
+    where = Placement.of(version)
+    verified = signer.verify(blob, version.signature, where)
     if verified.legacy:
         # A 0.1.0 signature is replaced by one bound to this row, once.
-        signature = signer.sign(blob, **where)
+        signature = signer.sign(blob, where)
         try:
             store.resign(version.id, version.signature, signature)
         except StoreError as exc:

@@ -34,8 +34,16 @@ from typing import Any
 import orjson
 
 from mlserver.errors import ConfigurationError, SignatureMismatch
+from mlserver.store.base import Version
 
-__all__ = ["MIN_SECRET_BYTES", "SIGNED_METADATA", "Signer", "Verified", "parse_signing_keys"]
+__all__ = [
+    "MIN_SECRET_BYTES",
+    "SIGNED_METADATA",
+    "Placement",
+    "Signer",
+    "Verified",
+    "parse_signing_keys",
+]
 
 log = logging.getLogger("mlserver.signing")
 
@@ -50,6 +58,38 @@ SIGNED_METADATA = ("features", "targets", "libraries")
 _DOMAIN_V1 = b"mlserver-blob-v1\n"
 _DOMAIN = b"mlserver-blob-v2\n"
 _FORMAT = "v2"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a blob is stored: everything a signature binds besides the bytes."""
+
+    model: str
+    key: str
+    version: int
+    serializer: str
+    row_id: int
+    created: datetime
+    metadata: Mapping[str, Any]
+
+    @classmethod
+    def of(
+        cls,
+        version: Version,
+        serializer: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Placement:
+        """Where `version` is stored; `serializer` and `metadata` as a job is about to write
+        them, else as the row holds them."""
+        return cls(
+            version.model,
+            version.key,
+            version.version,
+            str(version.serializer) if serializer is None else serializer,
+            version.id,
+            version.created,
+            version.metadata if metadata is None else metadata,
+        )
 
 
 @dataclass(frozen=True)
@@ -108,38 +148,14 @@ class Signer:
     def __repr__(self) -> str:  # never the secrets
         return f"Signer(key_ids={self.key_ids!r})"
 
-    def sign(
-        self,
-        blob: bytes,
-        *,
-        model: str,
-        key: str,
-        version: int,
-        serializer: str,
-        row_id: int,
-        created: datetime,
-        metadata: Mapping[str, Any],
-    ) -> str:
-        """The signature to store with `blob` in row `row_id` (created at `created`), version
-        `version` of `model`/`key`, with `metadata`."""
-        context = _context(model, key, version, serializer, row_id, created, metadata)
+    def sign(self, blob: bytes, where: Placement) -> str:
+        """The signature to store with `blob` at `where`."""
+        context = _context(where)
         digest = _digest(self._secrets[self.signing_key], _DOMAIN, context, blob)
         return f"{self.signing_key}:{_FORMAT}:{digest}"
 
-    def verify(
-        self,
-        blob: bytes,
-        signature: str | None,
-        *,
-        model: str,
-        key: str,
-        version: int,
-        serializer: str,
-        row_id: int,
-        created: datetime,
-        metadata: Mapping[str, Any],
-    ) -> Verified:
-        """Return if `signature` is a valid signature of `blob` where it is stored.
+    def verify(self, blob: bytes, signature: str | None, where: Placement) -> Verified:
+        """Return if `signature` is a valid signature of `blob` stored at `where`.
 
         Raises:
             SignatureMismatch: no signature, an unknown key id, a wrong digest, or a 0.1.0
@@ -160,18 +176,18 @@ class Signer:
             reason, detail = "unknown_format", "has a signature of an unknown format"
         else:
             if form == _FORMAT:
-                context = _context(model, key, version, serializer, row_id, created, metadata)
+                context = _context(where)
                 expected = _digest(secret, _DOMAIN, context, blob)
             else:
-                context = [model, key, version, serializer]
+                context = [where.model, where.key, where.version, where.serializer]
                 expected = _digest(secret, _DOMAIN_V1, context, blob)
             if hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
                 if form == "v1":
                     log.warning(
                         "event=signature_legacy model=%s key=%s version=%d key_id=%s detail=%r",
-                        model,
-                        key,
-                        version,
+                        where.model,
+                        where.key,
+                        where.version,
                         json.dumps(key_id),
                         "signed in the 0.1.0 form, which does not bind the row; re-signed",
                     )
@@ -179,37 +195,31 @@ class Signer:
             reason, detail = "mismatch", "does not match its signature"
         log.error(
             "event=signature_rejected model=%s key=%s version=%d reason=%s key_id=%s",
-            model,
-            key,
-            version,
+            where.model,
+            where.key,
+            where.version,
             reason,
             json.dumps(key_id),
         )
-        raise SignatureMismatch(f"stored model {model}/{key} v{version} {detail}; not loaded")
+        stored = f"{where.model}/{where.key} v{where.version}"
+        raise SignatureMismatch(f"stored model {stored} {detail}; not loaded")
 
 
-def _context(
-    model: str,
-    key: str,
-    version: int,
-    serializer: str,
-    row_id: int,
-    created: datetime,
-    metadata: Mapping[str, Any],
-) -> list[Any]:
+def _context(where: Placement) -> list[Any]:
     """What a signature binds besides the bytes, in a form that survives the store: the
     metadata as its JSON reads back (the store writes it with `default=str`)."""
+    created = where.created
     if created.tzinfo is not None:
         created = created.astimezone(timezone.utc).replace(tzinfo=None)
     loading = orjson.loads(
-        orjson.dumps({name: metadata.get(name) for name in SIGNED_METADATA}, default=str)
+        orjson.dumps({name: where.metadata.get(name) for name in SIGNED_METADATA}, default=str)
     )
     return [
-        model,
-        key,
-        version,
-        serializer,
-        row_id,
+        where.model,
+        where.key,
+        where.version,
+        where.serializer,
+        where.row_id,
         created.strftime("%Y-%m-%dT%H:%M:%S.%f"),
         loading,
     ]
