@@ -6,9 +6,9 @@ contract, and ONNX or skops load only for a server or script that names them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mlserver.lazy import lazy_names
 from mlserver.serializers.base import Serializer, resolve_serializer
 
 if TYPE_CHECKING:
@@ -31,13 +31,4 @@ _BACKENDS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _BACKENDS:
-        value = getattr(importlib.import_module(_BACKENDS[name]), name)
-        globals()[name] = value  # found once; later lookups skip this hook
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _BACKENDS)
