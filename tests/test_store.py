@@ -13,6 +13,7 @@ import pytest
 from mlserver import create_app
 from mlserver.errors import ConfigurationError, IntegrityError, KeyNotFound, NotReady
 from mlserver.store import SQLStore, Status
+from mlserver.store.base import Artifact
 from mlserver.store.sql import INTERRUPTED
 from support import raw_integrity_errors, raw_sql, registry, wait_until
 
@@ -20,12 +21,9 @@ LEASE = 30.0
 
 
 def _finish(store: SQLStore, version_id: int, blob: bytes = b"model-bytes") -> bool:
+    metadata = {"rows": 3, "features": [{"name": "a", "dtype": "float64"}]}
     return store.finish(
-        version_id,
-        blob=blob,
-        sha256=hashlib.sha256(blob).hexdigest(),
-        serializer="joblib",
-        metadata={"rows": 3, "features": [{"name": "a", "dtype": "float64"}]},
+        version_id, Artifact(blob, hashlib.sha256(blob).hexdigest(), "joblib", metadata)
     )
 
 

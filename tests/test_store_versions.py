@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from mlserver.store import SQLStore, Status
+from mlserver.store.base import Artifact
 
 
 def _claim(store: SQLStore, key: str) -> int:
@@ -19,7 +20,7 @@ def test_versions_lists_every_version_newest_first(store):
     blob = b"model-bytes"
     digest = hashlib.sha256(blob).hexdigest()
     first = _claim(store, "k")
-    assert store.finish(first, blob=blob, sha256=digest, serializer="joblib", metadata={"a": 1})
+    assert store.finish(first, Artifact(blob, digest, "joblib", {"a": 1}))
     assert store.fail(_claim(store, "k"), "boom")
     _claim(store, "k")
     _claim(store, "other")

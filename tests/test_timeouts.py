@@ -23,7 +23,7 @@ from mlserver.frames.keys import name_key
 from mlserver.pool import ProcessPool
 from mlserver.service import Service
 from mlserver.store import SQLStore
-from mlserver.store.base import Status
+from mlserver.store.base import Artifact, Status
 from support import Endless, ServerProcess, Slow, regression, wait_until
 
 SUPPORT = Path(__file__).with_name("support.py")
@@ -94,9 +94,7 @@ def test_finish_after_fail_does_not_resurrect_the_version(store):
     version stays FAILED with its error and no blob, on every backend."""
     claim = store.claim("m", "k", worker="w", lease_seconds=30, retrain=False)
     assert store.fail(claim.version.id, "timed out after 1 s (training_timeout_seconds=1)")
-    assert not store.finish(
-        claim.version.id, blob=b"late", sha256="0" * 64, serializer="joblib", metadata={}
-    )
+    assert not store.finish(claim.version.id, Artifact(b"late", "0" * 64, "joblib", {}))
     newest = store.newest("m", "k")
     assert newest.status is Status.FAILED and newest.error.startswith("timed out")
     assert newest.size is None and store.newest("m", "k", finished=True) is None

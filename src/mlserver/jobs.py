@@ -14,6 +14,7 @@ pool cannot stop a thread (it runs until the fit returns, and keeps its slot unt
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -326,20 +327,13 @@ class Jobs:
             return
         try:
             signature = None
-            stored_metadata = {**metadata, **artifact.metadata}
+            artifact = dataclasses.replace(artifact, metadata={**metadata, **artifact.metadata})
             if self.signer is not None:
-                where = Placement.of(version, artifact.serializer, stored_metadata)
+                where = Placement.of(version, artifact.serializer, artifact.metadata)
                 signature = self.signer.sign(artifact.blob, where)
             # NOTE: finish writes only a RUNNING row: a version FAILED meanwhile (timed out,
             # interrupted) or deleted stays as it is, and this is "discarded".
-            stored = self.store.finish(
-                version.id,
-                blob=artifact.blob,
-                sha256=artifact.sha256,
-                serializer=artifact.serializer,
-                metadata=stored_metadata,
-                signature=signature,
-            )
+            stored = self.store.finish(version.id, artifact, signature)
         except Exception as exc:
             self._record_failure(version, kind, exc)
             return

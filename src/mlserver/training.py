@@ -16,9 +16,10 @@ from typing import Any
 import pandas as pd
 
 from mlserver.serializers.base import Serializer
+from mlserver.store.base import Artifact
 from mlserver.wrapper import ModelWrapper
 
-__all__ = ["Artifact", "TrainingTask", "describe", "train"]
+__all__ = ["TrainingTask", "describe", "train"]
 
 _MAX_ERROR = 4000
 
@@ -45,16 +46,6 @@ class TrainingTask:
     algkwargs: Mapping[str, Any] = field(default_factory=dict)
     schema: Any = None
     base_serializer: Serializer | None = None  # what base_blob was written with (default: own)
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A fitted model as bytes, ready for `Store.finish`."""
-
-    blob: bytes
-    sha256: str
-    serializer: str
-    metadata: Mapping[str, Any]
 
 
 def train(task: TrainingTask) -> Artifact:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Claim", "Status", "Store", "Version"]
+__all__ = ["Artifact", "Claim", "Status", "Store", "Version"]
 
 
 class Status(str, enum.Enum):
@@ -53,6 +53,16 @@ class Claim:
     created: bool
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """A fitted model as bytes, ready for `Store.finish`."""
+
+    blob: bytes
+    sha256: str
+    serializer: str
+    metadata: Mapping[str, Any]
+
+
 class Store(ABC):
     """Versions of fitted models. Implementations must be safe to call from many threads and,
     where they share a database, from many processes: the at-most-one-RUNNING rule is the
@@ -86,16 +96,7 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def finish(
-        self,
-        version_id: int,
-        *,
-        blob: bytes,
-        sha256: str,
-        serializer: str,
-        metadata: Mapping[str, Any],
-        signature: str | None = None,
-    ) -> bool:
+    def finish(self, version_id: int, artifact: Artifact, signature: str | None = None) -> bool:
         """Record a fitted model (and its signature, stored as given); False (and nothing
         written) if the version is gone or no longer RUNNING, e.g. deleted while it trained."""
 

@@ -26,7 +26,7 @@ from mlserver.errors import (
     StoreError,
 )
 from mlserver.store._tables import add_missing_columns, make_version_table, version_from_row
-from mlserver.store.base import Claim, Status, Store, Version
+from mlserver.store.base import Artifact, Claim, Status, Store, Version
 from mlserver.store.database import PostgresPool, open_database
 from mlserver.store.deadlines import Deadlines
 
@@ -273,17 +273,9 @@ class SQLStore(Store):
                 raise NotReady(f"another job of {key!r} started just now", "RUNNING") from None
 
     @_guarded
-    def finish(
-        self,
-        version_id: int,
-        *,
-        blob: bytes,
-        sha256: str,
-        serializer: str,
-        metadata: Mapping[str, Any],
-        signature: str | None = None,
-    ) -> bool:
+    def finish(self, version_id: int, artifact: Artifact, signature: str | None = None) -> bool:
         rows = self._rows
+        blob = artifact.blob
         with self._blob_session(len(blob)):
             updated = (
                 rows.update(
@@ -291,11 +283,11 @@ class SQLStore(Store):
                     finished=_now(),
                     lease_expires=None,
                     blob=blob,
-                    sha256=sha256,
+                    sha256=artifact.sha256,
                     signature=signature,
                     size=len(blob),
-                    serializer=serializer,
-                    metadata=orjson.dumps(metadata, default=str).decode(),
+                    serializer=artifact.serializer,
+                    metadata=orjson.dumps(artifact.metadata, default=str).decode(),
                 )
                 .where((rows.id == version_id) & (rows.status == Status.RUNNING.value))
                 .execute()
