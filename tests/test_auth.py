@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import falcon.testing
 import jsonschema
 import pytest
 import requests
@@ -13,7 +12,15 @@ from mlserver.cli import main
 from mlserver.errors import ConfigurationError
 from mlserver.http.auth import Tokens, hash_token, load_token_file, parse_tokens
 from mlserver.store import SQLStore
-from support import ServerProcess, registry, regression, wait_until
+from support import (
+    ServerProcess,
+    fit_body,
+    in_process,
+    predict_body,
+    registry,
+    regression,
+    wait_until,
+)
 
 SECRETS = {"predict": "tok-predict-1", "train": "tok-train-2", "admin": "tok-admin-3"}
 TOKENS = {hash_token(token): [scope] for scope, token in SECRETS.items()}
@@ -25,17 +32,15 @@ OPEN = None
 def client(tmp_path_factory):
     """One app with a token per scope; the matrix's requests change no stored state."""
     url = f"sqlite:///{tmp_path_factory.mktemp('auth') / 'models.db'}"
-    app = create_app(registry(), SQLStore(url), tokens=TOKENS)
-    yield falcon.testing.TestClient(app)
-    app.close()
+    with in_process(registry(), url, tokens=TOKENS) as client:
+        yield client
 
 
 @pytest.fixture
 def open_client(sqlite_url):
     """An app without tokens."""
-    app = create_app(registry(), SQLStore(sqlite_url))
-    yield falcon.testing.TestClient(app)
-    app.close()
+    with in_process(registry(), sqlite_url) as client:
+        yield client
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -105,17 +110,15 @@ def test_without_tokens_every_route_is_open(open_client):
 def test_scoped_tokens_run_a_whole_session(sqlite_url):
     """A trainer fits and polls, a predictor predicts, an admin lists and deletes; each is
     refused what its scope does not cover."""
-    app = create_app(registry(), SQLStore(sqlite_url), tokens=TOKENS)
-    client = falcon.testing.TestClient(app)
-    try:
+    with in_process(registry(), sqlite_url, tokens=TOKENS) as client:
         x, y = regression()
-        fit = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
+        fit = fit_body(x, y)
         started = client.simulate_put("/linreg", json=fit, headers=bearer(SECRETS["train"]))
         assert started.status_code == 202
         key = started.json["model-key"]
         status = {"params": {"model-key": key}, "headers": bearer(SECRETS["train"])}
         wait_until(lambda: client.simulate_get("/linreg", **status).json["status"] == "FINISHED")
-        body = {"x": x.head(3).to_json(orient="split"), "orient": "split", "model-key": key}
+        body = predict_body(key, x.head(3))
         refused = client.simulate_post("/linreg", json=body, headers=bearer(SECRETS["train"]))
         assert refused.status_code == 403
         answer = client.simulate_post("/linreg", json=body, headers=bearer(SECRETS["predict"]))
@@ -130,16 +133,12 @@ def test_scoped_tokens_run_a_whole_session(sqlite_url):
             "/linreg", params={"model-key": key}, headers=bearer(SECRETS["admin"])
         )
         assert deleted.json == {"model-key": key, "deleted": 1}
-    finally:
-        app.close()
 
 
 def test_scheme_is_case_insensitive_and_a_token_may_hold_several_scopes(sqlite_url):
     """`bearer` in any case works; one token with two scopes passes both kinds of check."""
     both = "tok-both-4"
-    app = create_app(registry(), SQLStore(sqlite_url), tokens={hash_token(both): "predict,admin"})
-    client = falcon.testing.TestClient(app)
-    try:
+    with in_process(registry(), sqlite_url, tokens={hash_token(both): "predict,admin"}) as client:
         headers = {"Authorization": f"bEaReR {both}"}
         assert client.simulate_get("/models", headers=headers).status_code == 200
         assert (
@@ -150,8 +149,6 @@ def test_scheme_is_case_insensitive_and_a_token_may_hold_several_scopes(sqlite_u
         assert (
             client.simulate_get("/models", headers={"Authorization": "Bearer "}).status_code == 401
         )
-    finally:
-        app.close()
 
 
 @pytest.mark.parametrize(

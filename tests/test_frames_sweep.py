@@ -6,18 +6,16 @@ from __future__ import annotations
 import io
 import warnings
 
-import falcon.testing
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
 from sklearn.dummy import DummyRegressor
 
-from mlserver import Registry, create_app, wrap_estimator
+from mlserver import Registry, wrap_estimator
 from mlserver.errors import InvalidPayload
 from mlserver.frames.orients import ORIENTS, decode_frame
-from mlserver.store import SQLStore
-from support import wait_until
+from support import in_process, settled
 
 # A sweep of every frame form in every orient: about a minute, outside the inner loop.
 pytestmark = pytest.mark.slow
@@ -132,11 +130,9 @@ def test_nullable_booleans_keep_their_nulls_in_every_orient():
 def client(tmp_path_factory):
     """An app serving a model that takes any frame (DummyRegressor)."""
     path = tmp_path_factory.mktemp("frames") / "models.db"
-    app = create_app(
-        Registry([wrap_estimator(DummyRegressor, "dummy")]), SQLStore(f"sqlite:///{path}")
-    )
-    yield falcon.testing.TestClient(app)
-    app.close()
+    models = Registry([wrap_estimator(DummyRegressor, "dummy")])
+    with in_process(models, f"sqlite:///{path}") as client:
+        yield client
 
 
 @pytest.mark.parametrize(("name", "orient", "dates"), CASES, ids=IDS)
@@ -157,7 +153,7 @@ def test_frames_train_and_predict_without_a_500(client, name, orient, dates):
             assert response.json["description"]
             continue
         key = response.json["model-key"]
-        status = wait_until(lambda key=key: _settled(client, key))
+        status = settled(client, "dummy", key)
         assert status["status"] == "FINISHED", status
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -179,11 +175,6 @@ def test_frames_train_and_predict_without_a_500(client, name, orient, dates):
             pd.testing.assert_index_equal(back.index, sent.index, exact=False)
 
 
-def _settled(client, key):
-    body = client.simulate_get("/dummy", params={"model-key": key}).json
-    return None if body["status"] == "RUNNING" else body
-
-
 def test_a_datetime_column_where_strings_were_trained_is_a_422(client):
     """The schema check compares kinds: datetimes where strings were trained are refused,
     naming the column."""
@@ -191,7 +182,7 @@ def test_a_datetime_column_where_strings_were_trained_is_a_422(client):
     body = {"x": trained.to_json(orient="table"), "y": [1.0, 2.0, 3.0], "orient": "table"}
     body["y"] = pd.Series([1.0, 2.0, 3.0], name="t").to_json(orient="table")
     key = client.simulate_put("/dummy", json=body).json["model-key"]
-    assert wait_until(lambda: _settled(client, key))["status"] == "FINISHED"
+    assert settled(client, "dummy", key)["status"] == "FINISHED"
     dates = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=3)})
     answer = client.simulate_post(
         "/dummy", json={"x": dates.to_json(orient="table"), "orient": "table", "model-key": key}

@@ -18,47 +18,26 @@ from mlserver.frames.orients import ORIENTS
 from mlserver.http.parameters import operation_of, verbs_of
 from mlserver.service import OPERATIONS
 from mlserver.store import SQLStore
-from support import classification, registry, regression, wait_until
+from support import (
+    classification,
+    fit_body,
+    in_process,
+    predict,
+    predict_body,
+    registry,
+    regression,
+    request,
+    settled,
+    train,
+    wait_until,
+)
 
 
 @pytest.fixture
 def client(store_url):
     """A test client on an app with the test registry and a real store."""
-    app = create_app(registry(), SQLStore(store_url), max_body_bytes=2_000_000)
-    yield falcon.testing.TestClient(app)
-    app.close()
-
-
-def put(client, model, x, y=None, orient="split", **params):
-    body = {"x": x.to_json(orient=orient), "orient": orient, **params}
-    if y is not None:
-        body["y"] = y.to_json(orient=orient)
-    return client.simulate_put(f"/{model}", json=body)
-
-
-def settled(client, model, key):
-    """The status body of a key once it is no longer RUNNING."""
-
-    def done():
-        body = client.simulate_get(f"/{model}", params={"model-key": key}).json
-        return body if body["status"] != "RUNNING" else None
-
-    return wait_until(done)
-
-
-def train(client, model, x, y=None, **params):
-    response = put(client, model, x, y, **params)
-    assert response.status_code in (200, 202), response.json
-    status = settled(client, model, response.json["model-key"])
-    assert status["status"] == "FINISHED", status
-    return response.json["model-key"]
-
-
-def predict(client, model, key, x, orient="split", as_string=True):
-    payload = x.to_json(orient=orient) if as_string else orjson.loads(x.to_json(orient=orient))
-    return client.simulate_post(
-        f"/{model}", json={"x": payload, "orient": orient, "model-key": key}
-    )
+    with in_process(registry(), store_url, max_body_bytes=2_000_000) as client:
+        yield client
 
 
 # -- the happy paths -------------------------------------------------------------------------
@@ -67,7 +46,7 @@ def predict(client, model, key, x, orient="split", as_string=True):
 def test_fit_status_predict_matches_estimator(client):
     """PUT trains, GET reports FINISHED with metadata, POST equals scikit-learn's own predict."""
     x, y = classification()
-    response = put(client, "logreg", x, y)
+    response = request(client, "PUT", "logreg", json=fit_body(x, y))
     assert response.status_code == 202
     assert response.json["status"] == "RUNNING" and response.json["version"] == 1
     status = settled(client, "logreg", response.json["model-key"])
@@ -99,7 +78,11 @@ def test_every_orient_in_both_forms(client, orient, as_string):
     assert response.status_code == 202, response.json
     key = response.json["model-key"]
     assert settled(client, "linreg", key)["status"] == "FINISHED"
-    result = predict(client, "linreg", key, x.head(5), orient, as_string)
+    # The value form of x (JSON rather than pandas-JSON text) is not predict_body's.
+    body = predict_body(key, x.head(5), orient=orient)
+    if not as_string:
+        body["x"] = orjson.loads(body["x"])
+    result = request(client, "POST", "linreg", json=body)
     assert result.status_code == 200, result.json
     assert result.json["orient"] == orient
     y_out = result.json["y"]
@@ -131,11 +114,12 @@ def test_same_data_in_other_orient_gives_same_key(client, orients):
 def test_put_is_idempotent_and_retrain_adds_version(client):
     """A second PUT answers 200 with the FINISHED version; retrain starts version 2."""
     x, y = regression()
-    key = train(client, "linreg", x, y)
-    again = put(client, "linreg", x, y)
+    key, done = train(client, "linreg", x, y, expect=(200, 202))
+    assert done["status"] == "FINISHED", done
+    again = request(client, "PUT", "linreg", json=fit_body(x, y))
     assert again.status_code == 200
     assert (again.json["status"], again.json["version"]) == ("FINISHED", 1)
-    retrain = put(client, "linreg", x, y, retrain="true")
+    retrain = request(client, "PUT", "linreg", json=fit_body(x, y, retrain="true"))
     assert retrain.status_code == 202 and retrain.json["version"] == 2
     assert settled(client, "linreg", key)["version"] == 2
 
@@ -143,10 +127,12 @@ def test_put_is_idempotent_and_retrain_adds_version(client):
 def test_put_on_running_key_starts_nothing(client):
     """PUT while a version RUNNING answers 200 RUNNING, with or without retrain."""
     x, y = regression()
-    first = put(client, "slow", x, y, algkwargs={"seconds": 1.0})
+    first = request(client, "PUT", "slow", json=fit_body(x, y, algkwargs={"seconds": 1.0}))
     assert first.status_code == 202
     for retrain in (False, True):
-        again = put(client, "slow", x, y, algkwargs={"seconds": 1.0}, retrain=retrain)
+        again = request(
+            client, "PUT", "slow", json=fit_body(x, y, algkwargs={"seconds": 1.0}, retrain=retrain)
+        )
         assert again.status_code == 200
         assert (again.json["status"], again.json["version"]) == ("RUNNING", 1)
     settled(client, "slow", first.json["model-key"])
@@ -155,17 +141,25 @@ def test_put_on_running_key_starts_nothing(client):
 def test_name_gives_a_stable_key(client):
     """With `name` the key depends on the name alone, not on the data."""
     x, y = regression()
-    key = train(client, "linreg", x, y, name="prices")
-    other = put(client, "linreg", x.head(30), y.head(30), name="prices")
+    key, done = train(client, "linreg", x, y, name="prices", expect=(200, 202))
+    assert done["status"] == "FINISHED", done
+    other = request(client, "PUT", "linreg", json=fit_body(x.head(30), y.head(30), name="prices"))
     assert other.status_code == 200 and other.json["model-key"] == key
-    assert put(client, "linreg", x, y, name="other").json["model-key"] != key
+    other = request(client, "PUT", "linreg", json=fit_body(x, y, name="other"))
+    assert other.json["model-key"] != key
 
 
 def test_predict_serves_finished_version_while_retraining(client):
     """POST answers from version 1 while version 2 trains, then from version 2."""
     x, y = regression()
-    key = train(client, "slow", x, y, name="n", algkwargs={"seconds": 0})
-    retrain = put(client, "slow", x, y, name="n", algkwargs={"seconds": 1.0}, retrain=True)
+    key, done = train(client, "slow", x, y, name="n", algkwargs={"seconds": 0}, expect=(200, 202))
+    assert done["status"] == "FINISHED", done
+    retrain = request(
+        client,
+        "PUT",
+        "slow",
+        json=fit_body(x, y, name="n", algkwargs={"seconds": 1.0}, retrain=True),
+    )
     assert retrain.status_code == 202 and retrain.json["version"] == 2
     during = predict(client, "slow", key, x.head(2))
     assert during.status_code == 200 and during.json["version"] == 1
@@ -176,7 +170,8 @@ def test_predict_serves_finished_version_while_retraining(client):
 def test_patch_updates_sgd_predictions(client):
     """PATCH trains a new version from the newest one; its predictions change accordingly."""
     x, y = regression(rows=200)
-    key = train(client, "sgd", x, y, modkwargs={"random_state": 0})
+    key, done = train(client, "sgd", x, y, modkwargs={"random_state": 0}, expect=(200, 202))
+    assert done["status"] == "FINISHED", done
     before = predict(client, "sgd", key, x.head(3)).json
     x2, y2 = regression(rows=200, seed=7)
     response = client.simulate_patch(
@@ -202,8 +197,10 @@ def test_patch_updates_sgd_predictions(client):
 def test_delete_removes_every_version(client):
     """DELETE answers the number of versions removed; the key is then unknown everywhere."""
     x, y = regression()
-    key = train(client, "linreg", x, y)
-    train(client, "linreg", x, y, retrain=True)
+    key, done = train(client, "linreg", x, y, expect=(200, 202))
+    assert done["status"] == "FINISHED", done
+    _, done = train(client, "linreg", x, y, retrain=True, expect=(200, 202))
+    assert done["status"] == "FINISHED", done
     response = client.simulate_delete("/linreg", params={"model-key": key})
     assert response.status_code == 200 and response.json == {"model-key": key, "deleted": 2}
     assert client.simulate_get("/linreg", params={"model-key": key}).status_code == 404
@@ -214,7 +211,8 @@ def test_delete_removes_every_version(client):
 def test_delete_during_training_stays_deleted(client):
     """A job still running when its key is deleted does not bring the key back."""
     x, y = regression()
-    key = put(client, "slow", x, y, algkwargs={"seconds": 0.5}).json["model-key"]
+    started = request(client, "PUT", "slow", json=fit_body(x, y, algkwargs={"seconds": 0.5}))
+    key = started.json["model-key"]
     assert client.simulate_delete("/slow", json={"model-key": key}).json["deleted"] == 1
     app_service = client.app.service
     wait_until(lambda: app_service.jobs.running == 0)
@@ -224,8 +222,9 @@ def test_delete_during_training_stays_deleted(client):
 def test_get_without_key_lists_keys(client):
     """GET /{model} lists every key with its newest status and version."""
     x, y = regression()
-    key = train(client, "linreg", x, y)
-    failed = put(client, "failing", x, y).json["model-key"]
+    key, done = train(client, "linreg", x, y, expect=(200, 202))
+    assert done["status"] == "FINISHED", done
+    failed = request(client, "PUT", "failing", json=fit_body(x, y)).json["model-key"]
     body = client.simulate_get("/linreg").json
     assert body == {
         "model": "linreg",
@@ -245,7 +244,14 @@ def test_get_without_key_lists_keys(client):
 def test_unsupervised_model_without_y(client):
     """KMeans trains without y; its predictions are the estimator's cluster labels."""
     x, _ = classification()
-    key = train(client, "kmeans", x, modkwargs={"n_clusters": 2, "random_state": 0, "n_init": 3})
+    key, done = train(
+        client,
+        "kmeans",
+        x,
+        modkwargs={"n_clusters": 2, "random_state": 0, "n_init": 3},
+        expect=(200, 202),
+    )
+    assert done["status"] == "FINISHED", done
     got = pd.read_json(io.StringIO(predict(client, "kmeans", key, x).json["y"]), orient="split")
     labels = KMeans(n_clusters=2, random_state=0, n_init=3).fit(x).predict(x)
     assert list(got.columns) == ["y"]
@@ -255,7 +261,8 @@ def test_unsupervised_model_without_y(client):
 def test_columns_in_other_order_are_realigned(client):
     """Predict input with the training columns in another order gives the same predictions."""
     x, y = classification()
-    key = train(client, "logreg", x, y)
+    key, done = train(client, "logreg", x, y, expect=(200, 202))
+    assert done["status"] == "FINISHED", done
     straight = predict(client, "logreg", key, x).json["y"]
     shuffled = predict(client, "logreg", key, x[["c", "a", "b"]]).json["y"]
     assert straight == shuffled
@@ -270,13 +277,13 @@ def test_columns_in_other_order_are_realigned(client):
 def test_failed_job_is_reported_and_server_keeps_serving(client, model, message):
     """A fit or serializer error marks the version FAILED with its message; POST says 409."""
     x, y = regression()
-    key = put(client, model, x, y).json["model-key"]
+    key = request(client, "PUT", model, json=fit_body(x, y)).json["model-key"]
     status = settled(client, model, key)
     assert status["status"] == "FAILED" and message in status["error"]
     response = predict(client, model, key, x)
     assert response.status_code == 409 and response.json["status"] == "FAILED"
     assert message in response.json["description"]
-    again = put(client, model, x, y)
+    again = request(client, "PUT", model, json=fit_body(x, y))
     assert again.status_code == 202 and again.json["version"] == 2
     assert client.simulate_get("/health").status_code == 200
 
@@ -386,8 +393,9 @@ def test_patch_conflicts(client):
     x, y = regression()
     body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
     assert client.simulate_patch("/sgd", json={**body, "model-key": "nope"}).status_code == 404
-    key = train(client, "sgd", x, y)
-    put(client, "sgd", x, y, retrain=True)
+    key, done = train(client, "sgd", x, y, expect=(200, 202))
+    assert done["status"] == "FINISHED", done
+    request(client, "PUT", "sgd", json=fit_body(x, y, retrain=True))
     response = client.simulate_patch("/sgd", json={**body, "model-key": key})
     if response.status_code == 409:
         assert response.json["status"] == "RUNNING"
@@ -398,7 +406,8 @@ def test_patch_conflicts(client):
 def test_predict_before_finish_is_409_running(client):
     """POST on a key whose only version is RUNNING is a 409 naming RUNNING."""
     x, y = regression()
-    key = put(client, "slow", x, y, algkwargs={"seconds": 1.0}).json["model-key"]
+    started = request(client, "PUT", "slow", json=fit_body(x, y, algkwargs={"seconds": 1.0}))
+    key = started.json["model-key"]
     response = predict(client, "slow", key, x)
     assert response.status_code == 409 and response.json["status"] == "RUNNING"
     settled(client, "slow", key)
@@ -407,7 +416,8 @@ def test_predict_before_finish_is_409_running(client):
 def test_wrong_columns_are_422_naming_them(client):
     """Predict input with other columns is a 422 listing missing and unexpected columns."""
     x, y = classification()
-    key = train(client, "logreg", x, y)
+    key, done = train(client, "logreg", x, y, expect=(200, 202))
+    assert done["status"] == "FINISHED", done
     wrong = x.rename(columns={"c": "z"})
     response = predict(client, "logreg", key, wrong)
     assert response.status_code == 422

@@ -5,28 +5,25 @@ from __future__ import annotations
 import copy
 import io
 
-import falcon.testing
 import jsonschema
 import pyarrow as pa
 import pyarrow.ipc
 import pytest
 from openapi_spec_validator import validate
 
-from mlserver import ModelWrapper, create_app
+from mlserver import ModelWrapper
 from mlserver.http.body import ARROW_STREAM, BULK_MEDIA
 from mlserver.http.openapi import openapi
 from mlserver.http.parameters import PARAMETERS
-from mlserver.store import SQLStore
-from support import classification, registry, wait_until
+from support import classification, in_process, registry, settled
 
 VERBS = ("get", "put", "post", "patch", "delete")
 
 
 @pytest.fixture
 def client(sqlite_url):
-    app = create_app(registry(), SQLStore(sqlite_url), max_body_bytes=100_000)
-    yield falcon.testing.TestClient(app)
-    app.close()
+    with in_process(registry(), sqlite_url, max_body_bytes=100_000) as client:
+        yield client
 
 
 @pytest.fixture
@@ -86,11 +83,7 @@ def test_responses_conform_to_the_document(client, spec):
     for path in ("/health", "/ready", "/models"):
         check("GET", path, 200)
     key = check("PUT", "/logreg", 202, json=body).json["model-key"]
-    wait_until(
-        lambda: (
-            client.simulate_get("/logreg", params={"model-key": key}).json["status"] == "FINISHED"
-        )
-    )
+    assert settled(client, "logreg", key)["status"] == "FINISHED"
     check("PUT", "/logreg", 200, json=body)
     check("GET", "/logreg", 200, params={"model-key": key})
     check("GET", "/logreg", 200)
@@ -109,21 +102,14 @@ def test_responses_conform_to_the_document(client, spec):
     check("POST", "/slow", 409, json={**predict, "model-key": slow})
     sgd = {**body, "modkwargs": {"random_state": 0}}
     sgd_key = check("PUT", "/slow-sgd", 202, json=sgd).json["model-key"]
-    wait_until(
-        lambda: (
-            client.simulate_get("/slow-sgd", params={"model-key": sgd_key}).json["status"]
-            == "FINISHED"
-        )
-    )
+    assert settled(client, "slow-sgd", sgd_key)["status"] == "FINISHED"
     update = {**{k: body[k] for k in ("x", "y", "orient")}, "model-key": sgd_key}
     check("PATCH", "/slow-sgd", 202, json=update)
     check("PATCH", "/slow-sgd", 409, json=update)  # the first update sleeps for 0.5 s
     check("DELETE", "/logreg", 200, params={"model-key": key})
     check("DELETE", "/logreg", 404, json={"model-key": key})
     check("GET", "/logreg", 404, params={"model-key": key})
-    wait_until(
-        lambda: client.simulate_get("/slow", params={"model-key": slow}).json["status"] != "RUNNING"
-    )
+    settled(client, "slow", slow)
 
 
 def test_undocumented_verbs_are_405(client, spec):
@@ -179,11 +165,7 @@ def test_the_arrow_answer_of_post_is_documented_and_served(client, spec):
     x, y = classification()
     body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
     key = client.simulate_put("/logreg", json=body).json["model-key"]
-    wait_until(
-        lambda: (
-            client.simulate_get("/logreg", params={"model-key": key}).json["status"] == "FINISHED"
-        )
-    )
+    assert settled(client, "logreg", key)["status"] == "FINISHED"
     answer = client.simulate_post(
         "/logreg",
         json={"x": body["x"], "orient": "split", "model-key": key},

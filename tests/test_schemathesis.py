@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 from mlserver.http.body import BULK_MEDIA
 from mlserver.http.parameters import verbs_of
 from mlserver.service import operations_of
-from support import ServerProcess, classification, registry, regression, wait_until
+from support import ServerProcess, classification, put, registry, regression, settled
 
 # The fuzzer runs against an `ml-server serve` process.
 pytestmark = pytest.mark.slow
@@ -64,19 +64,11 @@ class Server(ServerProcess):
         self.methods: dict[str, list[str]] = {}
 
     def train(self, model: str, name: str, **params: Any) -> str:
+        """Start a new training job (a 202) named `name`, and remember its key."""
         x, y = classification() if model in CLASSIFIERS else regression()
-        body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
-        response = requests.put(
-            f"{self.url}/{model}", json={**body, "name": name, **params}, timeout=30
-        )
-        assert response.status_code == 202, response.text
-        key = response.json()["model-key"]
+        key = put(self, model, x, y, expect=(202,), name=name, **params)
         self.keys.setdefault(model, []).append(key)
         return key
-
-    def status(self, model: str, key: str) -> str:
-        answer = requests.get(f"{self.url}/{model}", params={"model-key": key}, timeout=30)
-        return answer.json()["status"]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +84,7 @@ def server(tmp_path_factory):
             params = {"algkwargs": {"seconds": 0}} if model == "slow" else {}
             trained.append((model, server.train(model, "fuzz", **params)))
         for model, key in trained:
-            wait_until(lambda model=model, key=key: server.status(model, key) != "RUNNING")
+            settled(server, model, key)
         server.train("slow", "fuzz-running", algkwargs={"seconds": 3600})
         yield server
     finally:
