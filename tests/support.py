@@ -5,6 +5,8 @@ rows, and the one way to start `ml-server serve` in its own process."""
 from __future__ import annotations
 
 import contextlib
+import inspect
+import json
 import os
 import signal
 import sqlite3
@@ -359,3 +361,41 @@ class ServerProcess:
     def kill(self) -> int:
         """SIGKILL: the process gets no chance to clean up, as in a crash."""
         return self.stop(signal.SIGKILL)
+
+
+# -- what several test files share beyond the round trips ------------------------------------
+
+
+class Where(ModelWrapper):
+    """A linear regression that records the process that fitted it."""
+
+    name = "where"
+
+    def make_model(self, **modkwargs):
+        return LinearRegression(**modkwargs)
+
+    def metadata(self, model, x, y=None):
+        return {"pid": os.getpid()}
+
+
+def where_source(cls: str = "Where", name: str = "where") -> str:
+    """`Where`'s source as the class `cls` serving `name`, for the registry files the tests
+    write (they import os, LinearRegression and ModelWrapper themselves)."""
+    text = inspect.getsource(Where)
+    return text.replace("class Where(", f"class {cls}(").replace('"where"', f'"{name}"')
+
+
+def predictions(response: Any) -> np.ndarray:
+    """The first column of a predict's answer (split orient), once it is asserted a 200."""
+    assert response.status_code == 200, response.text
+    return np.array([row[0] for row in json.loads(answer(response)["y"])["data"]])
+
+
+def assert_startup_error(done: subprocess.CompletedProcess, says: str) -> None:
+    """What a start-up problem the user can fix looks like: exit 2, nothing on stdout, one line
+    on stderr (no traceback) that says `says`."""
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    assert done.stderr.startswith("mlserver: error: ")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert says in done.stderr

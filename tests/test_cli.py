@@ -28,17 +28,29 @@ from mlserver.cli import load_target, main, public_url
 from mlserver.config import Settings
 from mlserver.errors import ConfigurationError
 from mlserver.store import SQLStore
-from support import classification, regression, unsigned_quiet, wait_until
+from support import (
+    ML_SERVER,
+    assert_startup_error,
+    classification,
+    fit_body,
+    predict,
+    predictions,
+    put,
+    regression,
+    server_environment,
+    settled,
+    unsigned_quiet,
+    wait_until,
+    where_source,
+)
 
 # Most tests here run `ml-server` in its own process.
 pytestmark = pytest.mark.slow
 
-_SCRIPT = Path(sys.executable).with_name("ml-server")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
-
 # A user's registry file: slow models that leave a mark (a file beside this one) when they start.
-MODELS = textwrap.dedent(
-    '''
+MODELS = (
+    textwrap.dedent(
+        '''
     """Models for the CLI tests."""
 
     import os
@@ -81,17 +93,11 @@ MODELS = textwrap.dedent(
             return model.predict(x)
 
 
-    class Where(ModelWrapper):
-        """A linear regression that records the process that fitted it."""
-
-        name = "where"
-
-        def make_model(self, **modkwargs):
-            return LinearRegression(**modkwargs)
-
-        def metadata(self, model, x, y=None):
-            return {"pid": os.getpid()}
-
+    '''
+    )
+    + where_source()
+    + textwrap.dedent(
+        """
 
     WRAPPERS = [SlowFit(), SlowPredict(), Where(), wrap_estimator(LogisticRegression, "logistic")]
     TUPLE = tuple(WRAPPERS)
@@ -110,28 +116,27 @@ MODELS = textwrap.dedent(
 
     def broken():
         raise RuntimeError("no registry today")
-    '''
+    """
+    )
 )
 MODEL_NAMES = ["slow-fit", "slow-predict", "where", "logistic"]
 
 
-def environment(**variables: str) -> dict[str, str]:
-    """This process's environment without MLSERVER_ variables, plus `variables`."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
-    return {**clean, **variables}
-
-
 class Server:
-    """`ml-server serve ARGS` in its own process; `ready()` reads its first line."""
+    """`ml-server serve ARGS` in its own process; `ready()` reads its first line.
+
+    Not support's ServerProcess: these tests start servers without a TARGET, --port or
+    --store (the catalog, MLSERVER_ variables), in another working directory, several before
+    reading any start-up line, and check the store and models that line names."""
 
     def __init__(self, *args: str, cwd: Path | None = None, env: dict | None = None) -> None:
         self.process = subprocess.Popen(
-            [*COMMAND, "serve", *args],
+            [*ML_SERVER, "serve", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             cwd=cwd,
-            env=env if env is not None else environment(),
+            env=env if env is not None else server_environment(),
         )
         self.signalled = False
 
@@ -203,30 +208,9 @@ def serve():
         server.kill()
 
 
-def split(frame) -> str:
-    return frame.to_json(orient="split")
-
-
-def fit(server: Server, model: str, x, y, **params) -> str:
-    body = {"x": split(x), "y": split(y), "orient": "split", **params}
-    response = requests.put(f"{server.url}/{model}", json=body, timeout=10)
-    assert response.status_code == 202, response.text
-    return response.json()["model-key"]
-
-
-def settled(server: Server, model: str, key: str, timeout: float = 20) -> dict:
-    def done():
-        state = requests.get(f"{server.url}/{model}", params={"model-key": key}, timeout=10)
-        return state.json()["status"] != "RUNNING" and state.json()
-
-    return wait_until(done, timeout=timeout)
-
-
-def predict(server: Server, model: str, key: str, x) -> np.ndarray:
-    body = {"x": split(x), "orient": "split", "model-key": key}
-    response = requests.post(f"{server.url}/{model}", json=body, timeout=10)
-    assert response.status_code == 200, response.text
-    return np.array([row[0] for row in json.loads(response.json()["y"])["data"]])
+def predicted(server: Server, model: str, key: str, x) -> np.ndarray:
+    """What `key` predicts for `x`, once the answer is asserted a 200."""
+    return predictions(predict(server, model, key, x))
 
 
 def served_names(server: Server) -> list[str]:
@@ -240,10 +224,10 @@ def test_serves_the_catalog_by_default(serve, sqlite_url):
     assert server.models == [entry.name for entry in ENTRIES]
     assert server.store == sqlite_url
     x, y = classification()
-    key = fit(server, "logistic-regression", x, y)
+    key = put(server, "logistic-regression", x, y, expect=(202,))
     assert settled(server, "logistic-regression", key)["status"] == "FINISHED"
     expected = LogisticRegression().fit(x, y).predict(x)
-    np.testing.assert_array_equal(predict(server, "logistic-regression", key, x), expected)
+    np.testing.assert_array_equal(predicted(server, "logistic-regression", key, x), expected)
     code, out, err = server.stop()
     assert (code, err) == (0, "")
     assert out.splitlines()[-1] == "mlserver: stopped"
@@ -262,28 +246,32 @@ def test_serves_a_target_file_or_module(serve, models_file, tmp_path, sqlite_url
 
 def test_environment_configures_serve(serve, models_file, tmp_path):
     """MLSERVER_ variables set TARGET, the store, the port and settings like the body limit."""
-    env = environment(
-        MLSERVER_TARGET=f"{models_file}:registry",
-        MLSERVER_STORE=f"sqlite:///{tmp_path / 'env.db'}",
-        MLSERVER_PORT="0",
-        MLSERVER_MAX_BODY_BYTES="1000",
+    env = server_environment(
+        {
+            "MLSERVER_TARGET": f"{models_file}:registry",
+            "MLSERVER_STORE": f"sqlite:///{tmp_path / 'env.db'}",
+            "MLSERVER_PORT": "0",
+            "MLSERVER_MAX_BODY_BYTES": "1000",
+        }
     )
     server = serve(env=env)
     assert server.store == env["MLSERVER_STORE"]
     assert server.models == MODEL_NAMES
     x, y = regression()
-    body = {"x": split(x), "y": split(y), "orient": "split"}
+    body = fit_body(x, y)
     assert len(json.dumps(body)) > 1000
     assert requests.put(f"{server.url}/slow-fit", json=body, timeout=10).status_code == 413
 
 
 def test_flags_win_over_the_environment(serve, models_file, tmp_path, busy_port):
     """Flags override MLSERVER_ variables: another TARGET, store and body limit."""
-    env = environment(
-        MLSERVER_TARGET=f"{models_file}:registry",
-        MLSERVER_STORE=f"sqlite:///{tmp_path / 'env.db'}",
-        MLSERVER_PORT=str(busy_port),
-        MLSERVER_MAX_BODY_BYTES="1000",
+    env = server_environment(
+        {
+            "MLSERVER_TARGET": f"{models_file}:registry",
+            "MLSERVER_STORE": f"sqlite:///{tmp_path / 'env.db'}",
+            "MLSERVER_PORT": str(busy_port),
+            "MLSERVER_MAX_BODY_BYTES": "1000",
+        }
     )
     store = f"sqlite:///{tmp_path / 'flag.db'}"
     server = serve(
@@ -294,7 +282,7 @@ def test_flags_win_over_the_environment(serve, models_file, tmp_path, busy_port)
     assert server.store == store
     assert server.models == [entry.name for entry in ENTRIES]
     x, y = regression()
-    key = fit(server, "linear-regression", x, y)
+    key = put(server, "linear-regression", x, y, expect=(202,))
     assert settled(server, "linear-regression", key)["status"] == "FINISHED"
 
 
@@ -323,13 +311,13 @@ def failures(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, s
             args = [arg.format(**fill) for arg in args]
             if "--store" not in args:
                 args += ["--store", f"sqlite:///{tmp / 'models.db'}"]
-            command = [*COMMAND, "serve", *args]
+            command = [*ML_SERVER, "serve", *args]
             process = subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-                env=environment(),
+                env=server_environment(),
             )
             running[case] = (command, process, says.format(**fill))
         outcomes = {}
@@ -343,23 +331,18 @@ def failures(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, s
 @pytest.mark.parametrize("case", ERRORS)
 def test_startup_errors_are_one_line(case, failures):
     """A start-up problem the user can fix exits 2 with one line on stderr and no traceback."""
-    done, says = failures[case]
-    assert done.returncode == 2, done
-    assert done.stdout == ""
-    assert done.stderr.startswith("mlserver: error: ")
-    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert says in done.stderr
+    assert_startup_error(*failures[case])
 
 
 def test_sigterm_lets_an_in_flight_request_finish(serve, models_file, sqlite_url):
     """On SIGTERM new connections are refused, the request in flight is answered, exit code 0."""
     server = serve(f"{models_file}:registry", "--port", "0", "--store", sqlite_url)
     x, y = regression()
-    key = fit(server, "slow-predict", x, y)
+    key = put(server, "slow-predict", x, y, expect=(202,))
     settled(server, "slow-predict", key)
     answers: list[np.ndarray] = []
     request = threading.Thread(
-        target=lambda: answers.append(predict(server, "slow-predict", key, x))
+        target=lambda: answers.append(predicted(server, "slow-predict", key, x))
     )
     request.start()
     wait_until(lambda: (models_file.parent / "predicting").exists())
@@ -386,7 +369,7 @@ def test_sigterm_waits_for_a_running_job(serve, models_file, sqlite_url):
     """SIGTERM while a job trains: the job finishes and is recorded, then exit code 0."""
     server = serve(f"{models_file}:registry", "--port", "0", "--store", sqlite_url)
     x, y = regression()
-    key = fit(server, "slow-fit", x, y, algkwargs={"seconds": 1.0})
+    key = put(server, "slow-fit", x, y, expect=(202,), algkwargs={"seconds": 1.0})
     wait_until(lambda: (models_file.parent / "fitting").exists())
     assert server.terminate().endswith(" and 1 training job(s)\n")
     assert server.stop()[::2] == (0, "")
@@ -400,15 +383,15 @@ def test_process_executor_trains_in_worker_processes(serve, models_file, sqlite_
         *("--port", "0", "--store", sqlite_url, "--executor", "process", "--training-threads", "1"),
     )
     x, y = classification()
-    logistic = fit(server, "logistic", x, y)
-    where = fit(server, "where", *regression())
+    logistic = put(server, "logistic", x, y, expect=(202,))
+    where = put(server, "where", *regression(), expect=(202,))
     state = settled(server, "logistic", logistic, timeout=60)
     assert state["status"] == "FINISHED", state["error"]
     expected = LogisticRegression().fit(x, y).predict(x)
-    np.testing.assert_array_equal(predict(server, "logistic", logistic, x), expected)
+    np.testing.assert_array_equal(predicted(server, "logistic", logistic, x), expected)
     state = settled(server, "where", where, timeout=60)
     assert state["metadata"]["user"]["pid"] not in (server.process.pid, os.getpid())
-    slow = fit(server, "slow-fit", *regression(), algkwargs={"seconds": 1.0})
+    slow = put(server, "slow-fit", *regression(), expect=(202,), algkwargs={"seconds": 1.0})
     wait_until(lambda: (models_file.parent / "fitting").exists())
     assert server.terminate().endswith(" and 1 training job(s)\n")
     assert server.stop()[::2] == (0, "")
@@ -528,7 +511,7 @@ def test_catalog_into_a_pipe_nobody_reads_ends_quietly():
     os.close(read)
     try:
         done = subprocess.run(
-            [*COMMAND, "catalog"], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60
+            [*ML_SERVER, "catalog"], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60
         )
     finally:
         os.close(write)

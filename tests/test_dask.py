@@ -24,44 +24,41 @@ import falcon.testing
 import numpy as np
 import psutil
 import pytest
-import requests
 from distributed import Client, LocalCluster
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegressor
 
-from mlserver import ModelWrapper, Registry, create_app
+from mlserver import Registry, create_app
 from mlserver.cli import main
 from mlserver.config import Settings
 from mlserver.store import SQLStore
 from mlserver.training import describe
 from support import (
+    ML_SERVER,
     ServerProcess,
+    Where,
+    answer,
+    assert_startup_error,
     classification,
+    fit_body,
+    in_process,
+    predict,
+    predictions,
+    put,
     registry,
     regression,
-    unsigned_quiet,
+    request,
+    settled,
+    train,
     wait_until,
+    where_source,
 )
 
 # Nearly every test here starts a Dask cluster or `ml-server` processes.
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
-_SCRIPT = Path(sys.executable).with_name("ml-server")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mlserver.cli"]
 DASK = [str(Path(sys.executable).with_name("dask"))]
-
-
-class Where(ModelWrapper):
-    """A linear regression that records the process that fitted it."""
-
-    name = "where"
-
-    def make_model(self, **modkwargs):
-        return LinearRegression(**modkwargs)
-
-    def metadata(self, model, x, y=None):
-        return {"pid": os.getpid()}
 
 
 def environment() -> dict[str, str]:
@@ -105,38 +102,18 @@ def worker_pids(client: Client) -> dict[str, int]:
 @pytest.fixture
 def http(dask_client, sqlite_url) -> Iterator[falcon.testing.TestClient]:
     """An app on a SQLite file whose jobs run on the cluster, exactly as documented."""
-    store = SQLStore(sqlite_url)
-    app = create_app(Registry([*registry(), Where]), store, executor=dask_client.get_executor())
-    yield falcon.testing.TestClient(app)
-    app.close()
-    store.close()
+    models = Registry([*registry(), Where])
+    with in_process(models, sqlite_url, executor=dask_client.get_executor()) as client:
+        yield client
 
 
-def put(http, model: str, x, y=None, **params) -> str:
-    body = {"x": x.to_json(orient="split"), "orient": "split", **params}
-    if y is not None:
-        body["y"] = y.to_json(orient="split")
-    response = http.simulate_put(f"/{model}", json=body)
+def started(http, model: str, x, y=None, **params) -> str:
+    """PUT a new job: its key, once the answer is a 202 saying RUNNING. Not support's `put`,
+    which keeps only the key of the answer, not its status."""
+    response = request(http, "PUT", model, json=fit_body(x, y, **params))
     assert response.status_code == 202, response.json
-    assert response.json["status"] == "RUNNING"
-    return response.json["model-key"]
-
-
-def settled(http, model: str, key: str, timeout: float = 60) -> dict:
-    """The status body of a key once it is no longer RUNNING."""
-
-    def done():
-        body = http.simulate_get(f"/{model}", params={"model-key": key}).json
-        return body if body["status"] != "RUNNING" else None
-
-    return wait_until(done, timeout=timeout)
-
-
-def predict(http, model: str, key: str, x) -> np.ndarray:
-    body = {"x": x.to_json(orient="split"), "orient": "split", "model-key": key}
-    response = http.simulate_post(f"/{model}", json=body)
-    assert response.status_code == 200, response.json
-    return np.array([row[0] for row in json.loads(response.json["y"])["data"]])
+    assert answer(response)["status"] == "RUNNING"
+    return answer(response)["model-key"]
 
 
 def test_trains_several_models_at_once_on_the_cluster(http):
@@ -145,37 +122,40 @@ def test_trains_several_models_at_once_on_the_cluster(http):
     xr, yr = regression()
     kmeans = {"n_clusters": 3, "n_init": 2, "random_state": 0}
     keys = {
-        "logreg": put(http, "logreg", xc, yc),
-        "linreg": put(http, "linreg", xr, yr),
-        "sgd": put(http, "sgd", xr, yr, modkwargs={"random_state": 0}),
-        "kmeans": put(http, "kmeans", xc, modkwargs=kmeans),
-        "failing": put(http, "failing", xr, yr),
+        "logreg": started(http, "logreg", xc, yc),
+        "linreg": started(http, "linreg", xr, yr),
+        "sgd": started(http, "sgd", xr, yr, modkwargs={"random_state": 0}),
+        "kmeans": started(http, "kmeans", xc, modkwargs=kmeans),
+        "failing": started(http, "failing", xr, yr),
     }
-    states = {model: settled(http, model, key) for model, key in keys.items()}
+    states = {model: settled(http, model, key, timeout=60) for model, key in keys.items()}
     failed = states.pop("failing")
     assert failed["status"] == "FAILED"
     assert failed["error"] == "RuntimeError: boom: the data cannot be fitted"
     assert {model: s["status"] for model, s in states.items()} == dict.fromkeys(states, "FINISHED")
     np.testing.assert_array_equal(
-        predict(http, "logreg", keys["logreg"], xc), LogisticRegression().fit(xc, yc).predict(xc)
+        predictions(predict(http, "logreg", keys["logreg"], xc)),
+        LogisticRegression().fit(xc, yc).predict(xc),
     )
     np.testing.assert_allclose(
-        predict(http, "linreg", keys["linreg"], xr), LinearRegression().fit(xr, yr).predict(xr)
+        predictions(predict(http, "linreg", keys["linreg"], xr)),
+        LinearRegression().fit(xr, yr).predict(xr),
     )
     np.testing.assert_allclose(
-        predict(http, "sgd", keys["sgd"], xr),
+        predictions(predict(http, "sgd", keys["sgd"], xr)),
         SGDRegressor(random_state=0).fit(xr, yr).predict(xr),
     )
     np.testing.assert_array_equal(
-        predict(http, "kmeans", keys["kmeans"], xc), KMeans(**kmeans).fit(xc).predict(xc)
+        predictions(predict(http, "kmeans", keys["kmeans"], xc)),
+        KMeans(**kmeans).fit(xc).predict(xc),
     )
 
 
 def test_training_runs_in_a_worker_process(http, dask_client):
     """The fit runs in one of the cluster's worker processes, not in the server's."""
     workers = set(worker_pids(dask_client).values())
-    keys = [put(http, "where", *regression(seed=seed)) for seed in range(4)]
-    pids = {settled(http, "where", key)["metadata"]["user"]["pid"] for key in keys}
+    keys = [started(http, "where", *regression(seed=seed)) for seed in range(4)]
+    pids = {settled(http, "where", key, timeout=60)["metadata"]["user"]["pid"] for key in keys}
     assert pids <= workers
     assert os.getpid() not in pids
 
@@ -185,7 +165,7 @@ def test_a_worker_killed_mid_fit_never_leaves_the_version_running(http, dask_cli
     (FAILED with a KilledWorker error is also recorded), never staying RUNNING."""
     x, y = regression()
     seconds = 3.0
-    key = put(http, "slow", x, y, algkwargs={"seconds": seconds})
+    key = started(http, "slow", x, y, algkwargs={"seconds": seconds})
     processing = wait_until(lambda: {w: t for w, t in dask_client.processing().items() if t})
     [(holder, tasks)] = processing.items()
     assert [str(task).startswith("train-") for task in tasks] == [True]
@@ -203,7 +183,7 @@ def test_a_worker_killed_mid_fit_never_leaves_the_version_running(http, dask_cli
         assert time.monotonic() - killed_at >= seconds
         assert state["metadata"]["training_seconds"] >= seconds
         np.testing.assert_allclose(
-            predict(http, "slow", key, x), LinearRegression().fit(x, y).predict(x)
+            predictions(predict(http, "slow", key, x)), LinearRegression().fit(x, y).predict(x)
         )
     # The nanny replaces the killed worker: the cluster is whole again for the next test.
     wait_until(
@@ -243,7 +223,7 @@ def test_a_lost_scheduler_fails_the_running_job(tmp_path):
         app = create_app(registry(), store, executor=client.get_executor())
         cleanup.callback(app.close)
         http = falcon.testing.TestClient(app)
-        key = put(http, "slow", *regression(), algkwargs={"seconds": 5.0})
+        key = started(http, "slow", *regression(), algkwargs={"seconds": 5.0})
         wait_until(lambda: any(client.processing().values()))
         scheduler.kill()
         state = settled(http, "slow", key, timeout=20)
@@ -261,14 +241,14 @@ def test_a_timed_out_job_is_cancelled_on_the_cluster(dask_client, sqlite_url):
     app = create_app(registry(), store, settings=settings, executor=executor)
     try:
         http = falcon.testing.TestClient(app)
-        key = put(http, "slow", *regression(), algkwargs={"seconds": 2.0})
+        key = started(http, "slow", *regression(), algkwargs={"seconds": 2.0})
         sent = time.monotonic()
         state = settled(http, "slow", key, timeout=20)
         assert state["status"] == "FAILED", state
         assert state["error"] == "timed out after 0.5 s (training_timeout_seconds=0.5)"
         wait_until(lambda: not any(dask_client.processing().values()), timeout=10)
         time.sleep(max(0.0, sent + 3.0 - time.monotonic()))  # the worker's fit has returned
-        assert settled(http, "slow", key) == state
+        assert settled(http, "slow", key, timeout=60) == state
         assert app.service.jobs.busy == 0
     finally:
         app.close()
@@ -284,47 +264,21 @@ def test_cli_trains_through_http_on_the_cluster(dask_client, tmp_path):
     url = f"sqlite:///{tmp_path / 'models.db'}"
     address = dask_client.scheduler_info()["address"]
     dask = ("--executor", "dask", "--scheduler", address)
-    process = subprocess.Popen(
-        [*COMMAND, "serve", "support:registry", *dask, "--port", "0", "--store", url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment(),
-    )
+    server = ServerProcess(url, *dask, target="support:registry", env=environment(), stderr=True)
     try:
-        line = process.stdout.readline()
-        assert line.startswith("mlserver: serving "), (line, process.stderr.read())
-        base = line.split(" on ", 1)[1].split()[0]
         x, y = classification()
-        body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
-        response = requests.put(f"{base}/logreg", json=body, timeout=10)
-        assert response.status_code == 202, response.text
-        key = response.json()["model-key"]
-
-        def status(model, key):
-            state = requests.get(f"{base}/{model}", params={"model-key": key}, timeout=10)
-            return state.json()["status"] != "RUNNING" and state.json()
-
-        assert wait_until(lambda: status("logreg", key), timeout=30)["status"] == "FINISHED"
-        body = {"x": x.to_json(orient="split"), "orient": "split", "model-key": key}
-        response = requests.post(f"{base}/logreg", json=body, timeout=10)
-        assert response.status_code == 200, response.text
-        predicted = [row[0] for row in json.loads(response.json()["y"])["data"]]
+        key = put(server, "logreg", x, y, expect=(202,))
+        assert settled(server, "logreg", key, timeout=30)["status"] == "FINISHED"
+        predicted = predictions(predict(server, "logreg", key, x))
         np.testing.assert_array_equal(predicted, LogisticRegression().fit(x, y).predict(x))
 
         xr, yr = regression()
-        body = {"x": xr.to_json(orient="split"), "y": yr.to_json(orient="split")}
-        body.update(orient="split", algkwargs={"seconds": 1.5})
-        slow = requests.put(f"{base}/slow", json=body, timeout=10).json()["model-key"]
+        slow = put(server, "slow", xr, yr, expect=(202,), algkwargs={"seconds": 1.5})
         wait_until(lambda: any(dask_client.processing().values()))
-        process.send_signal(signal.SIGTERM)
-        assert process.stdout.readline().endswith(" and 1 training job(s)\n")
-        out, err = process.communicate(timeout=30)
-        assert (process.returncode, out, unsigned_quiet(err)) == (0, "mlserver: stopped\n", "")
+        assert server.terminate().endswith(" and 1 training job(s)\n")
+        assert server.communicate(timeout=30) == (0, "mlserver: stopped\n", "")
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        server.kill()
     store = SQLStore(url)
     try:
         assert store.newest("slow", slow).status.value == "FINISHED"
@@ -375,7 +329,7 @@ def startup_failures(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedPr
         args = [arg.format(port=port) for arg in args]
         serve = ["serve", *args, "--port", "0", "--store", store]
         blocked = case == "not installed"
-        command = [sys.executable, "-c", _WITHOUT_DISTRIBUTED] if blocked else COMMAND
+        command = [sys.executable, "-c", _WITHOUT_DISTRIBUTED] if blocked else ML_SERVER
         process = subprocess.Popen(
             [*command, *serve],
             stdout=subprocess.PIPE,
@@ -397,12 +351,7 @@ def startup_failures(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedPr
 @pytest.mark.parametrize("case", STARTUP_ERRORS)
 def test_dask_startup_errors_are_one_line(case, startup_failures):
     """A missing, bad or unreachable scheduler, or no `distributed`, exits 2 with one line."""
-    done, says = startup_failures[case]
-    assert done.returncode == 2, done
-    assert done.stdout == ""
-    assert done.stderr.startswith("mlserver: error: ")
-    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
-    assert says in done.stderr
+    assert_startup_error(*startup_failures[case])
 
 
 def test_scheduler_without_dask_executor_is_refused(monkeypatch, capsys):
@@ -417,7 +366,7 @@ def test_scheduler_without_dask_executor_is_refused(monkeypatch, capsys):
 # -- the deployed shape: `dask scheduler` and `dask worker` as their own processes ------------
 
 # A wrapper module as users write one; the workers have it installed, the scheduler does not.
-_SHIPPED = '''
+_SHIPPED = f"""
 import os
 
 from sklearn.linear_model import LinearRegression
@@ -425,17 +374,7 @@ from sklearn.linear_model import LinearRegression
 from mlserver import ModelWrapper
 
 
-class Shipped(ModelWrapper):
-    """A linear regression that records the process that fitted it."""
-
-    name = "shipped"
-
-    def make_model(self, **modkwargs):
-        return LinearRegression(**modkwargs)
-
-    def metadata(self, model, x, y=None):
-        return {"pid": os.getpid()}
-'''
+{where_source("Shipped", "shipped")}"""
 
 # The registry file the server is started with: one wrapper from the installed module, one
 # defined here, in a file that exists only beside the server.
@@ -540,32 +479,15 @@ def _address_in(scheduler_file: Path) -> str | None:
         return None
 
 
-def _fit_over_http(base: str, model: str, x, y) -> dict:
-    """PUT a fit and wait for its outcome: the status body once it is not RUNNING."""
-    body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
-    response = requests.put(f"{base}/{model}", json=body, timeout=10)
-    assert response.status_code == 202, response.text
-    key = response.json()["model-key"]
-
-    def done():
-        state = requests.get(f"{base}/{model}", params={"model-key": key}, timeout=10).json()
-        return state["status"] != "RUNNING" and state
-
-    return {"model-key": key, **wait_until(done, timeout=60, interval=0.1)}
-
-
 @pytest.mark.slow
 def test_deployed_cluster_trains_a_file_registry_without_the_module_on_the_scheduler(deployed):
     """With scheduler and worker started by their CLIs and the wrapper's module installed on
     the worker only, a fit FINISHES on the worker and predicts as scikit-learn does."""
     x, y = regression()
-    state = _fit_over_http(deployed["url"], "shipped", x, y)
+    key, state = train(deployed["url"], "shipped", x, y, timeout=60)
     assert state["status"] == "FINISHED", state
     assert state["metadata"]["user"]["pid"] == deployed["worker"].pid
-    body = {"x": x.to_json(orient="split"), "orient": "split", "model-key": state["model-key"]}
-    response = requests.post(f"{deployed['url']}/shipped", json=body, timeout=10)
-    assert response.status_code == 200, response.text
-    predicted = [row[0] for row in json.loads(response.json()["y"])["data"]]
+    predicted = predictions(predict(deployed["url"], "shipped", key, x))
     np.testing.assert_array_equal(predicted, LinearRegression().fit(x, y).predict(x))
 
 
@@ -573,7 +495,7 @@ def test_deployed_cluster_trains_a_file_registry_without_the_module_on_the_sched
 def test_a_worker_without_the_wrappers_module_fails_the_job_naming_it(deployed):
     """A wrapper whose module the workers cannot import: the version is FAILED with an error
     naming the module and saying to install it on the Dask workers, not Dask's bare text."""
-    state = _fit_over_http(deployed["url"], "unshipped", *regression())
+    _, state = train(deployed["url"], "unshipped", *regression(), timeout=60)
     assert state["status"] == "FAILED", state
     error = state["error"]
     assert error.startswith("ModuleNotFoundError: the Dask worker tcp://"), error

@@ -22,7 +22,7 @@ import requests
 from sklearn.linear_model import LinearRegression
 
 from mlserver.store import SQLStore
-from support import ServerProcess, regression, wait_until
+from support import ServerProcess, put, regression, wait_until
 
 # Every test here starts and signals `ml-server serve` processes.
 pytestmark = pytest.mark.slow
@@ -104,16 +104,6 @@ def marks(models: Path, kind: str) -> int:
     return len(list((models.parent / "marks").glob(f"{kind}-*")))
 
 
-def fit(server: ServerProcess, model: str, name: str, **params) -> str:
-    x, y = regression()
-    body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
-    response = requests.put(
-        f"{server.url}/{model}", json={**body, "name": name, **params}, timeout=30
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["model-key"]
-
-
 def versions(store_url: str) -> dict[str, tuple[str, str | None]]:
     """key -> (status, error) of the newest version of every key in the store."""
     store = SQLStore(store_url)
@@ -129,7 +119,7 @@ def test_big_answers_in_flight_at_sigterm_arrive_whole(serve, models, sqlite_url
     after the server's threads are done (more than the socket buffers hold), all get their
     complete 200 before the server exits 0."""
     server = serve()
-    key = fit(server, "slow-predict", "big")
+    key = put(server, "slow-predict", *regression(), expect=(202,), name="big")
     wait_until(lambda: versions(sqlite_url)[key][0] == "FINISHED")
     x, y = regression()
     rows = pd.DataFrame(
@@ -169,8 +159,14 @@ def test_sigterm_leaves_a_job_past_the_graceful_timeout_and_fails_the_queued_one
     within the grace (plus a margin), the queued ones are FAILED (cancelled) and never start,
     and the running one is left RUNNING for the next server to mark interrupted."""
     server = serve("--training-threads", "1", "--graceful-timeout", "1")
-    running = fit(server, "slow-fit", "running", algkwargs={"seconds": 5.0})
-    queued = [fit(server, "slow-fit", f"queued-{i}", algkwargs={"seconds": 0}) for i in range(2)]
+    x, y = regression()
+    running = put(
+        server, "slow-fit", x, y, expect=(202,), name="running", algkwargs={"seconds": 5.0}
+    )
+    queued = [
+        put(server, "slow-fit", x, y, expect=(202,), name=f"queued-{i}", algkwargs={"seconds": 0})
+        for i in range(2)
+    ]
     wait_until(lambda: marks(models, "fit") == 1)
     signalled = time.monotonic()
     assert server.terminate().endswith(" and 3 training job(s)\n")
@@ -192,7 +188,9 @@ def test_sigterm_leaves_a_job_past_the_graceful_timeout_and_fails_the_queued_one
 def test_sigterm_waits_for_a_job_that_ends_within_the_graceful_timeout(serve, models, sqlite_url):
     """A job that ends within --graceful-timeout is waited for and FINISHED before exit 0."""
     server = serve("--graceful-timeout", "10")
-    key = fit(server, "slow-fit", "short", algkwargs={"seconds": 1.5})
+    key = put(
+        server, "slow-fit", *regression(), expect=(202,), name="short", algkwargs={"seconds": 1.5}
+    )
     wait_until(lambda: marks(models, "fit") == 1)
     assert server.terminate().endswith(" and 1 training job(s)\n")
     assert server.communicate() == (0, "mlserver: stopped\n", "")
@@ -205,7 +203,9 @@ def test_a_second_sigterm_exits_at_once_and_the_job_comes_back_interrupted(
     """A second SIGTERM while a long job runs exits 1 at once; the next server marks that job
     FAILED (interrupted) at start-up, never leaving it RUNNING."""
     server = serve()
-    key = fit(server, "slow-fit", "long", algkwargs={"seconds": 300})
+    key = put(
+        server, "slow-fit", *regression(), expect=(202,), name="long", algkwargs={"seconds": 300}
+    )
     wait_until(lambda: marks(models, "fit") == 1)
     assert server.terminate().startswith("mlserver: stopping")
     signalled = time.monotonic()

@@ -13,7 +13,6 @@ from pathlib import Path
 import falcon.testing
 import joblib
 import pytest
-import requests
 from playhouse import db_url
 
 from mlserver import create_app
@@ -22,7 +21,7 @@ from mlserver.errors import ConfigurationError, IntegrityError, SignatureMismatc
 from mlserver.signing import Placement, Signer, Verified, parse_signing_keys
 from mlserver.store import SQLStore
 from mlserver.store._tables import TABLE_NAME, make_version_table
-from support import ServerProcess, registry, regression, wait_until
+from support import ServerProcess, fit_body, predict, registry, regression, train
 
 OLD = ("retired", "an-old-secret-of-32-characters!!")
 NEW = ("current", "a-new-secret-of-32-characters!!!")
@@ -48,30 +47,27 @@ def client_of(url: str, **options) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(create_app(registry(), SQLStore(url), **options))
 
 
-def body(x, y=None, **params) -> dict:
-    fields = {"x": x.to_json(orient="split"), "orient": "split", **params}
-    if y is not None:
-        fields["y"] = y.to_json(orient="split")
-    return fields
-
-
-def train(client, model: str = "linreg", **params) -> str:
+def finished(client, model: str = "linreg", **params) -> str:
     """Fit `model` on the regression data through HTTP; the key once its version FINISHED."""
-    x, y = regression()
-    response = client.simulate_put(f"/{model}", json=body(x, y, **params))
-    assert response.status_code in (200, 202), response.json
-    key = response.json["model-key"]
-
-    def finished():
-        return client.simulate_get(f"/{model}", params={"model-key": key}).json["status"]
-
-    assert wait_until(lambda: finished() != "RUNNING") and finished() == "FINISHED"
+    key, state = train(client, model, *regression(), expect=(200, 202), **params)
+    assert state["status"] == "FINISHED", state
     return key
 
 
-def predict(client, key: str, model: str = "linreg"):
-    x, _ = regression()
-    return client.simulate_post(f"/{model}", json=body(x.head(3), **{"model-key": key}))
+#: What the predictions here send: three rows of the regression data.
+FEW = regression()[0].head(3)
+
+
+def assert_refused(url: str, key: str, ending: str, **options) -> None:
+    """A fresh app on `url` (`options` go to create_app) answers a predict of `key` with a 500
+    whose description ends with `ending`."""
+    server = client_of(url, **options)
+    try:
+        refused = predict(server, "linreg", key, FEW)
+        assert refused.status_code == 500
+        assert refused.json["description"].endswith(ending)
+    finally:
+        server.app.close()
 
 
 def overwrite_blob(url: str, model: str, key: str, blob: bytes, **columns) -> None:
@@ -101,10 +97,10 @@ def test_jobs_sign_and_predictions_verify(sqlite_url):
     """A job stores its blob with a signature under the first key; predictions load it."""
     client = client_of(sqlite_url, signing_keys=dict([NEW, OLD]))
     try:
-        key = train(client)
+        key = finished(client)
         signature = stored_signature(sqlite_url, "linreg", key)
         assert re.fullmatch(r"current:v2:[0-9a-f]{64}", signature)
-        assert predict(client, key).status_code == 200
+        assert predict(client, "linreg", key, FEW).status_code == 200
     finally:
         client.app.close()
 
@@ -114,7 +110,7 @@ def test_a_malicious_pickle_is_refused_and_never_runs(store_url, tmp_path):
     500 for predict and for PATCH alike, and its code never runs; without keys it would."""
     trainer = client_of(store_url, signing_keys=dict([NEW]))
     try:
-        linreg, sgd = train(trainer), train(trainer, "sgd")
+        linreg, sgd = finished(trainer), finished(trainer, "sgd")
     finally:
         trainer.app.close()
     marker = tmp_path / "pwned"
@@ -123,7 +119,7 @@ def test_a_malicious_pickle_is_refused_and_never_runs(store_url, tmp_path):
 
     server = client_of(store_url, signing_keys=dict([NEW]))
     try:
-        refused = predict(server, linreg)
+        refused = predict(server, "linreg", linreg, FEW)
         assert refused.status_code == 500
         assert refused.json == {
             "title": "Stored model failed verification",
@@ -131,7 +127,7 @@ def test_a_malicious_pickle_is_refused_and_never_runs(store_url, tmp_path):
             "not loaded",
         }
         x, y = regression()
-        patch = server.simulate_patch("/sgd", json=body(x, y, **{"model-key": sgd}))
+        patch = server.simulate_patch("/sgd", json=fit_body(x, y, **{"model-key": sgd}))
         assert patch.status_code == 500 and "signature" in patch.json["description"]
         status = server.simulate_get("/sgd", params={"model-key": sgd}).json
         assert status["version"] == 1  # the refused update started no job
@@ -141,7 +137,7 @@ def test_a_malicious_pickle_is_refused_and_never_runs(store_url, tmp_path):
 
     unguarded = client_of(store_url)  # the same bytes, on a server without keys
     try:
-        predict(unguarded, linreg)
+        predict(unguarded, "linreg", linreg, FEW)
         assert marker.exists()
     finally:
         unguarded.app.close()
@@ -151,17 +147,11 @@ def test_unsigned_versions_are_refused_once_keys_are_set(sqlite_url):
     """A version stored before signing was turned on has no signature and is not loaded."""
     before = client_of(sqlite_url)
     try:
-        key = train(before)
+        key = finished(before)
     finally:
         before.app.close()
     assert stored_signature(sqlite_url, "linreg", key) is None
-    after = client_of(sqlite_url, signing_keys=dict([NEW]))
-    try:
-        response = predict(after, key)
-        assert response.status_code == 500
-        assert response.json["description"].endswith("has no signature; not loaded")
-    finally:
-        after.app.close()
+    assert_refused(sqlite_url, key, "has no signature; not loaded", signing_keys=dict([NEW]))
 
 
 def test_rotation_old_key_verifies_new_key_signs(sqlite_url):
@@ -169,23 +159,23 @@ def test_rotation_old_key_verifies_new_key_signs(sqlite_url):
     new; once old is dropped, its versions are refused without naming the key."""
     first = client_of(sqlite_url, signing_keys=dict([OLD]))
     try:
-        before = train(first, name="before")
+        before = finished(first, name="before")
     finally:
         first.app.close()
     assert stored_signature(sqlite_url, "linreg", before).startswith("retired:")
 
     rotating = client_of(sqlite_url, signing_keys=dict([NEW, OLD]))
     try:
-        assert predict(rotating, before).status_code == 200
-        after = train(rotating, name="after")
+        assert predict(rotating, "linreg", before, FEW).status_code == 200
+        after = finished(rotating, name="after")
     finally:
         rotating.app.close()
     assert stored_signature(sqlite_url, "linreg", after).startswith("current:")
 
     rotated = client_of(sqlite_url, signing_keys=dict([NEW]))
     try:
-        assert predict(rotated, after).status_code == 200
-        refused = predict(rotated, before)
+        assert predict(rotated, "linreg", after, FEW).status_code == 200
+        refused = predict(rotated, "linreg", before, FEW)
         assert refused.status_code == 500
         description = refused.json["description"]
         assert description.endswith("is signed with a key this server does not hold; not loaded")
@@ -262,26 +252,21 @@ def test_a_replayed_blob_of_a_deleted_key_is_refused(store_url):
     refuses it, since the signature is bound to the old row; the new v1 itself serves."""
     client = client_of(store_url, signing_keys=dict([NEW]))
     try:
-        key = train(client, name="replayed")
+        key = finished(client, name="replayed")
         store = SQLStore(store_url)
         old = store.newest("linreg", key)
         saved_blob, saved_signature = store.load_blob(old), old.signature
         assert client.simulate_delete("/linreg", params={"model-key": key}).status_code == 200
-        assert train(client, name="replayed", modkwargs={"fit_intercept": False}) == key
+        assert finished(client, name="replayed", modkwargs={"fit_intercept": False}) == key
         new = store.newest("linreg", key)
         store.close()
         assert new.version == 1 and new.id != old.id
-        assert predict(client, key).status_code == 200
+        assert predict(client, "linreg", key, FEW).status_code == 200
     finally:
         client.app.close()
     overwrite_blob(store_url, "linreg", key, saved_blob, signature=saved_signature)
-    server = client_of(store_url, signing_keys=dict([NEW]))
-    try:
-        refused = predict(server, key)
-        assert refused.status_code == 500
-        assert refused.json["description"].endswith("does not match its signature; not loaded")
-    finally:
-        server.app.close()
+    ending = "does not match its signature; not loaded"
+    assert_refused(store_url, key, ending, signing_keys=dict([NEW]))
 
 
 def test_signatures_of_release_0_1_0_verify_once_and_are_re_signed(store_url, caplog):
@@ -289,7 +274,7 @@ def test_signatures_of_release_0_1_0_verify_once_and_are_re_signed(store_url, ca
     replaced by one bound to its row; with legacy=False such a version is refused."""
     client = client_of(store_url, signing_keys=dict([NEW]))
     try:
-        key = train(client)
+        key = finished(client)
     finally:
         client.app.close()
     store = SQLStore(store_url)
@@ -301,7 +286,7 @@ def test_signatures_of_release_0_1_0_verify_once_and_are_re_signed(store_url, ca
 
     strict = client_of(store_url, signing_keys=Signer(dict([NEW]), legacy=False))
     try:
-        refused = predict(strict, key)
+        refused = predict(strict, "linreg", key, FEW)
         assert refused.status_code == 500
         assert "signature of release 0.1.0" in refused.json["description"]
     finally:
@@ -310,7 +295,7 @@ def test_signatures_of_release_0_1_0_verify_once_and_are_re_signed(store_url, ca
     upgrading = client_of(store_url, signing_keys=dict([NEW]))
     try:
         with caplog.at_level("WARNING", logger="mlserver.signing"):
-            assert predict(upgrading, key).status_code == 200
+            assert predict(upgrading, "linreg", key, FEW).status_code == 200
         assert "event=signature_legacy" in caplog.text
     finally:
         upgrading.app.close()
@@ -318,7 +303,7 @@ def test_signatures_of_release_0_1_0_verify_once_and_are_re_signed(store_url, ca
     assert upgraded.startswith("current:v2:") and upgraded != old_form
     strict = client_of(store_url, signing_keys=Signer(dict([NEW]), legacy=False))
     try:
-        assert predict(strict, key).status_code == 200
+        assert predict(strict, "linreg", key, FEW).status_code == 200
     finally:
         strict.app.close()
 
@@ -382,8 +367,8 @@ def test_a_table_from_before_signatures_gains_the_column(store_url):
 
     client = client_of(store_url, signing_keys=dict([NEW]))
     try:
-        key = train(client)
-        assert predict(client, key).status_code == 200
+        key = finished(client)
+        assert predict(client, "linreg", key, FEW).status_code == 200
     finally:
         client.app.close()
     assert stored_signature(store_url, "linreg", key).startswith("current:")
@@ -409,17 +394,7 @@ def test_cli_signs_with_the_first_key_of_the_environment(tmp_path):
         url, env={"MLSERVER_SIGNING_KEYS": f"{NEW[0]}:{NEW[1]},{OLD[0]}:{OLD[1]}"}
     )
     try:
-        x, y = regression()
-        started = requests.put(f"{server.url}/linreg", json=body(x, y), timeout=10)
-        key = started.json()["model-key"]
-        wait_until(
-            lambda: (
-                requests.get(f"{server.url}/linreg", params={"model-key": key}, timeout=10).json()[
-                    "status"
-                ]
-                == "FINISHED"
-            )
-        )
+        key = finished(server)
         assert stored_signature(url, "linreg", key).startswith("current:")
     finally:
         server.stop()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import requests
 
-from support import regression, wait_until
+from support import predict, regression, serve_command, server_environment, train, wait_until
 
 # It starts `ml-server serve --workers 2` (gunicorn worker processes).
 pytestmark = pytest.mark.slow
@@ -25,14 +23,16 @@ registry = Registry([wrap_estimator(LinearRegression, "linear-regression", seria
 def test_two_worker_processes_serve_one_store(tmp_path):
     """With --workers 2, two app processes train and serve on one port and end cleanly."""
     (tmp_path / "models.py").write_text(REGISTRY)
-    script = Path(sys.executable).with_name("ml-server")
     target = f"{tmp_path / 'models.py'}:registry"
     store = f"sqlite:///{tmp_path / 'models.db'}"
+    # Its own Popen, not ServerProcess: the start-up line must say "with 2 workers", and
+    # ServerProcess keeps only the URL it reads from that line.
     process = subprocess.Popen(
-        [str(script), "serve", target, "--workers", "2", "--port", "0", "--store", store],
+        serve_command(store, "--workers", "2", target=target),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=server_environment(),
     )
     try:
         line = process.stdout.readline()
@@ -41,24 +41,9 @@ def test_two_worker_processes_serve_one_store(tmp_path):
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
         wait_until(lambda: len(children.read_text().split()) == 2)
         x, y = regression()
-        body = {"x": x.to_json(orient="split"), "y": y.to_json(orient="split"), "orient": "split"}
-        key = requests.put(f"{url}/linear-regression", json=body, timeout=30).json()["model-key"]
-        wait_until(
-            lambda: (
-                requests.get(
-                    f"{url}/linear-regression", params={"model-key": key}, timeout=30
-                ).json()["status"]
-                == "FINISHED"
-            )
-        )
-        answers = [
-            requests.post(
-                f"{url}/linear-regression",
-                json={"x": x.to_json(orient="split"), "orient": "split", "model-key": key},
-                timeout=30,
-            )
-            for _ in range(20)
-        ]
+        key, state = train(url, "linear-regression", x, y)
+        assert state["status"] == "FINISHED", state
+        answers = [predict(url, "linear-regression", key, x) for _ in range(20)]
         assert {a.status_code for a in answers} == {200}
         assert len({a.json()["y"] for a in answers}) == 1
     finally:
