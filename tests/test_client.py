@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -86,9 +87,8 @@ def stop(server: Any, thread: threading.Thread) -> None:
 @pytest.fixture
 def sqlite_store(sqlite_url: str) -> Iterator[SQLStore]:
     """A store on a SQLite file; set up before `serve`, so closed after the server stopped."""
-    store = SQLStore(sqlite_url)
-    yield store
-    store.close()
+    with contextlib.closing(SQLStore(sqlite_url)) as store:
+        yield store
 
 
 @pytest.fixture

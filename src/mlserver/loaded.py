@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlserver.arrays import array_model
-from mlserver.errors import InvalidPayload, StoreError
+from mlserver.errors import InvalidPayload, MLServerError, StoreError, UnprocessableData
+from mlserver.frames.rows import Rows
 from mlserver.frames.schema import Schema
 from mlserver.serializers.base import Serializer, has_method, resolve_serializer
 from mlserver.signing import Placement, Signer
@@ -65,6 +66,24 @@ class Loaded:
             )
         missing = f"has no method {asked!r}" if asked is not None else "has no predict: give method"
         raise InvalidPayload(f"{what} {missing}; available: {', '.join(offered)}", "method")
+
+    def run(self, wrapper: ModelWrapper, method: str, rows: Rows, where: str) -> Any:
+        """`method` on conformed `rows`, in the form the model takes them (`array_method`).
+
+        Raises UnprocessableData (422) quoting what the model's own code raised on these
+        rows; `where` names the version in the log line that records it.
+        """
+        direct = self.array_method(wrapper, method)
+        try:
+            if direct is not None:
+                return direct(rows.array)
+            return wrapper.apply(self.model, rows.frame, method)
+        except (MemoryError, MLServerError):  # not the rows' fault, or already worded
+            raise
+        except Exception as exc:  # the model's own code refusing these rows
+            refusal = f"{type(exc).__name__}: {exc}"
+            log.info("event=model_refused %s method=%s error=%r", where, method, refusal)
+            raise UnprocessableData(f"the model cannot {method} on x: {refusal}") from None
 
     def array_method(self, wrapper: ModelWrapper, method: str) -> Callable[[Any], Any] | None:
         """The model's `method` on one float64 array of conformed rows, where it has an

@@ -21,7 +21,6 @@ from mlserver.config import Settings
 from mlserver.errors import (
     InvalidPayload,
     KeyNotFound,
-    MLServerError,
     NotReady,
     NotServable,
     Overloaded,
@@ -222,26 +221,7 @@ class Service:
         rows = loaded.schema.rows(
             x, orient, max_rows=self.settings.max_rows, max_columns=self.settings.max_columns
         )
-        direct = loaded.array_method(wrapper, method)
-        try:
-            if direct is not None:
-                raw = direct(rows.array)
-            else:
-                raw = wrapper.apply(loaded.model, rows.frame, method)
-        except (MemoryError, MLServerError):  # not the rows' fault, or already worded
-            raise
-        except Exception as exc:  # the model's own code refusing these rows
-            log.info(
-                "event=model_refused model=%s key=%s version=%d method=%s error=%r",
-                name,
-                key,
-                version.version,
-                method,
-                f"{type(exc).__name__}: {exc}",
-            )
-            raise UnprocessableData(
-                f"the model cannot {method} on x: {type(exc).__name__}: {exc}"
-            ) from None
+        raw = loaded.run(wrapper, method, rows, f"model={name} key={key} version={version.version}")
         output = model_output(
             raw, rows, loaded.model, method, loaded.targets, self.settings.max_output_cells
         )
