@@ -67,11 +67,11 @@ class Loaded:
         missing = f"has no method {asked!r}" if asked is not None else "has no predict: give method"
         raise InvalidPayload(f"{what} {missing}; available: {', '.join(offered)}", "method")
 
-    def run(self, wrapper: ModelWrapper, method: str, rows: Rows, where: str) -> Any:
+    def run(self, wrapper: ModelWrapper, method: str, rows: Rows, version: Version) -> Any:
         """`method` on conformed `rows`, in the form the model takes them (`array_method`).
 
         Raises UnprocessableData (422) quoting what the model's own code raised on these
-        rows; `where` names the version in the log line that records it.
+        rows; the log line that records it names `version`.
         """
         direct = self.array_method(wrapper, method)
         try:
@@ -82,7 +82,14 @@ class Loaded:
             raise
         except Exception as exc:  # the model's own code refusing these rows
             refusal = f"{type(exc).__name__}: {exc}"
-            log.info("event=model_refused %s method=%s error=%r", where, method, refusal)
+            log.info(
+                "event=model_refused model=%s key=%s version=%d method=%s error=%r",
+                version.model,
+                version.key,
+                version.version,
+                method,
+                refusal,
+            )
             raise UnprocessableData(f"the model cannot {method} on x: {refusal}") from None
 
     def array_method(self, wrapper: ModelWrapper, method: str) -> Callable[[Any], Any] | None:

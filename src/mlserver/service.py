@@ -221,7 +221,7 @@ class Service:
         rows = loaded.schema.rows(
             x, orient, max_rows=self.settings.max_rows, max_columns=self.settings.max_columns
         )
-        raw = loaded.run(wrapper, method, rows, f"model={name} key={key} version={version.version}")
+        raw = loaded.run(wrapper, method, rows, version)
         output = model_output(
             raw, rows, loaded.model, method, loaded.targets, self.settings.max_output_cells
         )
