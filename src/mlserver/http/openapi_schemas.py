@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlserver.frames.orients import ORIENTS
-from mlserver.http.parameters import BODY, taken_by
+from mlserver.http.parameters import BODY, key_schema, taken_by
 from mlserver.wrapper import ModelWrapper
 
 __all__ = ["REQUESTS", "error", "errors", "json_content", "ref", "schemas"]
@@ -81,10 +81,6 @@ def _frame() -> dict[str, Any]:
     }
 
 
-def _key() -> dict[str, Any]:
-    return {"type": "string", "description": "The key a PUT returned."}
-
-
 def _time() -> dict[str, Any]:
     return {"type": ["string", "null"], "format": "date-time"}
 
@@ -119,14 +115,14 @@ def schemas() -> dict[str, Any]:
     found.update({name: _request(verb) for verb, name in REQUESTS})
     found["StatusName"] = {"type": "string", "enum": ["RUNNING", "FINISHED", "FAILED"]}
     found["Running"] = _object(
-        {"model-key": _key(), "status": ref("StatusName"), "version": _version()},
+        {"model-key": key_schema(), "status": ref("StatusName"), "version": _version()},
         "model-key",
         "status",
         "version",
     )
     found["Status"] = _object(
         {
-            "model-key": _key(),
+            "model-key": key_schema(),
             "status": ref("StatusName"),
             "version": _version(),
             "started": _time(),
@@ -139,7 +135,7 @@ def schemas() -> dict[str, Any]:
     )
     entry = _object(
         {
-            "model-key": _key(),
+            "model-key": key_schema(),
             "status": ref("StatusName"),
             "version": _version(),
             "finished": _time(),
@@ -151,7 +147,7 @@ def schemas() -> dict[str, Any]:
     )
     found["Prediction"] = _object(
         {
-            "model-key": _key(),
+            "model-key": key_schema(),
             "version": _version(),
             "orient": ref("Orient"),
             "method": {
@@ -165,7 +161,9 @@ def schemas() -> dict[str, Any]:
         *("model-key", "version", "orient", "y"),
     )
     found["Deleted"] = _object(
-        {"model-key": _key(), "deleted": {"type": "integer", "minimum": 1}}, "model-key", "deleted"
+        {"model-key": key_schema(), "deleted": {"type": "integer", "minimum": 1}},
+        "model-key",
+        "deleted",
     )
     found["Error"] = _object(
         {

@@ -18,6 +18,7 @@ __all__ = [
     "TABLE_QUERY",
     "Parameter",
     "accepted",
+    "key_schema",
     "operation_of",
     "taken_by",
     "verbs_of",
@@ -89,7 +90,8 @@ def _retrain() -> dict[str, Any]:
     return {"oneOf": [{"type": "boolean"}, {"type": "string", "pattern": _RETRAIN_TEXT}]}
 
 
-def _key() -> dict[str, Any]:
+def key_schema() -> dict[str, Any]:
+    """A model-key's schema, in requests and in answers alike."""
     return {"type": "string", "description": "The key a PUT returned."}
 
 
@@ -171,8 +173,8 @@ PARAMETERS: tuple[Parameter, ...] = (
         ("POST", "PATCH", "DELETE", "GET"),
         _JSON_BODY,
         "The key a PUT returned; model_key is an alias (both given: they must agree).",
-        _key,
-        _key,
+        key_schema,
+        key_schema,
         aliases=("model_key",),
     ),
 )
@@ -190,7 +192,7 @@ def taken_by(verb: str, source: str | None = None) -> tuple[Parameter, ...]:
 
 def accepted(verb: str) -> frozenset[str]:
     """Every name (aliases included) `verb` reads from a JSON body or its query string."""
-    return frozenset(name for p in taken_by(verb) if p.sources & _JSON_BODY for name in p.names)
+    return _ACCEPTED[verb]
 
 
 def verbs_of(operations: Iterable[str]) -> list[str]:
@@ -201,4 +203,12 @@ def verbs_of(operations: Iterable[str]) -> list[str]:
 
 def operation_of(verb: str) -> str:
     """The service operation an HTTP verb of `/{model}` runs."""
-    return next(operation for operation, known in _VERBS if known == verb.upper())
+    return _OPERATIONS[verb.upper()]
+
+
+# PERF: every request reads these; the table is constant, so they are found once.
+_ACCEPTED = {
+    verb: frozenset(name for p in taken_by(verb) if p.sources & _JSON_BODY for name in p.names)
+    for _, verb in _VERBS
+}
+_OPERATIONS = {verb: operation for operation, verb in _VERBS}
