@@ -140,6 +140,9 @@ class Settings:
     #: Refuse (409) to serve versions trained with another major.minor of the libraries their
     #: serializer depends on, instead of serving them with a warning.
     refuse_version_skew: bool = False
+    #: Versions kept per key: after a version finishes, the oldest beyond the newest N are
+    #: deleted, never one an alias points at nor one RUNNING (0: keep every version).
+    keep_versions: int = 0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -202,8 +205,9 @@ _SETTING_HELP = {
     "max_output_cells": "most cells of a sparse model output made dense (422 above it)",
     "database_timeout_seconds": "seconds a database call may wait before it answers 503",
     "max_decoded_bytes": "most bytes an Arrow, Parquet or CSV body may decode to (422 above it)",
+    "keep_versions": "versions kept per key, aliased ones always (0: keep every version)",
 }
-_MAY_BE_ZERO = frozenset({"freshness_seconds", "max_queued_jobs"})
+_MAY_BE_ZERO = frozenset({"freshness_seconds", "max_queued_jobs", "keep_versions"})
 
 
 def boolean(raw: str) -> bool:

@@ -7,6 +7,7 @@ MLServerError
 ├── KeyNotFound             the model-key names no version
 ├── NotReady                the key exists but its state forbids the operation (RUNNING, FAILED)
 │   └── StaleBase           an update's base is no longer the newest finished version
+├── Conflict                the request contradicts what is stored (e.g. an alias points there)
 ├── NotServable             a finished version this server will not load as configured
 │   └── UntrustedModel      it holds types the server does not trust
 ├── UnsupportedOperation    the wrapper does not offer the operation (e.g. update)
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "ConfigurationError",
+    "Conflict",
     "IntegrityError",
     "InvalidPayload",
     "KeyNotFound",
@@ -62,6 +64,10 @@ class InvalidPayload(MLServerError):
     def __init__(self, message: str, parameter: str | None = None) -> None:
         super().__init__(message)
         self.parameter = parameter
+
+
+class Conflict(MLServerError):
+    """The request contradicts what is stored: e.g. deleting a version an alias points at."""
 
 
 class ModelNotFound(MLServerError):

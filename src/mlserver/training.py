@@ -46,6 +46,15 @@ class TrainingTask:
     algkwargs: Mapping[str, Any] = field(default_factory=dict)
     schema: Any = None
     base_serializer: Serializer | None = None  # what base_blob was written with (default: own)
+    #: Fit: the share of rows held out and scored (None: fit on every row).
+    validation: float | None = None
+    #: A scikit-learn scorer name for validation and prequential scores (None: the model's
+    #: own `score`).
+    scoring: str | None = None
+    #: Seeds the held-out split, so that it is the same for the same key.
+    seed: int = 0
+    #: Update: score the base on the new rows before it learns from them (prequential).
+    prequential: bool = False
 
 
 def train(task: TrainingTask) -> Artifact:

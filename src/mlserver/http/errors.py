@@ -23,6 +23,7 @@ _CODES: dict[type[errors.MLServerError], tuple[str, str]] = {
     errors.KeyNotFound: (falcon.HTTP_404, "Unknown model-key"),
     errors.UnsupportedOperation: (falcon.HTTP_405, "Method not allowed"),
     errors.NotReady: (falcon.HTTP_409, "Not ready"),
+    errors.Conflict: (falcon.HTTP_409, "Conflict"),
     errors.NotServable: (falcon.HTTP_409, "Not servable"),
     errors.PayloadTooLarge: (falcon.HTTP_413, "Payload too large"),
     errors.UnsupportedMediaType: (falcon.HTTP_415, "Unsupported media type"),

@@ -9,7 +9,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Artifact", "Claim", "Status", "Store", "Version"]
+__all__ = [
+    "PROMOTE",
+    "SERVED",
+    "Artifact",
+    "Claim",
+    "Page",
+    "Status",
+    "Store",
+    "Version",
+]
+
+#: The alias every key with a FINISHED version has: what a predict without `version` or
+#: `alias` runs.
+SERVED = "served"
+#: When a version that finishes becomes `served` (see `Store.finish`).
+PROMOTE = ("always", "if-better", "never")
 
 
 class Status(str, enum.Enum):
@@ -43,6 +58,22 @@ class Version:
     error: str | None = None
     worker: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: Scores and the promotion decision: {"validation": {...}, "prequential": {...},
+    #: "promoted": bool, "reason": str}; {} when none (and for versions stored by 0.1.0).
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    #: The aliases that point at this version, sorted; filled in by `Store.version` and
+    #: `Store.versions` only (other reads leave it empty).
+    aliases: tuple[str, ...] = ()
+    #: How many times its job was started (1 unless a lost job was run again).
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, and the cursor of the next page (None on the last)."""
+
+    items: list[Version]
+    next: Any = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +92,8 @@ class Artifact:
     sha256: str
     serializer: str
     metadata: Mapping[str, Any]
+    #: Scores found while training ({"validation": ...} or {"prequential": ...}).
+    metrics: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Store(ABC):
@@ -96,9 +129,26 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def finish(self, version_id: int, artifact: Artifact, signature: str | None = None) -> bool:
+    def finish(
+        self,
+        version_id: int,
+        artifact: Artifact,
+        signature: str | None = None,
+        *,
+        promote: str = "always",
+        keep_versions: int = 0,
+    ) -> bool:
         """Record a fitted model (and its signature, stored as given); False (and nothing
-        written) if the version is gone or no longer RUNNING, e.g. deleted while it trained."""
+        written) if the version is gone or no longer RUNNING, e.g. deleted or cancelled while
+        it trained.
+
+        In the same transaction: decide whether the version becomes `served` (`promote`, one
+        of PROMOTE; the first FINISHED version of a key always does), store its metrics with
+        `"promoted"` and `"reason"`, and with `keep_versions` > 0 delete the oldest versions
+        beyond the newest `keep_versions`, never one an alias points at nor one RUNNING.
+        `if-better` promotes when the version's `metrics.validation.score` is at least the
+        served one's under the same scoring, or when either has no score.
+        """
 
     @abstractmethod
     def fail(self, version_id: int, error: str) -> bool:
@@ -122,8 +172,17 @@ class Store(ABC):
         """The newest version of a key (the newest FINISHED one with `finished`)."""
 
     @abstractmethod
-    def keys(self, model: str) -> list[Version]:
-        """The newest version of every key of `model`, in the order those were created."""
+    def keys(
+        self,
+        model: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        status: Status | None = None,
+    ) -> Page:
+        """The newest version of each key of `model`, keys in ascending order: at most
+        `limit` (all without), only keys above `after`, only those whose newest version has
+        `status`. `Page.next` is the last key listed when more follow, else None."""
 
     @abstractmethod
     def load_blob(self, version: Version) -> bytes:
@@ -151,6 +210,44 @@ class Store(ABC):
         """Release connections."""
 
     @abstractmethod
-    def versions(self, model: str, key: str) -> list[Version]:
-        """Every version of a key, newest first (empty without any): what a key's history
-        holds, for listings and for checks that must see past the newest version."""
+    def versions(
+        self, model: str, key: str, *, limit: int | None = None, before: int | None = None
+    ) -> Page:
+        """Versions of a key, newest first, with their aliases: at most `limit` (all
+        without), only those numbered below `before`. `Page.next` is the `before` of the next
+        page (the last number listed) when more follow, else None; no versions: empty."""
+
+    @abstractmethod
+    def version(self, model: str, key: str, number: int) -> Version | None:
+        """Version `number` of a key, with its aliases; None if there is none."""
+
+    @abstractmethod
+    def aliases(self, model: str, key: str) -> dict[str, int]:
+        """Alias name -> version number, for one key ({} without any)."""
+
+    @abstractmethod
+    def resolve(self, model: str, key: str, alias: str = SERVED) -> Version | None:
+        """The version `alias` points at (one query: this is on predict's path when its
+        cache is cold); None if the key has no such alias."""
+
+    @abstractmethod
+    def set_alias(self, model: str, key: str, alias: str, number: int) -> Version:
+        """Point `alias` at version `number` (creating or moving it); returns that version.
+
+        Raises KeyNotFound if the key has no version `number`, NotReady unless it is
+        FINISHED.
+        """
+
+    @abstractmethod
+    def delete_alias(self, model: str, key: str, alias: str) -> bool:
+        """Remove an alias; False if the key had none of that name. `served` is refused
+        (Conflict): every key with a FINISHED version has it."""
+
+    @abstractmethod
+    def delete_version(self, model: str, key: str, number: int) -> Version:
+        """Delete version `number`, or cancel it if it is RUNNING: it becomes FAILED with
+        error "cancelled" (and `finish` will not store its result). Returns the version as
+        it was before (status RUNNING for a cancel).
+
+        Raises KeyNotFound if there is no such version, Conflict if an alias points at it.
+        """
