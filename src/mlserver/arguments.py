@@ -4,13 +4,27 @@ refusal is an InvalidPayload naming its parameter. The orient is checked in
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
 from mlserver.errors import InvalidPayload
+from mlserver.store.base import PROMOTE, Status
 
-__all__ = ["checked_name", "flag", "kwargs_object", "model_key"]
+__all__ = [
+    "alias_name",
+    "checked_name",
+    "flag",
+    "kwargs_object",
+    "model_key",
+    "promote_policy",
+    "status_filter",
+    "whole_number",
+]
+
+#: What model names may be (mlserver.registry), and so alias names too.
+_URL_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
 
 
 def model_key(key: Any) -> str:
@@ -53,3 +67,52 @@ def flag(value: Any, parameter: str) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise InvalidPayload(f"{parameter} must be true or false, got {value!r}", parameter)
+
+
+def promote_policy(value: Any) -> str:
+    """When a finished version becomes `served`: always (default), if-better or never."""
+    if value is None:
+        return "always"
+    if not isinstance(value, str) or value not in PROMOTE:
+        raise InvalidPayload(
+            f"promote must be one of {', '.join(PROMOTE)}, got {value!r}", "promote"
+        )
+    return value
+
+
+def whole_number(
+    value: Any, parameter: str, *, minimum: int = 1, maximum: int | None = None
+) -> int:
+    """A positive integer; its decimal text is accepted, as query strings and paths carry it."""
+    number = value
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise InvalidPayload(f"{parameter} must be an integer, got {value!r}", parameter)
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise InvalidPayload(f"{parameter} must be {bound}, got {number}", parameter)
+    return number
+
+
+def alias_name(value: Any) -> str:
+    """An alias name: URL-safe, as model names are."""
+    if not isinstance(value, str) or not _URL_SAFE.fullmatch(value):
+        raise InvalidPayload(
+            f"alias must be 1 to 128 URL-safe characters (letters, digits, '.', '_', '~', "
+            "'-'; not first), "
+            f"got {value!r}",
+            "alias",
+        )
+    return value
+
+
+def status_filter(value: Any) -> Status | None:
+    """A key listing's status filter (None: every key)."""
+    if value is None:
+        return None
+    try:
+        return Status(value)
+    except ValueError:
+        names = ", ".join(s.value for s in Status)
+        raise InvalidPayload(f"status must be one of {names}, got {value!r}", "status") from None

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-__all__ = ["ModelCache", "NewestCache"]
+__all__ = ["ModelCache", "ServedCache"]
 
 
 class ModelCache:
@@ -73,33 +73,49 @@ class ModelCache:
             return len(self._entries)
 
 
-class NewestCache:
-    """Which version of a key is the newest FINISHED one, remembered for `ttl` seconds.
+class ServedCache:
+    """Which version an alias (`served`, or a number) of a key names, remembered for `ttl`
+    seconds.
 
     PERF: it spares predict a database round trip. This process forgets a key the moment it
-    finishes a version of it or deletes it, so its own changes show at once; changes made by
-    other processes sharing the store show within `ttl` seconds. `ttl=0` always asks.
+    finishes, deletes or cancels a version of it or moves an alias, so its own changes show at
+    once; changes made by other processes sharing the store show within `ttl` seconds.
+    `ttl=0` always asks.
     """
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._entries: dict[tuple[str, str], dict[Hashable, tuple[float, Any]]] = {}
+        self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, model: str, key: str) -> Any | None:
-        entry = self._entries.get((model, key))
+    def get(self, model: str, key: str, selector: Hashable = "served") -> Any | None:
+        named = self._entries.get((model, key))
+        entry = None if named is None else named.get(selector)
         if entry is None or entry[0] < time.monotonic():
             return None
         return entry[1]
 
-    def put(self, model: str, key: str, version: Any) -> None:
-        if self.ttl > 0:
-            with self._lock:
-                self._entries[(model, key)] = (time.monotonic() + self.ttl, version)
-                if len(self._entries) > 100_000:  # bound memory for key-churning workloads
-                    now = time.monotonic()
-                    self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+    def put(self, model: str, key: str, version: Any, selector: Hashable = "served") -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            named = self._entries.setdefault((model, key), {})
+            self._size += selector not in named
+            named[selector] = (time.monotonic() + self.ttl, version)
+            if self._size > 100_000:  # bound memory for key-churning workloads
+                self._drop_expired()
 
     def forget(self, model: str, key: str) -> None:
         with self._lock:
-            self._entries.pop((model, key), None)
+            self._size -= len(self._entries.pop((model, key), ()))
+
+    def _drop_expired(self) -> None:
+        now = time.monotonic()
+        kept: dict[tuple[str, str], dict[Hashable, tuple[float, Any]]] = {}
+        for name, named in self._entries.items():
+            live = {selector: entry for selector, entry in named.items() if entry[0] >= now}
+            if live:
+                kept[name] = live
+        self._entries = kept
+        self._size = sum(len(named) for named in kept.values())

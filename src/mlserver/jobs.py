@@ -49,7 +49,8 @@ class JobOutcome:
 
     model: str
     kind: str  # "fit" or "update"
-    #: "finished", "failed", "timed_out", or "discarded" (its key was deleted meanwhile)
+    #: "finished", "failed", "timed_out", "cancelled", or "discarded" (its key was deleted
+    #: meanwhile)
     outcome: str
     training_seconds: float | None = None  # of a finished job
 
@@ -62,6 +63,8 @@ class _Job:
     task: TrainingTask
     kind: str
     metadata: Mapping[str, Any]
+    #: Whether the version becomes `served` when it finishes (see Store.finish).
+    promote: str = "always"
     state: str = "queued"
     future: Future | None = None
     timer: threading.Timer | None = None
@@ -201,17 +204,49 @@ class Jobs:
         task: TrainingTask,
         metadata: Mapping[str, Any],
         place: _Place | None = None,
+        *,
+        promote: str = "always",
     ) -> None:
         """Run `task` for the claimed `version` when a slot is free; its outcome is recorded
-        when it ends. The job takes over `place` (from `reserve`) in the same step, so it is
-        never counted twice, as reserved and as queued."""
+        when it ends (and, by `promote`, made `served` or not). The job takes over `place`
+        (from `reserve`) in the same step, so it is never counted twice, as reserved and as
+        queued."""
         kind = "fit" if task.base_blob is None else "update"
         with self._lock:
             if place is not None and place.take():
                 self._reserved -= 1
             self._running.add(version.id)
-            self._queued.append(_Job(version, task, kind, metadata))
+            self._queued.append(_Job(version, task, kind, metadata, promote))
         self._dispatch()
+
+    def cancel(self, version_id: int) -> bool:
+        """Drop the job of a version the store has cancelled, if this process runs it: a
+        queued one never starts, a running one is stopped where its executor can stop it
+        (see the module docstring). Its outcome is discarded either way; the store refuses
+        to finish a cancelled version in any case. True if this process had the job."""
+        with self._lock:
+            job = next((j for j in self._queued if j.version.id == version_id), None)
+            if job is not None:
+                self._queued.remove(job)
+            else:
+                job = self._active.get(version_id)
+                if job is None or job.state != "running":
+                    return False
+            job.state = "cancelled"
+            self._running.discard(version_id)
+            self._changed.notify_all()
+        if job.timer is not None:
+            job.timer.cancel()
+        stopped = self._stop_work(job) if job.future is not None else True
+        log.info(
+            "event=job_cancelled model=%s key=%s version=%d stopped=%s",
+            job.version.model,
+            job.version.key,
+            job.version.version,
+            "yes" if stopped else "no: it runs until it returns, its outcome is discarded",
+        )
+        self._tell(JobOutcome(job.version.model, job.kind, "cancelled"))
+        return True
 
     @property
     def running(self) -> int:
@@ -272,7 +307,7 @@ class Jobs:
             job.timer.cancel()
         self._dispatch()
         if state == "running":
-            self._record(job.version, job.kind, job.metadata, future)
+            self._record(job, future)
         else:
             log.info(
                 "event=job_outcome_discarded model=%s key=%s version=%d reason=%s",
@@ -317,9 +352,8 @@ class Jobs:
         # be cancelled and this is False.
         return future.cancel()
 
-    def _record(
-        self, version: Version, kind: str, metadata: Mapping[str, Any], future: Future
-    ) -> None:
+    def _record(self, job: _Job, future: Future) -> None:
+        version, kind, metadata = job.version, job.kind, job.metadata
         try:
             artifact = future.result()
         except BaseException as exc:
@@ -333,7 +367,13 @@ class Jobs:
                 signature = self.signer.sign(artifact.blob, where)
             # NOTE: finish writes only a RUNNING row: a version FAILED meanwhile (timed out,
             # interrupted) or deleted stays as it is, and this is "discarded".
-            stored = self.store.finish(version.id, artifact, signature)
+            stored = self.store.finish(
+                version.id,
+                artifact,
+                signature,
+                promote=job.promote,
+                keep_versions=self.settings.keep_versions,
+            )
         except Exception as exc:
             self._record_failure(version, kind, exc)
             return
@@ -403,10 +443,22 @@ class Jobs:
                     with self._lock:
                         self._unrecorded.pop(version_id, None)
                 if self.running or unrecorded:
-                    self.store.heartbeat(self.worker, self.settings.lease_seconds)
+                    renewed = self.store.heartbeat(self.worker, self.settings.lease_seconds)
+                    if renewed < self.running:
+                        self._drop_lost()
                 self.sweep()
             except StoreError:
                 log.exception("event=heartbeat_failed")
+
+    def _drop_lost(self) -> None:
+        """Stop the jobs whose versions are no longer RUNNING in the store: cancelled (or
+        deleted) through another process sharing it."""
+        with self._lock:
+            mine = [job.version for job in (*self._queued, *self._active.values())]
+        for version in mine:
+            now = self.store.version(version.model, version.key, version.version)
+            if now is None or now.id != version.id or now.status.value != "RUNNING":
+                self.cancel(version.id)
 
     def close(self, timeout: float | None = None) -> int:
         """Take no more jobs, FAIL the queued ones (cancelled), wait for the running ones (at

@@ -15,13 +15,18 @@ import numpy as np
 import pandas as pd
 import sklearn
 
-from mlserver.arguments import checked_name, flag, kwargs_object, model_key
-from mlserver.cache import ModelCache, NewestCache
+from mlserver.arguments import (
+    checked_name,
+    flag,
+    kwargs_object,
+    model_key,
+    promote_policy,
+)
+from mlserver.cache import ModelCache, ServedCache
 from mlserver.config import Settings
 from mlserver.errors import (
     InvalidPayload,
     KeyNotFound,
-    NotReady,
     NotServable,
     Overloaded,
     StaleBase,
@@ -33,10 +38,18 @@ from mlserver.frames.orients import decode_training, orient_of
 from mlserver.frames.rows import Rows
 from mlserver.frames.schema import Schema
 from mlserver.jobs import Jobs, TrainingTask
+from mlserver.lifecycle import Lifecycle
 from mlserver.loaded import Loaded, asked_method, serializer_for, verified_blob
 from mlserver.predictions import Prediction, model_output
 from mlserver.provenance import DEFAULT_TARGET, library_skew, training_metadata
 from mlserver.registry import Registry
+from mlserver.scoring import (
+    checked_rows,
+    checked_scorable,
+    checked_scoring,
+    checked_validation,
+    seed_of,
+)
 from mlserver.signing import Signer
 from mlserver.store.base import Claim, Status, Store, Version
 from mlserver.version import mlserver_version
@@ -82,14 +95,17 @@ class Service:
             self.settings.training_threads, thread_name_prefix="mlserver-train"
         )
         self.cache = ModelCache(self.settings.model_cache_size, self.settings.model_cache_bytes)
-        self.newest = NewestCache(self.settings.freshness_seconds)
+        #: Which version `served` (or another alias, or a number) names, per key.
+        self.served = ServedCache(self.settings.freshness_seconds)
         self.jobs = Jobs(
             store,
             self.executor,
             self.settings,
-            on_finished=lambda v: self.newest.forget(v.model, v.key),
+            on_finished=lambda v: self.served.forget(v.model, v.key),
             signer=signer,
         )
+        #: Version history, aliases, cancel and the paged key listing.
+        self.lifecycle = Lifecycle(registry, store, self.served, self.jobs)
         self.version = mlserver_version()
         self._libraries = {
             "python": platform.python_version(),
@@ -129,10 +145,15 @@ class Service:
         algkwargs: Any = None,
         retrain: Any = False,
         key_name: Any = None,
+        promote: Any = None,
+        validation: Any = None,
+        scoring: Any = None,
     ) -> Claim:
         """Start training the model registered as `name` unless the key already has a
         FINISHED (and no `retrain`) or RUNNING version; `Claim.created` tells which.
-        `key_name` names the key instead of the data's hash."""
+        `key_name` names the key instead of the data's hash. With `validation`, that share
+        of the rows is held out and scored (`scoring`); `promote` decides whether the
+        version becomes `served` when it finishes."""
         wrapper = self.registry.get(name)
         orient = orient_of(orient)
         table, target = decode_training(
@@ -142,6 +163,10 @@ class Service:
         algkwargs = kwargs_object(algkwargs, "algkwargs")
         retrain = flag(retrain, "retrain")
         key_name = checked_name(key_name)
+        promote = promote_policy(promote)
+        validation = checked_validation(validation)
+        scoring = checked_scoring(scoring)
+        checked_rows(len(table.frame), validation)
         key = (
             name_key(key_name)
             if key_name is not None
@@ -151,6 +176,7 @@ class Service:
             estimator = wrapper.make_model(**modkwargs)
         except Exception as exc:  # whatever the user's constructor rejects is a 400
             raise InvalidPayload(f"modkwargs rejected by {name}: {exc}", "modkwargs") from None
+        checked_scorable(estimator, scoring, validation)
 
         try:
             place = self.jobs.reserve()
@@ -180,12 +206,16 @@ class Service:
                     model=estimator,
                     algkwargs=algkwargs,
                     schema=schema,
+                    validation=validation,
+                    scoring=scoring,
+                    seed=seed_of(key),
                 )
                 metadata = self._metadata(wrapper, table.frame, target, schema)
                 metadata["kwargs"] = {"modkwargs": modkwargs, "algkwargs": algkwargs}
+                metadata["scoring"] = scoring
                 if key_name is not None:
                     metadata["name"] = key_name
-                self.jobs.submit(claim.version, task, metadata, place)
+                self.jobs.submit(claim.version, task, metadata, place, promote=promote)
         return claim
 
     def predict(
@@ -196,8 +226,11 @@ class Service:
         x: Any,
         orient: str | None = None,
         method: Any = None,
+        version: Any = None,
+        alias: Any = None,
     ) -> Prediction:
-        """Predict with the newest FINISHED version, also while a newer one trains.
+        """Predict with the version `served` names, also while a newer one trains; or with
+        version number `version`, or the one `alias` names (not both).
 
         `method` picks `predict`, `predict_proba`, `decision_function` or `transform`, among
         those the wrapper allows and the fitted model has. Without it: `predict` where the
@@ -209,11 +242,11 @@ class Service:
         asked = asked_method(wrapper, method)
         if x is None:
             raise InvalidPayload("missing parameter 'x'", "x")
-        version = self._newest_finished(name, key)
+        version = self.lifecycle.select(name, key, version, alias)
         try:
             loaded = self._load(wrapper, version)
         except KeyNotFound:  # deleted by another process since we last looked
-            self.newest.forget(name, key)
+            self.served.forget(name, key)
             raise
         method = loaded.method(asked, wrapper.methods, f"{name} (version {version.version})")
         # NOTE: x is decoded once the training schema is known, so numeric tables go
@@ -238,12 +271,21 @@ class Service:
         return library_skew(version.metadata.get("libraries") or {}, serving, libraries)
 
     def update(
-        self, name: str, *, key: Any, x: Any, y: Any = None, orient: str | None = None
+        self,
+        name: str,
+        *,
+        key: Any,
+        x: Any,
+        y: Any = None,
+        orient: str | None = None,
+        promote: Any = None,
     ) -> Version:
-        """Start a job that updates the newest FINISHED version with new data."""
+        """Start a job that updates the `served` version with new data; with y, the job
+        first scores that version on the new rows (prequential, test-then-train)."""
         wrapper = self.require(name, "update")
         key = model_key(key)
         orient = orient_of(orient)
+        promote = promote_policy(promote)
         table, target = decode_training(
             x, y, orient, max_rows=self.settings.max_rows, max_columns=self.settings.max_columns
         )
@@ -272,6 +314,7 @@ class Service:
             metadata = self._metadata(wrapper, frame, target, schema)
             metadata["base_version"] = base.version
             metadata["kwargs"] = base.metadata.get("kwargs", {})
+            metadata["scoring"] = base.metadata.get("scoring")
             if "name" in base.metadata:
                 metadata["name"] = base.metadata["name"]
             # The base loads with the serializer it was stored with; the update is stored
@@ -284,8 +327,10 @@ class Service:
                 base_blob=blob,
                 schema=schema,
                 base_serializer=base_serializer,
+                scoring=base.metadata.get("scoring"),
+                prequential=target is not None,
             )
-            self.jobs.submit(version, task, metadata, place)
+            self.jobs.submit(version, task, metadata, place, promote=promote)
         return version
 
     def _update_base(
@@ -295,7 +340,7 @@ class Service:
         conforms to its schema; with `x` so conformed, its schema and its bytes."""
         # NOTE: from the database, not the cache: the claim refuses any base but the newest,
         # which another process may have written a moment ago.
-        base = self._newest_finished(name, key, cached=False)
+        base = self.lifecycle.select(name, key, cached=False)
         modkwargs = (base.metadata.get("kwargs") or {}).get("modkwargs") or {}
         refusal = wrapper.cannot_update(**modkwargs)
         if refusal:
@@ -313,7 +358,7 @@ class Service:
         self.registry.get(name)
         key = model_key(key)
         deleted = self.store.delete(name, key)
-        self.newest.forget(name, key)
+        self.served.forget(name, key)
         if not deleted:
             raise KeyNotFound(f"model-key {key!r} has no versions of {name!r}")
         return deleted
@@ -326,11 +371,6 @@ class Service:
         if version is None:
             raise KeyNotFound(f"model-key {key!r} has no versions of {name!r}")
         return version
-
-    def keys(self, name: str) -> list[Version]:
-        """The newest version of every key of a model."""
-        self.registry.get(name)
-        return self.store.keys(name)
 
     def models(self) -> list[dict[str, Any]]:
         """What each registered model offers, for `GET /models`."""
@@ -371,27 +411,6 @@ class Service:
         return left
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _newest_finished(self, name: str, key: str, *, cached: bool = True) -> Version:
-        """The newest FINISHED version; `cached` allows the per-process cache's answer, which
-        may be up to `freshness_seconds` behind other processes."""
-        version = self.newest.get(name, key) if cached else None
-        if version is not None:
-            return version
-        version = self.store.newest(name, key, finished=True)
-        if version is not None:
-            self.newest.put(name, key, version)
-            return version
-        newest = self.store.newest(name, key)
-        if newest is None:
-            raise KeyNotFound(f"name-key {key!r} has no versions of {name!r}")
-        if newest.status is Status.FINISHED:  # it finished between our two reads
-            return newest
-        detail = f": {newest.error}" if newest.error else ""
-        raise NotReady(
-            f"no version of {key!r} has finished; the newest is {newest.status}{detail}",
-            newest.status.value,
-        )
 
     def _load(self, wrapper: ModelWrapper, version: Version) -> Loaded:
         def load() -> Loaded:

@@ -12,6 +12,12 @@ import falcon
 from mlserver.config import Settings
 from mlserver.http import errors
 from mlserver.http.auth import Authenticator, Tokens
+from mlserver.http.history import (
+    AliasesResource,
+    AliasResource,
+    VersionResource,
+    VersionsResource,
+)
 from mlserver.http.metrics import Metrics, MetricsResource, RequestObserver
 from mlserver.http.openapi import OpenAPIDocument
 from mlserver.http.resources import (
@@ -109,4 +115,8 @@ def create_app(
     app.add_route("/openapi.json", OpenAPIDocument(service, secured=authenticator is not None))
     app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/{model}", ModelResource(service))
+    app.add_route("/{model}/{key}/versions", VersionsResource(service))
+    app.add_route("/{model}/{key}/versions/{n}", VersionResource(service))
+    app.add_route("/{model}/{key}/aliases", AliasesResource(service))
+    app.add_route("/{model}/{key}/aliases/{alias}", AliasResource(service))
     return app

@@ -10,6 +10,8 @@ and compares the hash of a presented token with every stored hash in constant ti
 | `GET /{model}?model-key=...` | predict or train (a trainer polls what it started) |
 | `PUT /{model}`, `PATCH /{model}` | train |
 | `DELETE /{model}`, `GET /{model}` (the key list), `/models`, `/openapi.json`, `/metrics` | admin |
+| `GET /{model}/{key}/versions[/{n}]`, `GET /{model}/{key}/aliases` | predict or train |
+| `PUT`/`DELETE /{model}/{key}/aliases/{alias}`, `DELETE /{model}/{key}/versions/{n}` | train |
 | `OPTIONS /{model}` | any valid token |
 """
 
@@ -47,6 +49,16 @@ _MODEL_SCOPES = {
     "PATCH": frozenset({"train"}),
     "DELETE": frozenset({"admin"}),
 }
+#: The routes of a key's history and aliases: reading them is predict's or train's,
+#: changing them (moving an alias, deleting or cancelling a version) train's.
+_HISTORY_ROUTES = frozenset(
+    {
+        "/{model}/{key}/versions",
+        "/{model}/{key}/versions/{n}",
+        "/{model}/{key}/aliases",
+        "/{model}/{key}/aliases/{alias}",
+    }
+)
 _HASH = re.compile(r"[0-9a-f]{64}")
 _ANY = frozenset[str]()
 
@@ -63,6 +75,10 @@ def required_scopes(method: str, route: str | None, *, has_key: bool) -> frozens
         return None
     if route in _ADMIN_ROUTES:
         return frozenset({"admin"})
+    if route in _HISTORY_ROUTES:
+        if method in ("GET", "HEAD"):
+            return frozenset({"predict", "train"})
+        return frozenset({"train"}) if method in ("PUT", "DELETE") else _ANY
     if route != "/{model}":
         return _ANY
     if method in ("GET", "HEAD"):

@@ -9,6 +9,7 @@ import orjson
 
 from mlserver.http.auth import required_scopes
 from mlserver.http.body import ARROW_STREAM, BULK_MEDIA
+from mlserver.http.openapi_history import history_paths
 from mlserver.http.openapi_schemas import REQUESTS, error, errors, json_content, ref, schemas
 from mlserver.http.parameters import QUERY, TABLE, TABLE_QUERY, operation_of, taken_by, verbs_of
 from mlserver.service import Service
@@ -124,7 +125,7 @@ def _model_path(name: str, description: str, verbs: list[str]) -> dict[str, Any]
         "post": _operation(
             name,
             "POST",
-            "Predict with the newest FINISHED version of a key",
+            "Predict with the served version of a key (or a `version` or `alias`)",
             requestBody=_body("POST", requests["POST"]),
             responses=_responses(
                 {"200": _prediction()}, *("400", "404", "409", "413", "415", "422", "503")
@@ -145,7 +146,7 @@ def _model_path(name: str, description: str, verbs: list[str]) -> dict[str, Any]
         path["patch"] = _operation(
             name,
             "PATCH",
-            "Update the newest FINISHED version with new data (a new version)",
+            "Update the served version with new data (a new version)",
             requestBody=_body("PATCH", requests["PATCH"]),
             responses=_responses(
                 {"202": json_content(ref("Running"), "An update job was started.")},
@@ -200,6 +201,7 @@ def openapi(service: Service, *, secured: bool = False) -> dict[str, Any]:
         paths[f"/{name}"] = _model_path(
             name, described["description"], verbs_of(described["operations"])
         )
+        paths.update(history_paths(name))
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -226,7 +228,8 @@ def _secure(document: dict[str, Any]) -> None:
                 "type": "http",
                 "scheme": "bearer",
                 "description": "A token the server knows by its sha256. Scopes: predict "
-                "(POST; GET with a model-key), train (PUT, PATCH; GET with a model-key), "
+                "(POST; GET with a model-key; reading versions and aliases), train (PUT, PATCH; "
+                "GET with a model-key; moving aliases, deleting or cancelling a version), "
                 "admin (DELETE; GET without a model-key; /models, /openapi.json, /metrics).",
             }
         },
@@ -234,8 +237,10 @@ def _secure(document: dict[str, Any]) -> None:
     document["security"] = [{_SCHEME: []}]
     service_paths = {"/health", "/ready", "/models", "/openapi.json", "/metrics"}
     for path, operations in document["paths"].items():
-        route = path if path in service_paths else "/{model}"
+        route = _route(path, service_paths)
         for method, operation in operations.items():
+            if method == "parameters":
+                continue
             verb = method.upper()
             needed = required_scopes(verb, route, has_key=True)
             if verb == "GET" and route == "/{model}":  # with or without a model-key
@@ -252,6 +257,15 @@ def _secure(document: dict[str, Any]) -> None:
                 "401": auth_errors["401"],
                 **({"403": auth_errors["403"]} if needed else {}),
             }
+
+
+def _route(path: str, service_paths: set[str]) -> str:
+    """The URI template a documented path is routed by: `/linreg/{key}/aliases` is
+    `/{model}/{key}/aliases`."""
+    if path in service_paths:
+        return path
+    _, slash, rest = path[1:].partition("/")
+    return "/{model}" + slash + rest
 
 
 class OpenAPIDocument:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlserver.frames.orients import ORIENTS
+from mlserver.http.openapi_history import history_schemas
 from mlserver.http.parameters import BODY, key_schema, taken_by
 from mlserver.wrapper import ModelWrapper
 
@@ -143,7 +144,15 @@ def schemas() -> dict[str, Any]:
         *("model-key", "status", "version", "finished"),
     )
     found["KeyList"] = _object(
-        {"model": {"type": "string"}, "keys": {"type": "array", "items": entry}}, "model", "keys"
+        {
+            "model": {"type": "string"},
+            "keys": {"type": "array", "items": entry},
+            "next": {
+                "anyOf": [key_schema(), {"type": "null"}],
+                "description": "The `after` of the next page; null on the last.",
+            },
+        },
+        *("model", "keys", "next"),
     )
     found["Prediction"] = _object(
         {
@@ -177,6 +186,7 @@ def schemas() -> dict[str, Any]:
         "title",
         "description",
     )
+    found.update(history_schemas())
     found["ServiceState"] = _object({"status": {"type": "string"}}, "status")
     model = _object(
         {

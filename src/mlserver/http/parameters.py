@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from mlserver.store.base import PROMOTE
+
 __all__ = [
     "BODY",
     "KEY_NAMES",
+    "LISTING",
     "PARAMETERS",
     "QUERY",
     "TABLE",
@@ -90,6 +93,14 @@ def _retrain() -> dict[str, Any]:
     return {"oneOf": [{"type": "boolean"}, {"type": "string", "pattern": _RETRAIN_TEXT}]}
 
 
+def _fraction() -> dict[str, Any]:
+    return {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5}
+
+
+def _positive() -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1}
+
+
 def key_schema() -> dict[str, Any]:
     """A model-key's schema, in requests and in answers alike."""
     return {"type": "string", "description": "The key a PUT returned."}
@@ -160,6 +171,73 @@ PARAMETERS: tuple[Parameter, ...] = (
         _ref("Method"),
     ),
     Parameter(
+        "promote",
+        ("PUT", "PATCH"),
+        _JSON_BODY,
+        "When the new version becomes `served`: always (default), if-better (its validation "
+        "score is at least the served one's) or never (a candidate).",
+        _string(enum=list(PROMOTE)),
+        _string(enum=list(PROMOTE)),
+    ),
+    Parameter(
+        "validation",
+        ("PUT",),
+        _JSON_BODY,
+        "Hold out this share of the rows (in (0, 0.5]; stratified for classifiers), fit on the "
+        "rest and store the held-out score in metrics.validation.",
+        _fraction,
+        _string(),
+    ),
+    Parameter(
+        "scoring",
+        ("PUT",),
+        _JSON_BODY,
+        "A scikit-learn scorer name for validation and prequential scores (default: the "
+        "model's own score).",
+        _string(minLength=1),
+        _string(minLength=1),
+    ),
+    Parameter(
+        "version",
+        ("POST",),
+        _JSON_BODY,
+        "Predict with this version number instead of the served one.",
+        _positive,
+        _string(pattern="^[0-9]+$"),
+    ),
+    Parameter(
+        "alias",
+        ("POST",),
+        _JSON_BODY,
+        "Predict with the version this alias names instead of the served one.",
+        _string(minLength=1),
+        _string(minLength=1),
+    ),
+    Parameter(
+        "limit",
+        ("GET",),
+        frozenset({QUERY}),
+        "Key listing (without model-key): at most this many keys (1..1000; default 1000).",
+        _positive,
+        _string(pattern="^[0-9]+$"),
+    ),
+    Parameter(
+        "after",
+        ("GET",),
+        frozenset({QUERY}),
+        "Key listing: only keys after this one (the `next` of the previous page).",
+        key_schema,
+        key_schema,
+    ),
+    Parameter(
+        "status",
+        ("GET",),
+        frozenset({QUERY}),
+        "Key listing: only keys whose newest version has this status.",
+        _string(enum=["RUNNING", "FINISHED", "FAILED"]),
+        _string(enum=["RUNNING", "FINISHED", "FAILED"]),
+    ),
+    Parameter(
         "target",
         ("PUT", "PATCH"),
         frozenset({TABLE_QUERY}),
@@ -211,4 +289,6 @@ _ACCEPTED = {
     verb: frozenset(name for p in taken_by(verb) if p.sources & _JSON_BODY for name in p.names)
     for _, verb in _VERBS
 }
+#: GET's parameters of the key listing, refused beside a model-key.
+LISTING = ("limit", "after", "status")
 _OPERATIONS = {verb: operation for operation, verb in _VERBS}

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 import falcon
 
 from mlserver.errors import InvalidPayload
 from mlserver.frames.bulk import decode_bulk, split_target
-from mlserver.frames.encode import dumps
 from mlserver.frames.limits import BulkLimits
 from mlserver.frames.rows import Rows
+from mlserver.http.answers import key_list, running_body, send, status_body
 from mlserver.http.body import ARROW_STREAM, BULK_MEDIA, read_body, read_json
 from mlserver.http.parameters import (
     KEY_NAMES,
+    LISTING,
     PARAMETERS,
     TABLE,
     TABLE_QUERY,
@@ -25,7 +24,7 @@ from mlserver.http.parameters import (
     verbs_of,
 )
 from mlserver.service import Service
-from mlserver.store.base import Status, Version
+from mlserver.store.base import Status
 
 __all__ = [
     "HealthResource",
@@ -33,32 +32,6 @@ __all__ = [
     "ModelsResource",
     "ReadyResource",
 ]
-
-
-def _send(resp: falcon.Response, body: Any, status: str = falcon.HTTP_200) -> None:
-    resp.status = status
-    resp.content_type = falcon.MEDIA_JSON
-    resp.data = dumps(body)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
-def _status_body(version: Version) -> dict[str, Any]:
-    return {
-        "model-key": version.key,
-        "status": version.status.value,
-        "version": version.version,
-        "started": _iso(version.started),
-        "finished": _iso(version.finished),
-        "error": version.error,
-        "metadata": dict(version.metadata),
-    }
-
-
-def _running_body(version: Version) -> dict[str, Any]:
-    return {"model-key": version.key, "status": version.status.value, "version": version.version}
 
 
 #: x and y: with a table body they come in it, never also as parameters.
@@ -148,16 +121,25 @@ class ModelResource:
             algkwargs=p.get("algkwargs"),
             retrain=p.get("retrain"),
             key_name=p.get("name"),
+            promote=p.get("promote"),
+            validation=p.get("validation"),
+            scoring=p.get("scoring"),
         )
         if claim.created:
-            _send(resp, _running_body(claim.version), falcon.HTTP_202)
+            send(resp, running_body(claim.version), falcon.HTTP_202)
         else:
-            _send(resp, _status_body(claim.version))
+            send(resp, status_body(claim.version))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
         p = self._params(req, model)
         result = self.service.predict(
-            model, key=p.key(), x=p.get("x"), orient=p.get("orient"), method=p.get("method")
+            model,
+            key=p.key(),
+            x=p.get("x"),
+            orient=p.get("orient"),
+            method=p.get("method"),
+            version=p.get("version"),
+            alias=p.get("alias"),
         )
         if _wants_arrow(req):
             resp.content_type = ARROW_STREAM
@@ -177,20 +159,25 @@ class ModelResource:
         }
         if result.warnings:
             body["warnings"] = list(result.warnings)
-        _send(resp, body)
+        send(resp, body)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
         p = self._params(req, model)
         version = self.service.update(
-            model, key=p.key(), x=p.get("x"), y=p.get("y"), orient=p.get("orient")
+            model,
+            key=p.key(),
+            x=p.get("x"),
+            y=p.get("y"),
+            orient=p.get("orient"),
+            promote=p.get("promote"),
         )
-        _send(resp, _running_body(version), falcon.HTTP_202)
+        send(resp, running_body(version), falcon.HTTP_202)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
         p = self._params(req, model)
         key = p.key()
         deleted = self.service.delete(model, key=key)
-        _send(resp, {"model-key": key, "deleted": deleted})
+        send(resp, {"model-key": key, "deleted": deleted})
 
     def on_options(self, req: falcon.Request, resp: falcon.Response, model: str) -> None:
         """Allow lists what this model takes (Falcon's default would list PATCH for all)."""
@@ -201,15 +188,23 @@ class ModelResource:
         p = self._params(req, model, body=False)
         key = p.key()
         if key is None:
-            _send(resp, {"model": model, "keys": _key_list(self.service.keys(model))})
+            page = self.service.lifecycle.keys(
+                model, limit=p.get("limit"), after=p.get("after"), status=p.get("status")
+            )
+            send(resp, {"model": model, "keys": key_list(page.items), "next": page.next})
         else:
+            if listing := [name for name in LISTING if name in p.values]:
+                raise InvalidPayload(
+                    f"{listing[0]} pages the key listing: it cannot go with a model-key",
+                    listing[0],
+                )
             version = self.service.status(model, key=key)
-            body = _status_body(version)
+            body = status_body(version)
             if version.status is Status.FINISHED and (
                 warnings := self.service.version_warnings(model, version)
             ):
                 body["warnings"] = warnings
-            _send(resp, body)
+            send(resp, body)
 
 
 def _wants_arrow(req: falcon.Request) -> bool:
@@ -221,23 +216,11 @@ def _wants_arrow(req: falcon.Request) -> bool:
     return req.client_prefers((falcon.MEDIA_JSON, ARROW_STREAM)) == ARROW_STREAM
 
 
-def _key_list(versions: Iterable[Version]) -> list[dict[str, Any]]:
-    return [
-        {
-            "model-key": v.key,
-            "status": v.status.value,
-            "version": v.version,
-            "finished": _iso(v.finished),
-        }
-        for v in versions
-    ]
-
-
 class HealthResource:
     """`/health`: the process is alive and answering."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        _send(resp, {"status": "ok"})
+        send(resp, {"status": "ok"})
 
 
 class ReadyResource:
@@ -248,7 +231,7 @@ class ReadyResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.service.ready()
-        _send(resp, {"status": "ready"})
+        send(resp, {"status": "ready"})
 
 
 class ModelsResource:
@@ -258,7 +241,7 @@ class ModelsResource:
         self.service = service
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        _send(resp, {"models": [_listed(entry) for entry in self.service.models()]})
+        send(resp, {"models": [_listed(entry) for entry in self.service.models()]})
 
 
 def _listed(described: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,215 @@
+"""The OpenAPI paths and schemas of a key's history and aliases (`/{model}/{key}/...`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlserver.http.parameters import key_schema
+
+__all__ = ["history_paths", "history_schemas"]
+
+_REF = "#/components/schemas/"
+_ALIAS = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _number() -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1}
+
+
+def _object(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(required)}
+
+
+def _answer(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_ERRORS = {
+    "400": "A parameter is missing or malformed; `parameter` names it.",
+    "404": "Unknown model, model-key, version or alias.",
+    "409": "The version is not FINISHED (`status`), an alias points at it, or it is `served`.",
+    "413": "The request body is above the configured limit.",
+    "415": "The request body is not JSON.",
+    "503": "The store (database) is unreachable.",
+}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: _answer("Error", _ERRORS[code]) for code in codes}
+
+
+def history_schemas() -> dict[str, Any]:
+    """The answers of the history routes, built anew."""
+    lineage = _object(
+        {
+            "data": {"type": ["string", "null"]},
+            "rows": {"type": ["integer", "null"]},
+            "columns": {"type": ["integer", "null"]},
+            "parent": {"type": ["integer", "null"]},
+            "kind": {"type": "string", "enum": ["fit", "update", "refit", "import"]},
+            "source": {"type": ["integer", "null"]},
+        },
+        *("data", "rows", "columns", "parent", "kind", "source"),
+    )
+    version = {
+        "allOf": [
+            _ref("Status"),
+            _object(
+                {
+                    "serializer": {"type": ["string", "null"]},
+                    "size": {"type": ["integer", "null"]},
+                    "sha256": {"type": ["string", "null"]},
+                    "aliases": {"type": "array", "items": {"type": "string"}},
+                    "metrics": {
+                        "type": "object",
+                        "description": "validation / prequential scores ({score, scoring, "
+                        "rows}) and the promotion decision (promoted, reason).",
+                    },
+                    "lineage": lineage,
+                    "attempts": {"type": "integer", "minimum": 1},
+                },
+                *("serializer", "size", "sha256", "aliases", "metrics", "lineage", "attempts"),
+            ),
+        ]
+    }
+    return {
+        "Version": version,
+        "VersionPage": _object(
+            {
+                "model": {"type": "string"},
+                "model-key": key_schema(),
+                "versions": {"type": "array", "items": _ref("Version")},
+                "next": {
+                    "type": ["integer", "null"],
+                    "description": "The `before` of the next page; null on the last.",
+                },
+            },
+            *("model", "model-key", "versions", "next"),
+        ),
+        "VersionDeleted": _object(
+            {
+                "model-key": key_schema(),
+                "version": _number(),
+                "deleted": {"type": "integer", "enum": [0, 1]},
+                "cancelled": {"type": "boolean"},
+                "status": {"type": "string", "enum": ["FAILED"]},
+            },
+            *("model-key", "version", "deleted"),
+        ),
+        "Aliases": _object(
+            {
+                "model-key": key_schema(),
+                "aliases": {"type": "object", "additionalProperties": _number()},
+            },
+            *("model-key", "aliases"),
+        ),
+        "AliasRequest": {
+            **_object({"version": _number()}, "version"),
+            "additionalProperties": False,
+        },
+        "Alias": _object(
+            {"model-key": key_schema(), "alias": _ALIAS, "version": _number()},
+            *("model-key", "alias", "version"),
+        ),
+        "AliasDeleted": _object(
+            {"model-key": key_schema(), "alias": _ALIAS, "deleted": {"type": "integer"}},
+            *("model-key", "alias", "deleted"),
+        ),
+    }
+
+
+def _path_parameters(*names: str) -> list[dict[str, Any]]:
+    schemas = {"key": key_schema(), "n": _number(), "alias": _ALIAS}
+    return [{"name": n, "in": "path", "required": True, "schema": schemas[n]} for n in names]
+
+
+def _operation(name: str, operation: str, summary: str, **fields: Any) -> dict[str, Any]:
+    return {"operationId": f"{operation}_{name}", "summary": summary, "tags": [name], **fields}
+
+
+def history_paths(name: str) -> dict[str, Any]:
+    """The history and alias routes of model `name`."""
+    base = f"/{name}/{{key}}"
+    page = [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+        },
+        {"name": "before", "in": "query", "required": False, "schema": _number()},
+    ]
+    return {
+        f"{base}/versions": {
+            "parameters": _path_parameters("key"),
+            "get": _operation(
+                name,
+                "versions",
+                "The key's versions, newest first, a page at a time",
+                parameters=page,
+                responses={
+                    "200": _answer("VersionPage", "A page of versions."),
+                    **_errors("400", "404", "503"),
+                },
+            ),
+        },
+        f"{base}/versions/{{n}}": {
+            "parameters": _path_parameters("key", "n"),
+            "get": _operation(
+                name,
+                "version",
+                "One version, with its aliases, metrics and lineage",
+                responses={
+                    "200": _answer("Version", "The version."),
+                    **_errors("400", "404", "503"),
+                },
+            ),
+            "delete": _operation(
+                name,
+                "delete_version",
+                "Delete one version; a RUNNING one is cancelled (FAILED, never stored)",
+                responses={
+                    "200": _answer("VersionDeleted", "Deleted, or cancelled."),
+                    **_errors("400", "404", "409", "503"),
+                },
+            ),
+        },
+        f"{base}/aliases": {
+            "parameters": _path_parameters("key"),
+            "get": _operation(
+                name,
+                "aliases",
+                "The key's aliases and the versions they name",
+                responses={"200": _answer("Aliases", "Alias -> version."), **_errors("404", "503")},
+            ),
+        },
+        f"{base}/aliases/{{alias}}": {
+            "parameters": _path_parameters("key", "alias"),
+            "put": _operation(
+                name,
+                "set_alias",
+                "Point an alias at a FINISHED version (moving `served` rolls back or forward)",
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("AliasRequest")}},
+                },
+                responses={
+                    "200": _answer("Alias", "The alias now names this version."),
+                    **_errors("400", "404", "409", "413", "415", "503"),
+                },
+            ),
+            "delete": _operation(
+                name,
+                "delete_alias",
+                "Remove an alias (`served` cannot be removed: move it)",
+                responses={
+                    "200": _answer("AliasDeleted", "The alias is gone."),
+                    **_errors("400", "404", "409", "503"),
+                },
+            ),
+        },
+    }
