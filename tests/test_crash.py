@@ -50,7 +50,7 @@ def read_versions(url: str, *, blobs: bool = False) -> dict[Row, dict[str, Any]]
     try:
         found = {}
         for model in MODELS:
-            for newest in store.keys(model):
+            for newest in store.keys(model).items:
                 for v in store.versions(model, newest.key):
                     finished = blobs and v.status is Status.FINISHED
                     found[(model, v.key, v.version)] = {

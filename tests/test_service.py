@@ -203,7 +203,7 @@ def test_bad_parameters_store_nothing(service):
     ]:
         with pytest.raises(exc):
             service.fit("linreg", x=x.to_json(), y=y.to_json(), **params)
-    assert service.keys("linreg") == []
+    assert service.lifecycle.keys("linreg").items == []
 
 
 def test_kwargs_as_json_text_are_accepted(service):

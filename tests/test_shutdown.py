@@ -108,7 +108,7 @@ def versions(store_url: str) -> dict[str, tuple[str, str | None]]:
     """key -> (status, error) of the newest version of every key in the store."""
     store = SQLStore(store_url)
     try:
-        newest = [v for model in ("slow-fit", "slow-predict") for v in store.keys(model)]
+        newest = [v for model in ("slow-fit", "slow-predict") for v in store.keys(model).items]
         return {v.key: (v.status.value, v.error) for v in newest}
     finally:
         store.close()

@@ -141,7 +141,7 @@ def test_the_queue_bound_holds_under_concurrent_requests(services):
     assert len(refused) == 5 and {o.retry_after for o in refused} == {5}
     assert "max_queued_jobs=2" in str(refused[0])
     assert sum(1 for o in outcomes if not isinstance(o, Overloaded) and o.created) == 3
-    assert len(service.keys("slow")) == 3
+    assert len(service.lifecycle.keys("slow").items) == 3
     assert service.jobs.queued == 2 and service.jobs.busy == 1
 
 

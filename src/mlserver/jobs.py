@@ -27,10 +27,11 @@ from typing import Any
 from mlserver.cluster import for_cluster
 from mlserver.config import Settings
 from mlserver.errors import Overloaded, StoreError
+from mlserver.job_places import JobOutcome, Place
 from mlserver.leases import is_dead, worker_id
 from mlserver.pool import executor_slots
 from mlserver.signing import Placement, Signer
-from mlserver.store.base import Store, Version
+from mlserver.store.base import Status, Store, Version
 from mlserver.training import TrainingTask, describe, train
 
 # NOTE: TrainingTask is listed for the service, which builds the tasks it submits here.
@@ -41,18 +42,6 @@ log = logging.getLogger("mlserver.jobs")
 #: Seconds a refused PUT or PATCH is told to wait (Retry-After): a few, since a slot frees
 #: whenever any job of this process ends, and a client retrying sooner only gets another 503.
 RETRY_AFTER_SECONDS = 5
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """What became of one job, told to `Jobs.observers` (e.g. metrics) once it is recorded."""
-
-    model: str
-    kind: str  # "fit" or "update"
-    #: "finished", "failed", "timed_out", "cancelled", or "discarded" (its key was deleted
-    #: meanwhile)
-    outcome: str
-    training_seconds: float | None = None  # of a finished job
 
 
 @dataclass(eq=False)
@@ -68,29 +57,6 @@ class _Job:
     state: str = "queued"
     future: Future | None = None
     timer: threading.Timer | None = None
-
-
-class _Place:
-    """A reserved place in the queue; `close` gives it back (once)."""
-
-    def __init__(self, release: Callable[[], None]) -> None:
-        self._release: Callable[[], None] | None = release
-
-    def close(self) -> None:
-        release, self._release = self._release, None
-        if release is not None:
-            release()
-
-    def __enter__(self) -> _Place:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def take(self) -> bool:
-        """Hand the place to the job it was reserved for (True once); close is then a no-op."""
-        held, self._release = self._release is not None, None
-        return held
 
 
 class Jobs:
@@ -163,7 +129,7 @@ class Jobs:
             thread.start()
             self._thread = thread
 
-    def reserve(self) -> _Place:
+    def reserve(self) -> Place:
         """A place for one job, held (by the returned context manager) while its version is
         claimed and submitted.
 
@@ -192,7 +158,7 @@ class Jobs:
                     RETRY_AFTER_SECONDS,
                 )
             self._reserved += 1
-        return _Place(self._release)
+        return Place(self._release)
 
     def _release(self) -> None:
         with self._lock:
@@ -203,7 +169,7 @@ class Jobs:
         version: Version,
         task: TrainingTask,
         metadata: Mapping[str, Any],
-        place: _Place | None = None,
+        place: Place | None = None,
         *,
         promote: str = "always",
     ) -> None:
@@ -457,7 +423,7 @@ class Jobs:
             mine = [job.version for job in (*self._queued, *self._active.values())]
         for version in mine:
             now = self.store.version(version.model, version.key, version.version)
-            if now is None or now.id != version.id or now.status.value != "RUNNING":
+            if now is None or now.id != version.id or now.status is not Status.RUNNING:
                 self.cancel(version.id)
 
     def close(self, timeout: float | None = None) -> int:

@@ -30,6 +30,7 @@ from mlserver.errors import (
     NotServable,
     Overloaded,
     StaleBase,
+    StoreError,
     UnprocessableData,
     UnsupportedOperation,
 )
@@ -391,8 +392,17 @@ class Service:
         self.store.ping()
 
     def start(self) -> None:
-        """Sweep interrupted jobs once and start the lease heartbeat (idempotent); the app
-        calls it when it starts serving, so building a Service does no I/O."""
+        """Create or migrate the store's schema, sweep interrupted jobs once and start the
+        lease heartbeat (idempotent); the app calls it when it starts serving, so building a
+        Service does no I/O.
+
+        Raises ConfigurationError for a database this release cannot use (e.g. one written
+        by a newer release); a store that does not answer is logged, and tried again later.
+        """
+        try:
+            self.store.prepare()
+        except StoreError as exc:
+            log.warning("event=store_unprepared error=%r", str(exc))
         self.jobs.start()
 
     def close(self, timeout: float | None = None) -> int:
