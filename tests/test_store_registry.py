@@ -162,6 +162,7 @@ def test_keep_versions_deletes_the_oldest_but_never_an_aliased_one(store):
 
 
 def test_keep_versions_zero_keeps_all(store):
+    """keep_versions=0 (the default) deletes nothing."""
     for _ in range(4):
         _fit(store, keep_versions=0)
     assert len(store.versions("m", "k").items) == 4
@@ -249,6 +250,7 @@ def test_aliases_point_at_finished_versions_only(store):
 
 
 def test_set_alias_creates_and_moves_and_resolve_follows(store):
+    """set_alias creates or moves an alias (served too) and resolve finds where it points."""
     _fit(store)
     _fit(store, promote="never")
     moved = store.set_alias("m", "k", "candidate", 2)
@@ -417,6 +419,7 @@ def test_a_keys_page_reads_by_the_key_index(store, store_url):
 
 
 def test_names_with_nul_are_refused(store):
+    """A NUL in `after` or an alias is a bad parameter naming itself, on every backend."""
     with pytest.raises(InvalidPayload) as refused:
         store.keys("m", after="a\x00")
     assert refused.value.parameter == "after"
