@@ -126,7 +126,7 @@ def test_claim_update_rules(store):
 
 
 def test_claim_update_of_a_base_no_longer_newest_is_refused(store):
-    """An update checked against version 1 is not started once version 2 has finished: the
+    """An update checked against version 1 is not started once version 2 is served: the
     caller hears so (409), and no RUNNING version is left behind."""
     first = _claim(store).version
     _finish(store, first.id)
@@ -141,7 +141,7 @@ def test_claim_update_of_a_base_no_longer_newest_is_refused(store):
 
 
 def test_update_base_skips_failed_versions(store):
-    """The base of an update is the newest FINISHED version even when a later one FAILED."""
+    """The base of an update is the served version even when a later one FAILED."""
     first = _claim(store).version
     _finish(store, first.id)
     second = _claim(store, retrain=True).version
@@ -218,7 +218,7 @@ def test_keys_lists_newest_version_per_key(store):
     b1 = _claim(store, key="b").version
     store.fail(b1.id, "boom")
     store.claim("other-model", "c", worker="w1", lease_seconds=LEASE, retrain=False)
-    listed = {(v.key, v.version, v.status) for v in store.keys("m")}
+    listed = {(v.key, v.version, v.status) for v in store.keys("m").items}
     assert listed == {("a", 2, Status.RUNNING), ("b", 1, Status.FAILED)}
 
 

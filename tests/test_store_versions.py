@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from mlserver.store import SQLStore, Status
-from mlserver.store.base import Artifact
+from mlserver.store.base import Artifact, Page
 
 
 def _claim(store: SQLStore, key: str) -> int:
@@ -24,7 +24,7 @@ def test_versions_lists_every_version_newest_first(store):
     assert store.fail(_claim(store, "k"), "boom")
     _claim(store, "k")
     _claim(store, "other")
-    listed = store.versions("m", "k")
+    listed = store.versions("m", "k").items
     assert [(v.version, v.status) for v in listed] == [
         (3, Status.RUNNING),
         (2, Status.FAILED),
@@ -32,6 +32,6 @@ def test_versions_lists_every_version_newest_first(store):
     ]
     assert listed[0] == store.newest("m", "k")
     assert (listed[1].error, listed[2].sha256, listed[2].metadata) == ("boom", digest, {"a": 1})
-    assert store.versions("m", "missing") == []
+    assert store.versions("m", "missing") == Page([], None)
     store.delete("m", "k")
-    assert store.versions("m", "k") == []
+    assert store.versions("m", "k") == Page([], None)

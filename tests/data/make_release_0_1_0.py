@@ -1,7 +1,12 @@
 """How release-0.1.0.db was made: run with release 0.1.0 on the path, e.g.
 `git worktree add /tmp/rel 088ab62 && PYTHONPATH=/tmp/rel/src python make_release_0_1_0.py
 release-0.1.0.db`. A signed SQLite store with a key trained twice and a FAILED key; the
-predictions 0.1.0 answered go into release-0.1.0.db.json."""
+predictions 0.1.0 answered go into release-0.1.0.db.json.
+
+The PostgreSQL twin: pass an emptied database's URL and the JSON's path, e.g.
+`python make_release_0_1_0.py postgresql://postgres@127.0.0.1/scratch
+release-0.1.0.postgres.json`, then `pg_dump --inserts --no-owner --no-privileges
+postgresql://postgres@127.0.0.1/scratch > release-0.1.0.postgres.sql`."""
 
 import json
 import sys
@@ -14,9 +19,10 @@ from mlserver import Registry, create_app, wrap_estimator
 from mlserver.store import SQLStore
 
 out = sys.argv[1]
+url, facts_path = (out, sys.argv[2]) if "://" in out else (f"sqlite:///{out}", out + ".json")
 app = create_app(
     Registry([wrap_estimator(LinearRegression, "linreg")]),
-    SQLStore(f"sqlite:///{out}"),
+    SQLStore(url),
     signing_keys={"k1": "release-0.1.0-test-secret"},
 )
 cl = falcon.testing.TestClient(app)
@@ -45,7 +51,7 @@ bad = cl.simulate_put(
 ).json["model-key"]
 wait(bad)
 answer = cl.simulate_post("/linreg", json={"x": x, "orient": "split", "model-key": k}).json
-with open(out + ".json", "w") as recorded:
+with open(facts_path, "w") as recorded:
     facts = {"key": k, "failed": bad, "x": x, "y": answer["y"], "version": answer["version"]}
     json.dump(facts, recorded, indent=1)
 app.close()

@@ -1,5 +1,6 @@
-"""The versions table: its peewee definition (built per database so that stores never share
-class state), the columns later releases added, and a row read back as a Version."""
+"""The tables: versions, aliases and the schema version, as peewee definitions built per
+database (so that stores never share class state); the columns later releases added; and a
+row read back as a Version."""
 
 from __future__ import annotations
 
@@ -16,17 +17,23 @@ from mlserver.store.base import Status, Version
 
 __all__ = [
     "ADDED_COLUMNS",
+    "ALIAS_TABLE",
+    "SCHEMA_TABLE",
     "TABLE_NAME",
     "add_missing_columns",
+    "make_alias_table",
+    "make_schema_table",
     "make_version_table",
     "version_from_row",
 ]
 
 TABLE_NAME = "mlserver_versions"
+ALIAS_TABLE = "mlserver_aliases"
+SCHEMA_TABLE = "mlserver_schema"
 #: Longest stored signature: a key id of up to 64 characters, ":" and 64 hex digits.
 SIGNATURE_LENGTH = 160
 #: Columns added after the first release: a table created before them gets them on first use.
-ADDED_COLUMNS = ("signature",)
+ADDED_COLUMNS = ("signature", "metrics", "attempts")
 
 
 def make_version_table(db: peewee.Database) -> type[peewee.Model]:
@@ -54,6 +61,10 @@ def make_version_table(db: peewee.Database) -> type[peewee.Model]:
         size = peewee.BigIntegerField(null=True)
         error = peewee.TextField(null=True)
         metadata = peewee.TextField(default="{}")
+        # JSON; NULL (every row 0.1.0 wrote) reads as {}.
+        metrics = peewee.TextField(null=True)
+        # NULL (every row 0.1.0 wrote) reads as 1.
+        attempts = peewee.IntegerField(null=True)
         blob = peewee.BlobField(null=True)
 
         class Meta:
@@ -73,6 +84,37 @@ def make_version_table(db: peewee.Database) -> type[peewee.Model]:
         )
     )
     return VersionRow
+
+
+def make_alias_table(db: peewee.Database) -> type[peewee.Model]:
+    """Named pointers at version NUMBERS of one key (`served` among them)."""
+
+    class AliasRow(peewee.Model):
+        model = peewee.CharField(max_length=128)
+        key = peewee.CharField(max_length=128)
+        alias = peewee.CharField(max_length=128)
+        version = peewee.IntegerField()
+        updated = peewee.DateTimeField()
+
+        class Meta:
+            database = db
+            table_name = ALIAS_TABLE
+            indexes = ((("model", "key", "alias"), True),)
+
+    return AliasRow
+
+
+def make_schema_table(db: peewee.Database) -> type[peewee.Model]:
+    """One row: the schema version the database is at (see mlserver.store.migrations)."""
+
+    class SchemaRow(peewee.Model):
+        version = peewee.IntegerField()
+
+        class Meta:
+            database = db
+            table_name = SCHEMA_TABLE
+
+    return SchemaRow
 
 
 def add_missing_columns(db: peewee.Database, rows: type[peewee.Model]) -> None:
@@ -112,4 +154,7 @@ def version_from_row(data: Mapping[str, Any]) -> Version:
         error=data.get("error"),
         worker=data.get("worker"),
         metadata=orjson.loads(data.get("metadata") or "{}"),
+        metrics=orjson.loads(data.get("metrics") or "{}"),
+        aliases=tuple(data.get("aliases", ())),
+        attempts=data.get("attempts") or 1,
     )

@@ -209,6 +209,10 @@ class Store(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 
+    def prepare(self) -> None:  # noqa: B027 - optional hook, nothing to prepare by default
+        """Create or migrate the store's schema now (at start-up, rather than on the first
+        request), raising ConfigurationError for a schema newer than this release's."""
+
     @abstractmethod
     def versions(
         self, model: str, key: str, *, limit: int | None = None, before: int | None = None

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
 import hashlib
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from typing import Any
 from urllib.parse import urlparse
 
 import orjson
@@ -19,64 +18,41 @@ from mlserver.config import Settings
 from mlserver.errors import (
     ConfigurationError,
     IntegrityError,
-    InvalidPayload,
     KeyNotFound,
     NotReady,
     StaleBase,
-    StoreError,
 )
-from mlserver.store._tables import add_missing_columns, make_version_table, version_from_row
-from mlserver.store.base import Artifact, Claim, Status, Store, Version
+from mlserver.store import migrations
+from mlserver.store._common import guarded as _guarded
+from mlserver.store._common import names as _names
+from mlserver.store._common import now as _now
+from mlserver.store._tables import (
+    make_alias_table,
+    make_schema_table,
+    make_version_table,
+    version_from_row,
+)
+from mlserver.store.base import SERVED, Artifact, Claim, Status, Store, Version
 from mlserver.store.database import PostgresPool, open_database
 from mlserver.store.deadlines import Deadlines
+from mlserver.store.promotion import check_promote, decide
+from mlserver.store.registry_sql import RegistryQueries
 
 __all__ = ["SQLStore"]
 
+
+def _json(value: Mapping[str, Any]) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
 INTERRUPTED = "interrupted: the process running this job stopped before it finished"
-
-T = TypeVar("T")
-
-
-def _now() -> datetime:
-    # Stored naive in UTC: SQLite has no time zones and PostgreSQL's `timestamp` keeps none.
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def _names(model: str, key: str | None = None) -> None:
-    """InvalidPayload for a NUL in a model name or key: PostgreSQL text cannot hold one, so
-    no backend stores one (and none is ever found)."""
-    for value, parameter in ((model, "model"), (key, "model-key")):
-        if value is not None and "\x00" in value:
-            raise InvalidPayload(f"{parameter} must not contain NUL characters", parameter)
-
-
-def _guarded(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn database failures into StoreError; the message names the failure, not the SQL.
-
-    Each failure (and each blob failing its sha256) is counted by operation, for metrics.
-    """
-
-    @functools.wraps(method)
-    def wrapper(self: SQLStore, *args: Any, **kwargs: Any) -> T:
-        try:
-            with self._deadlines.within(self.timeout):
-                return method(self, *args, **kwargs)
-        except peewee.PeeweeException as exc:
-            self._count_error(method.__name__)
-            raise StoreError(f"database error in {method.__name__}: {type(exc).__name__}") from exc
-        except StoreError:
-            self._count_error(method.__name__)
-            raise
-
-    return wrapper
-
 
 #: The slowest transfer a blob statement is given time for, on top of the timeout (a 200 MiB
 #: blob took 21 s to store on PostgreSQL on a loaded 2-core machine: ~10 MiB/s).
 _BLOB_BYTES_PER_SECOND = 4 * 1024 * 1024
 
 
-class SQLStore(Store):
+class SQLStore(RegistryQueries, Store):
     """A Store on any database peewee's `playhouse.db_url` reads; the schema is created on
     first use. Connections come from a pool on every backend; SQLite runs in WAL mode."""
 
@@ -102,6 +78,11 @@ class SQLStore(Store):
         self._watched = isinstance(self._db, PostgresPool)
         self.url = url
         self._rows = make_version_table(self._db)
+        self._aliases = make_alias_table(self._db)
+        self._schema = make_schema_table(self._db)
+        #: The schema version this store found when it prepared the database (None: fresh),
+        #: looked at under the migration lock.
+        self.found_schema_version: int | None = None
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._errors: collections.Counter[str] = collections.Counter()
@@ -109,6 +90,8 @@ class SQLStore(Store):
         # Every column but the blob: listings and status reads never drag model bytes along.
         self._meta_columns = [f for f in self._rows._meta.sorted_fields if f.name != "blob"]
         self._newest_sql = {finished: self._compile_newest(finished) for finished in (False, True)}
+        self._resolve_sql = self._compile_resolve()
+        self._keys_sql = {}
 
     def __repr__(self) -> str:
         return f"SQLStore({urlparse(self.url)._replace(netloc='…').geturl()!r})"
@@ -153,13 +136,9 @@ class SQLStore(Store):
             if self._schema_ready:
                 return
             with self._connection():
-                try:
-                    self._db.create_tables([self._rows], safe=True)
-                except (peewee.IntegrityError, peewee.ProgrammingError):
-                    # Another process created it between our check and our CREATE: the
-                    # second pass finds everything and creates nothing.
-                    self._db.create_tables([self._rows], safe=True)
-                add_missing_columns(self._db, self._rows)
+                self.found_schema_version = migrations.prepare(
+                    self._db, [self._rows, self._aliases, self._schema]
+                )
             self._schema_ready = True
 
     def _count_error(self, operation: str) -> None:
@@ -188,12 +167,7 @@ class SQLStore(Store):
         params: list[Any] = [model, key, Status.FINISHED.value] if finished else [model, key]
         cursor = self._db.execute_sql(self._newest_sql[finished], [*params, 1])
         found = cursor.fetchone()
-        if found is None:
-            return None
-        return {
-            field.name: field.python_value(value)
-            for field, value in zip(self._meta_columns, found, strict=True)
-        }
+        return None if found is None else self._row_dict(found)
 
     def _insert_running(
         self, model: str, key: str, number: int, worker: str, lease_seconds: float
@@ -208,6 +182,7 @@ class SQLStore(Store):
             started=now,
             lease_expires=now + timedelta(seconds=lease_seconds),
             worker=worker,
+            attempts=1,
         )
 
     # -- Store ---------------------------------------------------------------------------------
@@ -254,7 +229,9 @@ class SQLStore(Store):
                         raise NotReady(
                             f"version {newest['version']} of {key!r} is still RUNNING", "RUNNING"
                         )
-                    base = self._newest_row(model, key, finished=True)
+                    # NOTE: an update learns on from what predictions use, which may be
+                    # older than the newest FINISHED version (promote=never, a moved alias).
+                    base = self._resolve_row(model, key, SERVED)
                     if base is None:
                         raise NotReady(
                             f"no version of {key!r} has finished; the newest is {newest['status']}",
@@ -262,8 +239,8 @@ class SQLStore(Store):
                         )
                     if base_id is not None and base["id"] != base_id:
                         raise StaleBase(
-                            f"version {base['version']} of {key!r} finished after the one this "
-                            "update was checked against"
+                            f"version {base['version']} of {key!r} is served now, not the one "
+                            "this update was checked against"
                         )
                     row = self._insert_running(
                         model, key, newest["version"] + 1, worker, lease_seconds
@@ -273,26 +250,52 @@ class SQLStore(Store):
                 raise NotReady(f"another job of {key!r} started just now", "RUNNING") from None
 
     @_guarded
-    def finish(self, version_id: int, artifact: Artifact, signature: str | None = None) -> bool:
+    def finish(
+        self,
+        version_id: int,
+        artifact: Artifact,
+        signature: str | None = None,
+        *,
+        promote: str = "always",
+        keep_versions: int = 0,
+    ) -> bool:
+        check_promote(promote, keep_versions)
         rows = self._rows
         blob = artifact.blob
-        with self._blob_session(len(blob)):
-            updated = (
-                rows.update(
-                    status=Status.FINISHED.value,
-                    finished=_now(),
-                    lease_expires=None,
-                    blob=blob,
-                    sha256=artifact.sha256,
-                    signature=signature,
-                    size=len(blob),
-                    serializer=artifact.serializer,
-                    metadata=orjson.dumps(artifact.metadata, default=str).decode(),
-                )
-                .where((rows.id == version_id) & (rows.status == Status.RUNNING.value))
-                .execute()
+        with self._blob_session(len(blob)), self._db.atomic():
+            query = self._select().where(
+                (rows.id == version_id) & (rows.status == Status.RUNNING.value)
             )
-        return updated == 1
+            found = self._locked(query).dicts().first()
+            if found is None:
+                return False
+            model, key = found["model"], found["key"]
+            served = self._resolve_row(model, key, SERVED)
+            promoted, reason = decide(
+                promote,
+                artifact.metrics,
+                None
+                if served is None
+                else (served["version"], orjson.loads(served["metrics"] or "{}")),
+            )
+            metrics = {**artifact.metrics, "promoted": promoted, "reason": reason}
+            rows.update(
+                status=Status.FINISHED.value,
+                finished=_now(),
+                lease_expires=None,
+                blob=blob,
+                sha256=artifact.sha256,
+                signature=signature,
+                size=len(blob),
+                serializer=artifact.serializer,
+                metadata=_json(artifact.metadata),
+                metrics=_json(metrics),
+            ).where(rows.id == version_id).execute()
+            if promoted:
+                self._point(model, key, SERVED, found["version"])
+            if keep_versions:
+                self._prune(model, key, keep_versions)
+        return True
 
     @_guarded
     def resign(self, version_id: int, old: str | None, new: str) -> bool:
@@ -371,25 +374,6 @@ class SQLStore(Store):
             return None if row is None else self._version(row)
 
     @_guarded
-    def keys(self, model: str) -> list[Version]:
-        _names(model)
-        rows = self._rows
-        newest = (
-            rows.select(rows.key, peewee.fn.MAX(rows.version).alias("top"))
-            .where(rows.model == model)
-            .group_by(rows.key)
-            .alias("newest")
-        )
-        query = (
-            self._select()
-            .join(newest, on=((rows.key == newest.c.key) & (rows.version == newest.c.top)))
-            .where(rows.model == model)
-            .order_by(rows.created, rows.id)
-        )
-        with self._session():
-            return [self._version(row.__data__) for row in query]
-
-    @_guarded
     def load_blob(self, version: Version) -> bytes:
         rows = self._rows
         with self._blob_session(version.size or 0):
@@ -416,8 +400,19 @@ class SQLStore(Store):
     def delete(self, model: str, key: str) -> int:
         _names(model, key)
         rows = self._rows
+        aliases = self._aliases
+        where = (rows.model == model) & (rows.key == key)
+        with self._session(), self._db.atomic():
+            # Locked in one order (newest first), as finish's pruning locks them.
+            self._locked(rows.select(rows.id).where(where).order_by(rows.version.desc())).execute()
+            aliases.delete().where((aliases.model == model) & (aliases.key == key)).execute()
+            return rows.delete().where(where).execute()
+
+    @_guarded
+    def prepare(self) -> None:
+        """Create or migrate the database now instead of on first use."""
         with self._session():
-            return rows.delete().where((rows.model == model) & (rows.key == key)).execute()
+            pass
 
     @_guarded
     def ping(self) -> None:
@@ -435,15 +430,3 @@ class SQLStore(Store):
             close_all()
         elif not self._db.is_closed():
             self._db.close()
-
-    @_guarded
-    def versions(self, model: str, key: str) -> list[Version]:
-        _names(model, key)
-        rows = self._rows
-        query = (
-            self._select()
-            .where((rows.model == model) & (rows.key == key))
-            .order_by(rows.version.desc())
-        )
-        with self._session():
-            return [self._version(row.__data__) for row in query]
