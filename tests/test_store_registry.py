@@ -418,11 +418,23 @@ def test_a_keys_page_reads_by_the_key_index(store, store_url):
     db.close()
 
 
-def test_names_with_nul_are_refused(store):
-    """A NUL in `after` or an alias is a bad parameter naming itself, on every backend."""
+@pytest.mark.parametrize(
+    ("call", "parameter"),
+    [
+        (lambda s: s.keys("m", after="a\x00"), "after"),
+        (lambda s: s.keys("m", limit=0), "limit"),
+        (lambda s: s.keys("m", status="DONE"), "status"),
+        (lambda s: s.versions("m", "k", limit=0), "limit"),
+        (lambda s: s.versions("m", "k", before=0), "before"),
+        (lambda s: s.set_alias("m", "k", "a\x00", 1), "alias"),
+        (lambda s: s.set_alias("m", "k", "", 1), "alias"),
+        (lambda s: s.set_alias("m", "k", "a" * 129, 1), "alias"),
+    ],
+)
+def test_bad_parameters_are_refused_naming_themselves(store, call, parameter):
+    """A bad listing or alias parameter is InvalidPayload naming it, and changes nothing."""
+    _fit(store)
     with pytest.raises(InvalidPayload) as refused:
-        store.keys("m", after="a\x00")
-    assert refused.value.parameter == "after"
-    with pytest.raises(InvalidPayload) as refused:
-        store.set_alias("m", "k", "a\x00", 1)
-    assert refused.value.parameter == "alias"
+        call(store)
+    assert refused.value.parameter == parameter
+    assert store.aliases("m", "k") == {SERVED: 1}

@@ -270,6 +270,7 @@ class SQLStore(RegistryQueries, Store):
             if found is None:
                 return False
             model, key = found["model"], found["key"]
+            older = self._lock_older(model, key, keep_versions) if keep_versions else []
             served = self._resolve_row(model, key, SERVED)
             promoted, reason = decide(
                 promote,
@@ -293,8 +294,8 @@ class SQLStore(RegistryQueries, Store):
             ).where(rows.id == version_id).execute()
             if promoted:
                 self._point(model, key, SERVED, found["version"])
-            if keep_versions:
-                self._prune(model, key, keep_versions)
+            if older:
+                self._prune(model, key, older)
         return True
 
     @_guarded
