@@ -60,7 +60,7 @@ def _exclusive(db: peewee.Database) -> Iterator[None]:
         yield
 
 
-def prepare(db: peewee.Database, tables: list[type[peewee.Model]]) -> int:
+def prepare(db: peewee.Database, tables: list[type[peewee.Model]]) -> int | None:
     """Create the store's tables, or migrate them, on a connection `db` holds; returns the
     version found (None when fresh). `tables` are the versions, aliases and schema models.
 

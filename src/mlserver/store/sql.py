@@ -40,12 +40,12 @@ from mlserver.store.registry_sql import RegistryQueries
 
 __all__ = ["SQLStore"]
 
+INTERRUPTED = "interrupted: the process running this job stopped before it finished"
+
 
 def _json(value: Mapping[str, Any]) -> str:
     return orjson.dumps(value, default=str).decode()
 
-
-INTERRUPTED = "interrupted: the process running this job stopped before it finished"
 
 #: The slowest transfer a blob statement is given time for, on top of the timeout (a 200 MiB
 #: blob took 21 s to store on PostgreSQL on a loaded 2-core machine: ~10 MiB/s).
@@ -53,8 +53,9 @@ _BLOB_BYTES_PER_SECOND = 4 * 1024 * 1024
 
 
 class SQLStore(RegistryQueries, Store):
-    """A Store on any database peewee's `playhouse.db_url` reads; the schema is created on
-    first use. Connections come from a pool on every backend; SQLite runs in WAL mode."""
+    """A Store on any database peewee's `playhouse.db_url` reads; the schema is created or
+    migrated (mlserver.store.migrations) by `prepare` or on first use. Connections come from
+    a pool on every backend; SQLite runs in WAL mode."""
 
     def __init__(
         self,
