@@ -576,3 +576,22 @@ def test_every_history_route_is_in_the_openapi_document(client):
     schemas = get(client, "/openapi.json").json["components"]["schemas"]
     assert {"promote", "validation", "scoring"} <= set(schemas["FitRequest"]["properties"])
     assert {"version", "alias"} <= set(schemas["PredictRequest"]["properties"])
+
+
+def test_a_cancel_through_another_replica_drops_the_job_where_it_runs(postgres_url):
+    """Replica two cancels a fit replica one runs: the version is FAILED "cancelled" at
+    once, and replica one's heartbeat finds it and lets the job go (its result discarded)."""
+    x, y = regression()
+    quick = {"heartbeat_seconds": 0.2, "lease_seconds": 5.0}
+    with in_process(models(), postgres_url, **quick) as one, in_process(
+        models(), postgres_url, **quick
+    ) as two:
+        body = fit_body(x, y, name="far", algkwargs={"seconds": 2.0})
+        key = request(one, "PUT", "slow", json=body).json["model-key"]
+        jobs = one.app.service.jobs
+        assert jobs.running == 1
+        assert two.simulate_delete(f"/slow/{key}/versions/1").json["cancelled"] is True
+        wait_until(lambda: jobs.running == 0, timeout=1.5)  # before the fit could end
+        time.sleep(2.5)  # the thread's fit returns; nothing is stored
+        after = get(one, f"/slow/{key}/versions/1").json
+        assert (after["status"], after["error"], after["size"]) == ("FAILED", "cancelled", None)
