@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from sklearn.base import is_classifier
 
-from mlserver.scoring import holdout, score
+from mlserver import scoring
 from mlserver.serializers.base import Serializer
 from mlserver.store.base import Artifact
 from mlserver.wrapper import ModelWrapper
@@ -60,46 +60,56 @@ class TrainingTask:
 
 
 def train(task: TrainingTask) -> Artifact:
-    """Fit (or update) and serialize; any exception is the job's failure (a score's error is
-    recorded with the score instead).
+    """Fit (or update) and serialize; any exception is the job's failure.
 
-    With `validation`, the model is fitted on the other rows and scored on the held-out
-    ones (`Artifact.metrics["validation"]`); with `prequential`, an update first scores its
-    base on the new rows (`metrics["prequential"]`).
+    With `task.validation` a fit holds out that share of the rows (seeded by `task.seed`,
+    stratified for classifiers), learns from the rest and scores the held-out rows:
+    `metrics["validation"]`, and `metadata["validation_rows"]` = `{"fitted", "held_out"}`.
+    With `task.prequential`, an update with a y first scores the base on the new rows:
+    `metrics["prequential"]`. Without either, metrics are {} and metadata as before.
     """
     wrapper = task.wrapper
     serializer = wrapper.get_serializer()
-    metrics: dict[str, Any] = {}
     x, y = task.x, task.y
+    metrics: dict[str, Any] = {}
+    held: tuple[Any, Any] | None = None
     started = time.perf_counter()
     # A fit or update that returns None changed the model in place, as sklearn's do.
     if task.base_blob is None:
         if task.validation is not None:
-            x, y, held_x, held_y = holdout(
-                x, y, task.validation, task.seed, is_classifier(task.model)
+            stratify = is_classifier(task.model)
+            x, y, x_held, y_held = scoring.holdout(
+                task.x, task.y, task.validation, task.seed, stratify
             )
+            held = (x_held, y_held)
+            started = time.perf_counter()
         fitted = wrapper.fit(task.model, x, y, **task.algkwargs)
         fitted = task.model if fitted is None else fitted
-        if task.validation is not None:
-            metrics["validation"] = score(fitted, held_x, held_y, task.scoring)
     else:
         base = (task.base_serializer or serializer).loads_for_update(task.base_blob)
-        if task.prequential and y is not None:  # test, then train
-            metrics["prequential"] = score(base, x, y, task.scoring)
+        if task.prequential and y is not None:
+            # NOTE: before the update, which may change the base in place.
+            metrics["prequential"] = scoring.score(base, x, y, task.scoring)
+            started = time.perf_counter()
         fitted = wrapper.update(base, x, y)
         fitted = base if fitted is None else fitted
     seconds = time.perf_counter() - started
+    if held is not None:
+        metrics["validation"] = scoring.score(fitted, held[0], held[1], task.scoring)
     blob = serializer.dumps(fitted, task.schema)
     serializer.verify(fitted, blob, x)  # e.g. ONNX: same answers on the rows it learnt from
+    metadata: dict[str, Any] = {
+        "training_seconds": round(seconds, 6),
+        "serialized_bytes": len(blob),
+        "user": dict(wrapper.metadata(fitted, x, y) or {}),
+    }
+    if held is not None:
+        metadata["validation_rows"] = {"fitted": len(x), "held_out": len(held[0])}
     return Artifact(
         blob=blob,
         sha256=hashlib.sha256(blob).hexdigest(),
         serializer=serializer.name,
-        metadata={
-            "training_seconds": round(seconds, 6),
-            "serialized_bytes": len(blob),
-            "user": dict(wrapper.metadata(fitted, x, y) or {}),
-        },
+        metadata=metadata,
         metrics=metrics,
     )
 
