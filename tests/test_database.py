@@ -303,6 +303,13 @@ def test_the_store_refuses_nul_in_keys_on_every_backend(store):
         lambda: store.newest("m", NUL_KEY),
         lambda: store.delete("m", NUL_KEY),
         lambda: store.keys("m\x00"),
+        lambda: store.versions("m", NUL_KEY),
+        lambda: store.version("m", NUL_KEY, 1),
+        lambda: store.aliases("m", NUL_KEY),
+        lambda: store.resolve("m", NUL_KEY),
+        lambda: store.set_alias("m", NUL_KEY, "a", 1),
+        lambda: store.delete_alias("m", NUL_KEY, "a"),
+        lambda: store.delete_version("m", NUL_KEY, 1),
     ]
     for call in calls:
         with pytest.raises(InvalidPayload, match="must not contain NUL") as raised:

@@ -236,6 +236,7 @@ def test_get_without_key_lists_keys(client):
                 "finished": body["keys"][0]["finished"],
             }
         ],
+        "next": None,
     }
     assert settled(client, "failing", failed)["status"] == "FAILED"
     assert client.simulate_get("/linreg", params={"model_key": key}).json["model-key"] == key

@@ -160,15 +160,13 @@ store.close()
 """
 
 
-@pytest.mark.slow
-def test_two_processes_opening_a_0_1_0_database_at_once_migrate_it_once(old_url, tmp_path):
-    """Both succeed; one of them migrates (it found version 1), the other waits and then
-    finds version 2."""
+def open_at_once(url: str, tmp_path: Path) -> list[str]:
+    """What two processes that prepare `url` at the same moment each found."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     processes = []
     for n in range(2):
         ready = tmp_path / f"ready-{n}"
-        command = [sys.executable, "-c", _OPEN_AT_ONCE, old_url, str(ready), str(tmp_path / "go")]
+        command = [sys.executable, "-c", _OPEN_AT_ONCE, url, str(ready), str(tmp_path / "go")]
         processes.append(
             (ready, subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True))
         )
@@ -182,13 +180,27 @@ def test_two_processes_opening_a_0_1_0_database_at_once_migrate_it_once(old_url,
         out, _ = process.communicate(timeout=60)
         assert process.returncode == 0
         found.append(out.strip())
-    assert sorted(found) == ["1", "2"]
+    return sorted(found)
+
+
+@pytest.mark.slow
+def test_two_processes_opening_a_0_1_0_database_at_once_migrate_it_once(old_url, tmp_path):
+    """Both succeed; one of them migrates (it found version 1), the other waits and then
+    finds version 2."""
+    assert open_at_once(old_url, tmp_path) == ["1", "2"]
     assert raw_schema_version(old_url) == SCHEMA_VERSION
     store = SQLStore(old_url)
     try:
         assert store.aliases(MODEL, recorded(old_url)["key"]) == {SERVED: 2}
     finally:
         store.close()
+
+
+@pytest.mark.slow
+def test_two_processes_creating_a_fresh_database_at_once_create_it_once(fresh_url, tmp_path):
+    """One creates the tables (it found none), the other waits and finds version 2."""
+    assert open_at_once(fresh_url, tmp_path) == ["2", "None"]
+    assert raw_schema_version(fresh_url) == SCHEMA_VERSION
 
 
 def test_a_fresh_database_is_created_at_version_2(fresh_url):

@@ -382,7 +382,8 @@ def test_a_patch_updates_the_served_version_not_the_newest(client):
 
 def test_cancelling_a_running_fit_fails_it_and_stores_nothing(client, store_url):
     x, y = regression()
-    response = request(client, "PUT", "slow", json=fit_body(x, y, algkwargs={"seconds": 1.0}))
+    body = fit_body(x, y, name="cancel", algkwargs={"seconds": 1.0})
+    response = request(client, "PUT", "slow", json=body)
     key = response.json["model-key"]
     cancelled = client.simulate_delete(f"/slow/{key}/versions/1")
     assert cancelled.status_code == 200, cancelled.text
@@ -398,7 +399,9 @@ def test_cancelling_a_running_fit_fails_it_and_stores_nothing(client, store_url)
     after = get(client, f"/slow/{key}/versions/1").json
     assert (after["status"], after["error"], after["size"]) == ("FAILED", "cancelled", None)
     assert raw_sql(store_url, "SELECT blob FROM {table} WHERE key = ?", (key,)) == [(None,)]
-    again = request(client, "PUT", "slow", json=fit_body(x, y, algkwargs={"seconds": 0}))
+    again = request(
+        client, "PUT", "slow", json=fit_body(x, y, name="cancel", algkwargs={"seconds": 0})
+    )
     assert again.status_code == 202 and again.json["version"] == 2
 
 
@@ -478,7 +481,7 @@ def _many_keys(store_url: str, count: int) -> list[str]:
     keys = [f"bulk-{i:05d}" for i in range(count)]
     values = ", ".join(
         f"('linreg', '{k}', 1, '{'FINISHED' if i % 3 else 'FAILED'}', '2026-01-01 00:00:00', "
-        "'{}')"
+        "'{{}}')"
         for i, k in enumerate(keys)
     )
     raw_sql(store_url, "SELECT 1 FROM {table} LIMIT 1")  # the table exists by now
@@ -504,6 +507,7 @@ def test_paging_ten_thousand_keys_answers_every_page_and_stays_bounded(client, s
             client, "/linreg", limit=1000, status="FINISHED", **({"after": after} if after else {})
         ).json
         slowest = max(slowest, time.perf_counter() - started)
+        assert "keys" in page, page
         seen += [k["model-key"] for k in page["keys"]]
         after = page["next"]
         if after is None:

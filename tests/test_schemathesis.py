@@ -45,6 +45,9 @@ pytestmark = pytest.mark.slow
 
 # 38 operations (8 models with 4 or 5 verbs, 4 service routes): ~4,300 requests.
 MAX_EXAMPLES = 100
+#: For the 48 operations of the history and alias routes (6 per model): thin routes over a
+#: few store calls, each the same for every model.
+HISTORY_EXAMPLES = 25
 #: For the operations whose body may also be CSV, Arrow or Parquet (PUT, POST, PATCH): about
 #: 40% of their cases are tables, so JSON keeps most of the cases it had alone, at ~15 s more.
 TABLE_EXAMPLES = 130
@@ -139,11 +142,13 @@ def _records(columns: list[str]) -> st.SearchStrategy[list[dict]]:
 def _steered(case, server: Server) -> st.SearchStrategy:
     """The generated case as it is, or with one of the model's keys and/or a frame of its
     trained columns (then with arguments the model takes: a method it has, no kwargs)."""
-    model = case.operation.path.strip("/")
+    model = case.operation.path.split("/")[1]
     known = server.keys.get(model)
     method = case.method.upper()
     if not known or method == "DELETE":  # deleting the known keys would starve the other verbs
         return st.just(case)
+    if "{key}" in case.operation.path:
+        return _steered_history(case, known)
     # A quarter as generated, a quarter with a known key, half with a key and trained columns.
     how = st.sampled_from(["generated", "key", "key and frame", "key and frame"])
     choices = st.tuples(
@@ -161,6 +166,23 @@ def _steered(case, server: Server) -> st.SearchStrategy:
             predict=drawn[3],
         )
     )
+
+
+def _steered_history(case, known: list[str]) -> st.SearchStrategy:
+    """A history or alias case as generated, or with a known key (and version 1, which
+    every known key has) in its path."""
+    if case.meta.generation.mode.is_negative or not isinstance(case.path_parameters, dict):
+        return st.just(case)
+
+    def apply(drawn: tuple[bool, str]) -> Any:
+        steer, key = drawn
+        if steer:
+            case.path_parameters = {**case.path_parameters, "key": key}
+            if "n" in case.path_parameters:
+                case.path_parameters["n"] = 1
+        return case
+
+    return st.tuples(st.booleans(), st.sampled_from(known)).map(apply)
 
 
 def _apply(case, method: str, *, key: str | None, records: list[dict] | None, predict: str):
@@ -264,6 +286,15 @@ def _operations() -> list[tuple[str, str]]:
     found = [("GET", path) for path in ("/health", "/ready", "/models", "/metrics")]
     for wrapper in registry():
         found += [(verb, f"/{wrapper.name}") for verb in verbs_of(operations_of(wrapper))]
+        history = f"/{wrapper.name}/{{key}}"
+        found += [
+            ("GET", f"{history}/versions"),
+            ("GET", f"{history}/versions/{{n}}"),
+            ("DELETE", f"{history}/versions/{{n}}"),
+            ("GET", f"{history}/aliases"),
+            ("PUT", f"{history}/aliases/{{alias}}"),
+            ("DELETE", f"{history}/aliases/{{alias}}"),
+        ]
     return found
 
 
@@ -286,8 +317,10 @@ def test_generated_requests_get_documented_answers(api, session, method, path):
         operation.as_strategy(GenerationMode.NEGATIVE),
     )
 
+    examples = TABLE_EXAMPLES if method in ("PUT", "POST", "PATCH") else MAX_EXAMPLES
+
     @settings(
-        max_examples=TABLE_EXAMPLES if method in ("PUT", "POST", "PATCH") else MAX_EXAMPLES,
+        max_examples=HISTORY_EXAMPLES if "{key}" in path else examples,
         derandomize=True,
         database=None,
         deadline=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import peewee
@@ -13,7 +13,7 @@ import pytest
 from playhouse import db_url
 
 from mlserver.errors import Conflict, InvalidPayload, KeyNotFound, NotReady, StaleBase
-from mlserver.store import SQLStore, Status
+from mlserver.store import SQLStore, Status, Version
 from mlserver.store._tables import ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME, make_version_table
 from mlserver.store.base import SERVED, Artifact, Page
 
@@ -329,6 +329,48 @@ def test_alias_moves_racing_deletes_never_leave_a_dangling_alias(store):
     assert set(store.aliases("m", "k").values()) <= stored
 
 
+def _race(*calls: Callable[[], object]) -> list[object]:
+    """Run `calls` in threads released at the same moment: each one's result or exception."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[object] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[index] = calls[index]()
+        except Exception as exc:
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_pruning_racing_an_alias_move_never_leaves_a_dangling_alias(store):
+    """A finish pruning old versions while another thread pins one of them: either the pin
+    wins and the version stays, or the prune wins and the pin finds it gone."""
+    for _ in range(6):
+        _fit(store, promote="never")
+    for round_ in range(6):
+        # The oldest version but the served one (1), which is never pruned.
+        target = store.versions("m", "k").items[-2].version
+        running = _claim(store)
+        pinned, finished = _race(
+            lambda: store.set_alias("m", "k", f"pin{round_}", target),  # noqa: B023
+            lambda: store.finish(running, _artifact(), promote="never", keep_versions=1),  # noqa: B023
+        )
+        assert finished is True
+        assert isinstance(pinned, Version | KeyNotFound), pinned
+        stored = {v.version for v in store.versions("m", "k").items}
+        assert (target in stored) is isinstance(pinned, Version)
+        assert set(store.aliases("m", "k").values()) <= stored
+        for _ in range(3):
+            _fit(store, promote="never")
+
+
 # -- paging ----------------------------------------------------------------------------------
 
 
@@ -418,11 +460,23 @@ def test_a_keys_page_reads_by_the_key_index(store, store_url):
     db.close()
 
 
-def test_names_with_nul_are_refused(store):
-    """A NUL in `after` or an alias is a bad parameter naming itself, on every backend."""
+@pytest.mark.parametrize(
+    ("call", "parameter"),
+    [
+        (lambda s: s.keys("m", after="a\x00"), "after"),
+        (lambda s: s.keys("m", limit=0), "limit"),
+        (lambda s: s.keys("m", status="DONE"), "status"),
+        (lambda s: s.versions("m", "k", limit=0), "limit"),
+        (lambda s: s.versions("m", "k", before=0), "before"),
+        (lambda s: s.set_alias("m", "k", "a\x00", 1), "alias"),
+        (lambda s: s.set_alias("m", "k", "", 1), "alias"),
+        (lambda s: s.set_alias("m", "k", "a" * 129, 1), "alias"),
+    ],
+)
+def test_bad_parameters_are_refused_naming_themselves(store, call, parameter):
+    """A bad listing or alias parameter is InvalidPayload naming it, and changes nothing."""
+    _fit(store)
     with pytest.raises(InvalidPayload) as refused:
-        store.keys("m", after="a\x00")
-    assert refused.value.parameter == "after"
-    with pytest.raises(InvalidPayload) as refused:
-        store.set_alias("m", "k", "a\x00", 1)
-    assert refused.value.parameter == "alias"
+        call(store)
+    assert refused.value.parameter == parameter
+    assert store.aliases("m", "k") == {SERVED: 1}

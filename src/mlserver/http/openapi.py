@@ -239,8 +239,6 @@ def _secure(document: dict[str, Any]) -> None:
     for path, operations in document["paths"].items():
         route = _route(path, service_paths)
         for method, operation in operations.items():
-            if method == "parameters":
-                continue
             verb = method.upper()
             needed = required_scopes(verb, route, has_key=True)
             if verb == "GET" and route == "/{model}":  # with or without a model-key

@@ -9,7 +9,10 @@ from mlserver.http.parameters import key_schema
 __all__ = ["history_paths", "history_schemas"]
 
 _REF = "#/components/schemas/"
-_ALIAS = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$"}
+
+
+def _alias() -> dict[str, Any]:
+    return {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -112,23 +115,32 @@ def history_schemas() -> dict[str, Any]:
             "additionalProperties": False,
         },
         "Alias": _object(
-            {"model-key": key_schema(), "alias": _ALIAS, "version": _number()},
+            {"model-key": key_schema(), "alias": _alias(), "version": _number()},
             *("model-key", "alias", "version"),
         ),
         "AliasDeleted": _object(
-            {"model-key": key_schema(), "alias": _ALIAS, "deleted": {"type": "integer"}},
+            {"model-key": key_schema(), "alias": _alias(), "deleted": {"type": "integer"}},
             *("model-key", "alias", "deleted"),
         ),
     }
 
 
 def _path_parameters(*names: str) -> list[dict[str, Any]]:
-    schemas = {"key": key_schema(), "n": _number(), "alias": _ALIAS}
+    schemas = {"key": key_schema(), "n": _number(), "alias": _alias()}
     return [{"name": n, "in": "path", "required": True, "schema": schemas[n]} for n in names]
 
 
-def _operation(name: str, operation: str, summary: str, **fields: Any) -> dict[str, Any]:
-    return {"operationId": f"{operation}_{name}", "summary": summary, "tags": [name], **fields}
+def _operation(
+    name: str, operation: str, summary: str, path: tuple[str, ...], **fields: Any
+) -> dict[str, Any]:
+    parameters = [*_path_parameters(*path), *fields.pop("parameters", [])]
+    return {
+        "operationId": f"{operation}_{name}",
+        "summary": summary,
+        "tags": [name],
+        "parameters": parameters,
+        **fields,
+    }
 
 
 def history_paths(name: str) -> dict[str, Any]:
@@ -145,11 +157,11 @@ def history_paths(name: str) -> dict[str, Any]:
     ]
     return {
         f"{base}/versions": {
-            "parameters": _path_parameters("key"),
             "get": _operation(
                 name,
                 "versions",
                 "The key's versions, newest first, a page at a time",
+                ("key",),
                 parameters=page,
                 responses={
                     "200": _answer("VersionPage", "A page of versions."),
@@ -158,11 +170,11 @@ def history_paths(name: str) -> dict[str, Any]:
             ),
         },
         f"{base}/versions/{{n}}": {
-            "parameters": _path_parameters("key", "n"),
             "get": _operation(
                 name,
                 "version",
                 "One version, with its aliases, metrics and lineage",
+                ("key", "n"),
                 responses={
                     "200": _answer("Version", "The version."),
                     **_errors("400", "404", "503"),
@@ -172,6 +184,7 @@ def history_paths(name: str) -> dict[str, Any]:
                 name,
                 "delete_version",
                 "Delete one version; a RUNNING one is cancelled (FAILED, never stored)",
+                ("key", "n"),
                 responses={
                     "200": _answer("VersionDeleted", "Deleted, or cancelled."),
                     **_errors("400", "404", "409", "503"),
@@ -179,20 +192,20 @@ def history_paths(name: str) -> dict[str, Any]:
             ),
         },
         f"{base}/aliases": {
-            "parameters": _path_parameters("key"),
             "get": _operation(
                 name,
                 "aliases",
                 "The key's aliases and the versions they name",
+                ("key",),
                 responses={"200": _answer("Aliases", "Alias -> version."), **_errors("404", "503")},
             ),
         },
         f"{base}/aliases/{{alias}}": {
-            "parameters": _path_parameters("key", "alias"),
             "put": _operation(
                 name,
                 "set_alias",
                 "Point an alias at a FINISHED version (moving `served` rolls back or forward)",
+                ("key", "alias"),
                 requestBody={
                     "required": True,
                     "content": {"application/json": {"schema": _ref("AliasRequest")}},
@@ -206,6 +219,7 @@ def history_paths(name: str) -> dict[str, Any]:
                 name,
                 "delete_alias",
                 "Remove an alias (`served` cannot be removed: move it)",
+                ("key", "alias"),
                 responses={
                     "200": _answer("AliasDeleted", "The alias is gone."),
                     **_errors("400", "404", "409", "503"),

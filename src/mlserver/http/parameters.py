@@ -78,7 +78,11 @@ def _ref(name: str) -> Callable[[], dict[str, Any]]:
 
 
 def _string(**facets: Any) -> Callable[[], dict[str, Any]]:
-    return lambda: {"type": "string", **facets}
+    """A string schema; a tuple facet (an enum) becomes a new list in each schema built."""
+    return lambda: {
+        "type": "string",
+        **{name: list(v) if isinstance(v, tuple) else v for name, v in facets.items()},
+    }
 
 
 _RETRAIN_TEXT = "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"
@@ -176,8 +180,8 @@ PARAMETERS: tuple[Parameter, ...] = (
         _JSON_BODY,
         "When the new version becomes `served`: always (default), if-better (its validation "
         "score is at least the served one's) or never (a candidate).",
-        _string(enum=list(PROMOTE)),
-        _string(enum=list(PROMOTE)),
+        _string(enum=PROMOTE),
+        _string(enum=PROMOTE),
     ),
     Parameter(
         "validation",
@@ -234,8 +238,8 @@ PARAMETERS: tuple[Parameter, ...] = (
         ("GET",),
         frozenset({QUERY}),
         "Key listing: only keys whose newest version has this status.",
-        _string(enum=["RUNNING", "FINISHED", "FAILED"]),
-        _string(enum=["RUNNING", "FINISHED", "FAILED"]),
+        _string(enum=("RUNNING", "FINISHED", "FAILED")),
+        _string(enum=("RUNNING", "FINISHED", "FAILED")),
     ),
     Parameter(
         "target",

@@ -1,6 +1,6 @@
 """Persistence of model versions: the Store contract and its peewee implementation."""
 
-from mlserver.store.base import Claim, Status, Store, Version
+from mlserver.store.base import SERVED, Claim, Page, Status, Store, Version
 from mlserver.store.sql import SQLStore
 
-__all__ = ["Claim", "SQLStore", "Status", "Store", "Version"]
+__all__ = ["SERVED", "Claim", "Page", "SQLStore", "Status", "Store", "Version"]

@@ -17,6 +17,7 @@ from mlserver.store.base import Status, Version
 
 __all__ = [
     "ADDED_COLUMNS",
+    "ALIAS_LENGTH",
     "ALIAS_TABLE",
     "SCHEMA_TABLE",
     "TABLE_NAME",
@@ -30,6 +31,8 @@ __all__ = [
 TABLE_NAME = "mlserver_versions"
 ALIAS_TABLE = "mlserver_aliases"
 SCHEMA_TABLE = "mlserver_schema"
+#: Longest alias name.
+ALIAS_LENGTH = 128
 #: Longest stored signature: a key id of up to 64 characters, ":" and 64 hex digits.
 SIGNATURE_LENGTH = 160
 #: Columns added after the first release: a table created before them gets them on first use.
@@ -92,7 +95,7 @@ def make_alias_table(db: peewee.Database) -> type[peewee.Model]:
     class AliasRow(peewee.Model):
         model = peewee.CharField(max_length=128)
         key = peewee.CharField(max_length=128)
-        alias = peewee.CharField(max_length=128)
+        alias = peewee.CharField(max_length=ALIAS_LENGTH)
         version = peewee.IntegerField()
         updated = peewee.DateTimeField()
 

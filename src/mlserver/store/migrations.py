@@ -52,15 +52,19 @@ def _refuse_newer(version: int | None) -> None:
 @contextlib.contextmanager
 def _exclusive(db: peewee.Database) -> Iterator[None]:
     """A transaction no other process migrates beside: PostgreSQL's DDL is transactional
-    and an advisory lock held to its end serialises migrators; SQLite's transactions begin
-    IMMEDIATE (see open_database), which takes the write lock up front."""
+    and an advisory lock held to its end serialises migrators; on SQLite, BEGIN IMMEDIATE
+    takes the database's write lock up front (the other waits its busy timeout)."""
+    if isinstance(db, peewee.SqliteDatabase):
+        with db.atomic(lock_type="IMMEDIATE"):
+            yield
+        return
     with db.atomic():
         if isinstance(db, peewee.PostgresqlDatabase):
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         yield
 
 
-def prepare(db: peewee.Database, tables: list[type[peewee.Model]]) -> int:
+def prepare(db: peewee.Database, tables: list[type[peewee.Model]]) -> int | None:
     """Create the store's tables, or migrate them, on a connection `db` holds; returns the
     version found (None when fresh). `tables` are the versions, aliases and schema models.
 

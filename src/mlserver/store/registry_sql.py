@@ -17,11 +17,22 @@ import peewee
 
 from mlserver.errors import Conflict, InvalidPayload, KeyNotFound, NotReady
 from mlserver.store._common import guarded, names, now
+from mlserver.store._tables import ALIAS_LENGTH
 from mlserver.store.base import SERVED, Page, Status, Version
 
 __all__ = ["RegistryQueries"]
 
 CANCELLED = "cancelled"
+
+
+def _count(value: int | None, parameter: str, least: int) -> None:
+    """InvalidPayload naming `parameter` unless it is None or a whole number >= `least`."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InvalidPayload(
+            f"{parameter} must be a whole number >= {least}, got {value!r}", parameter
+        )
 
 
 class RegistryQueries:
@@ -38,8 +49,8 @@ class RegistryQueries:
     def _compile_keys(self, after: bool, status: bool, limit: bool) -> str:
         """The newest row of each key of a model, keys ascending.
 
-        PERF: walks the (model, key, version) index in key order, and each row's "is there a
-        newer one" is one probe of that same index: a page costs its own size, not the
+        PERF: walks the (model, key, version) index in key order, and each row's "is it the
+        newest" is one probe of that same index: a page costs its own size, not the
         model's key count (when a `status` filter skips few keys).
         """
         open_, close = self._db.quote
@@ -56,9 +67,13 @@ class RegistryQueries:
             where.append(f"v.{key} > {mark}")
         if status:
             where.append(f"v.{q('status')} = {mark}")
+        # NOTE: a correlated MAX, not NOT EXISTS: PostgreSQL planned the anti-join as a scan
+        # of the model's every row per key listed (3 s a page at 10,000 keys) when its
+        # statistics were older than a bulk of new keys; this is one index probe per key
+        # whatever the statistics say.
         where.append(
-            f"NOT EXISTS (SELECT 1 FROM {table} AS n WHERE n.{model} = v.{model} "
-            f"AND n.{key} = v.{key} AND n.{version} > v.{version})"
+            f"v.{version} = (SELECT MAX(n.{version}) FROM {table} AS n "
+            f"WHERE n.{model} = v.{model} AND n.{key} = v.{key})"
         )
         sql = f"SELECT {columns} FROM {table} AS v WHERE {' AND '.join(where)} ORDER BY v.{key}"
         return f"{sql} LIMIT {mark}" if limit else sql
@@ -88,6 +103,13 @@ class RegistryQueries:
             field.name: field.python_value(value)
             for field, value in zip(self._meta_columns, found, strict=True)
         }
+
+    def _reading(self) -> Any:
+        """A read-only transaction: one snapshot of rows and aliases, without SQLite's write
+        lock (its transactions otherwise begin IMMEDIATE, see open_database)."""
+        if isinstance(self._db, peewee.SqliteDatabase):
+            return self._db.atomic(lock_type="DEFERRED")
+        return self._db.atomic()
 
     def _locked(self, query: peewee.ModelSelect) -> peewee.ModelSelect:
         """`query` locking the rows it reads until the transaction ends (PostgreSQL; SQLite's
@@ -127,9 +149,14 @@ class RegistryQueries:
             update={aliases.version: number, aliases.updated: now()},
         ).execute()
 
-    def _prune(self, model: str, key: str, keep: int) -> int:
-        """Delete the versions of a key beyond the newest `keep`, but none an alias points
-        at nor one RUNNING; returns how many."""
+    def _lock_older(self, model: str, key: str, keep: int) -> list[tuple[int, int, str]]:
+        """Lock the versions of a key beyond the newest `keep`: (id, number, status).
+
+        NOTE: locked newest first and before any alias row, the order every transaction
+        here takes its locks in, so two of them never wait on each other; and locked
+        before the aliases are read, so an alias moved to one of them either committed
+        first (and is seen) or waits for this transaction (and finds it gone).
+        """
         rows = self._rows
         older = (
             rows.select(rows.id, rows.version, rows.status)
@@ -137,17 +164,20 @@ class RegistryQueries:
             .order_by(rows.version.desc())
             .offset(keep)
         )
-        # Locked before the aliases are read: an alias moved to one of them meanwhile
-        # either committed first (and is seen) or waits for this transaction.
-        candidates = list(self._locked(older).tuples())
+        return list(self._locked(older).tuples())
+
+    def _prune(self, model: str, key: str, older: list[tuple[int, int, str]]) -> int:
+        """Delete the `older` versions (see _lock_older) no alias points at and not RUNNING;
+        returns how many."""
         aliased = self._alias_map(model, key)
         doomed = [
             row_id
-            for row_id, number, status in candidates
+            for row_id, number, status in older
             if status != Status.RUNNING.value and number not in aliased
         ]
         if not doomed:
             return 0
+        rows = self._rows
         return rows.delete().where(rows.id.in_(doomed)).execute()
 
     # -- Store -----------------------------------------------------------------------------
@@ -157,6 +187,8 @@ class RegistryQueries:
         self, model: str, key: str, *, limit: int | None = None, before: int | None = None
     ) -> Page:
         names(model, key)
+        _count(limit, "limit", 1)
+        _count(before, "before", 1)
         rows = self._rows
         where = (rows.model == model) & (rows.key == key)
         if before is not None:
@@ -164,7 +196,7 @@ class RegistryQueries:
         query = self._select().where(where).order_by(rows.version.desc())
         if limit is not None:
             query = query.limit(limit + 1)
-        with self._session(), self._db.atomic():
+        with self._session(), self._reading():
             found = list(query.dicts())
             by_number = self._alias_map(model, key) if found else {}
         more = limit is not None and len(found) > limit
@@ -180,7 +212,7 @@ class RegistryQueries:
         query = self._select().where(
             (rows.model == model) & (rows.key == key) & (rows.version == number)
         )
-        with self._session(), self._db.atomic():
+        with self._session(), self._reading():
             found = query.dicts().first()
             if found is None:
                 return None
@@ -209,6 +241,10 @@ class RegistryQueries:
     @guarded
     def set_alias(self, model: str, key: str, alias: str, number: int) -> Version:
         names(model, key, alias)
+        if not 0 < len(alias) <= ALIAS_LENGTH:
+            raise InvalidPayload(
+                f"alias must have 1 to {ALIAS_LENGTH} characters, got {len(alias)}", "alias"
+            )
         with self._session(), self._db.atomic():
             found = self._lock_version(model, key, number)
             if found is None:
@@ -270,8 +306,17 @@ class RegistryQueries:
         status: Status | None = None,
     ) -> Page:
         names(model)
+        _count(limit, "limit", 1)
         if after is not None and "\x00" in after:
             raise InvalidPayload("after must not contain NUL characters", "after")
+        if status is not None:
+            try:
+                status = Status(status)
+            except ValueError:
+                raise InvalidPayload(
+                    f"status must be one of {', '.join(s.value for s in Status)}, got {status!r}",
+                    "status",
+                ) from None
         shape = (after is not None, status is not None, limit is not None)
         sql = self._keys_sql.get(shape) or self._keys_sql.setdefault(
             shape, self._compile_keys(*shape)
@@ -280,7 +325,7 @@ class RegistryQueries:
         if after is not None:
             params.append(after)
         if status is not None:
-            params.append(Status(status).value)
+            params.append(status.value)
         if limit is not None:
             params.append(limit + 1)
         with self._session():

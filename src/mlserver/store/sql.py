@@ -40,12 +40,12 @@ from mlserver.store.registry_sql import RegistryQueries
 
 __all__ = ["SQLStore"]
 
+INTERRUPTED = "interrupted: the process running this job stopped before it finished"
+
 
 def _json(value: Mapping[str, Any]) -> str:
     return orjson.dumps(value, default=str).decode()
 
-
-INTERRUPTED = "interrupted: the process running this job stopped before it finished"
 
 #: The slowest transfer a blob statement is given time for, on top of the timeout (a 200 MiB
 #: blob took 21 s to store on PostgreSQL on a loaded 2-core machine: ~10 MiB/s).
@@ -53,8 +53,9 @@ _BLOB_BYTES_PER_SECOND = 4 * 1024 * 1024
 
 
 class SQLStore(RegistryQueries, Store):
-    """A Store on any database peewee's `playhouse.db_url` reads; the schema is created on
-    first use. Connections come from a pool on every backend; SQLite runs in WAL mode."""
+    """A Store on any database peewee's `playhouse.db_url` reads; the schema is created or
+    migrated (mlserver.store.migrations) by `prepare` or on first use. Connections come from
+    a pool on every backend; SQLite runs in WAL mode."""
 
     def __init__(
         self,
@@ -270,6 +271,7 @@ class SQLStore(RegistryQueries, Store):
             if found is None:
                 return False
             model, key = found["model"], found["key"]
+            older = self._lock_older(model, key, keep_versions) if keep_versions else []
             served = self._resolve_row(model, key, SERVED)
             promoted, reason = decide(
                 promote,
@@ -293,8 +295,8 @@ class SQLStore(RegistryQueries, Store):
             ).where(rows.id == version_id).execute()
             if promoted:
                 self._point(model, key, SERVED, found["version"])
-            if keep_versions:
-                self._prune(model, key, keep_versions)
+            if older:
+                self._prune(model, key, older)
         return True
 
     @_guarded
