@@ -16,10 +16,13 @@ import conftest
 from mlserver.client import (
     BadRequest,
     Conflict,
+    Forbidden,
     ModelClient,
     NotFound,
     NotRunning,
+    TrainingFailed,
 )
+from mlserver.http.auth import hash_token
 from support import ServerProcess, classification, regression, wait_until
 
 
@@ -253,3 +256,38 @@ def test_refusals_are_typed_and_change_nothing(server, name):
         client.fit(x, -y, name=name, retrain=True, promote="never")
         assert client.delete_version(key, 2) == {"model-key": key, "version": 2, "deleted": 1}
         assert [v["version"] for v in client.versions(key)] == [1]
+
+        with pytest.raises(TrainingFailed) as training:
+            client.fit(x, y, name=name, retrain=True, algkwargs={"epochs": 1})
+        broken = training.value.version
+        with pytest.raises(Conflict) as failed:
+            client.predict(x, key, version=broken)
+        assert failed.value.status == "FAILED"
+        with pytest.raises(Conflict):
+            client.set_alias(key, "served", broken)
+        assert client.aliases(key) == {"served": 1}
+
+
+def test_tokens_read_with_predict_and_move_aliases_with_train(tmp_path, name):
+    """A predict token reads the history and aliases but cannot move an alias (Forbidden);
+    a predict and train token can."""
+    x, y = regression(rows=20)
+    reader, trainer = "reader-token", "trainer-token"
+    tokens = f"{hash_token(reader)} predict;{hash_token(trainer)} predict,train"
+    server = ServerProcess(f"sqlite:///{tmp_path / 'models.db'}", "--tokens", tokens)
+    try:
+        with ModelClient(server.url, "linreg", token=trainer) as training:
+            key = training.fit(x, y, name=name)
+            training.fit(x, -y, name=name, retrain=True, promote="never")
+            with ModelClient(server.url, "linreg", token=reader) as reading:
+                assert [v["version"] for v in reading.versions(key)] == [2, 1]
+                assert reading.aliases(key) == {"served": 1}
+                with pytest.raises(Forbidden):
+                    reading.set_alias(key, "served", 2)
+                with pytest.raises(Forbidden):
+                    reading.delete_version(key, 2)
+                assert reading.predict(x, key).attrs["version"] == 1
+            training.set_alias(key, "served", 2)
+            assert training.predict(x, key).attrs["version"] == 2
+    finally:
+        server.stop()
