@@ -16,7 +16,7 @@ import pytest
 from playhouse import db_url
 
 from mlserver.store import SQLStore
-from mlserver.store._tables import TABLE_NAME
+from mlserver.store._tables import ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME
 from support import ServerProcess
 
 POSTGRES_URL = os.environ.get("MLSERVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -25,11 +25,12 @@ BACKENDS = os.environ.get("MLSERVER_TEST_BACKENDS", "sqlite,postgresql").split("
 
 
 def _reset_postgres() -> str | None:
-    """Drop the versions table so each test starts empty; the reason it cannot, if any."""
+    """Drop the store's tables so each test starts empty; the reason it cannot, if any."""
     try:
         db = db_url.connect(POSTGRES_URL)
         with db.connection_context():
-            db.execute_sql(f"DROP TABLE IF EXISTS {TABLE_NAME}")
+            for table in (TABLE_NAME, ALIAS_TABLE, SCHEMA_TABLE):
+                db.execute_sql(f"DROP TABLE IF EXISTS {table}")
     except peewee.OperationalError as exc:
         return f"PostgreSQL at {POSTGRES_URL} is not reachable: {str(exc).strip()}"
     return None

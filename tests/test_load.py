@@ -128,7 +128,7 @@ def test_predictions_under_retrain_and_churn_see_only_documented_answers(sqlite_
     store = SQLStore(sqlite_url)
     try:
         seen = {v for versions in hot_versions.values() for v in versions}
-        statuses = {v.version: v.status.value for v in store.versions("slow", hot)}
+        statuses = {v.version: v.status.value for v in store.versions("slow", hot).items}
         assert {v: statuses.get(v) for v in seen} == dict.fromkeys(seen, "FINISHED")
     finally:
         store.close()

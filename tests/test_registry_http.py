@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
+import subprocess
 import time
 
 import joblib
@@ -24,8 +26,10 @@ from mlserver.pool import ProcessPool
 from mlserver.scoring import seed_of
 from mlserver.store import SQLStore
 from support import (
+    ML_SERVER,
     Endless,
     Slow,
+    assert_startup_error,
     classification,
     fit_body,
     in_process,
@@ -35,6 +39,7 @@ from support import (
     registry,
     regression,
     request,
+    server_environment,
     settled,
     status,
     train,
@@ -576,3 +581,46 @@ def test_every_history_route_is_in_the_openapi_document(client):
     schemas = get(client, "/openapi.json").json["components"]["schemas"]
     assert {"promote", "validation", "scoring"} <= set(schemas["FitRequest"]["properties"])
     assert {"version", "alias"} <= set(schemas["PredictRequest"]["properties"])
+
+
+def test_a_cancel_through_another_replica_drops_the_job_where_it_runs(postgres_url):
+    """Replica two cancels a fit replica one runs: the version is FAILED "cancelled" at
+    once, and replica one's heartbeat finds it and lets the job go (its result discarded)."""
+    x, y = regression()
+    quick = {"heartbeat_seconds": 0.2, "lease_seconds": 5.0}
+    with (
+        in_process(models(), postgres_url, **quick) as one,
+        in_process(models(), postgres_url, **quick) as two,
+    ):
+        body = fit_body(x, y, name="far", algkwargs={"seconds": 2.0})
+        key = request(one, "PUT", "slow", json=body).json["model-key"]
+        jobs = one.app.service.jobs
+        assert jobs.running == 1
+        assert two.simulate_delete(f"/slow/{key}/versions/1").json["cancelled"] is True
+        wait_until(lambda: jobs.running == 0, timeout=1.5)  # before the fit could end
+        time.sleep(2.5)  # the thread's fit returns; nothing is stored
+        after = get(one, f"/slow/{key}/versions/1").json
+        assert (after["status"], after["error"], after["size"]) == ("FAILED", "cancelled", None)
+
+
+@pytest.mark.slow
+def test_a_server_refuses_a_database_from_a_newer_release_at_start_up(tmp_path):
+    """`ml-server serve` on a database whose schema version is above this release's exits
+    with one line naming both versions, before it listens, and leaves the database as it
+    was."""
+    path = tmp_path / "models.db"
+    store = SQLStore(f"sqlite:///{path}")
+    store.prepare()
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE mlserver_schema SET version = 3")
+    done = subprocess.run(
+        [*ML_SERVER, "serve", "--store", f"sqlite:///{path}", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=server_environment(),
+    )
+    assert_startup_error(done, "database schema version 3 is newer than this mlserver's (2)")
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM mlserver_schema").fetchall() == [(3,)]

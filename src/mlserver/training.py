@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from sklearn.base import is_classifier
 
+from mlserver.scoring import holdout, score
 from mlserver.serializers.base import Serializer
 from mlserver.store.base import Artifact
 from mlserver.wrapper import ModelWrapper
@@ -58,21 +60,37 @@ class TrainingTask:
 
 
 def train(task: TrainingTask) -> Artifact:
-    """Fit (or update) and serialize; any exception is the job's failure."""
+    """Fit (or update) and serialize; any exception is the job's failure (a score's error is
+    recorded with the score instead).
+
+    With `validation`, the model is fitted on the other rows and scored on the held-out
+    ones (`Artifact.metrics["validation"]`); with `prequential`, an update first scores its
+    base on the new rows (`metrics["prequential"]`).
+    """
     wrapper = task.wrapper
     serializer = wrapper.get_serializer()
+    metrics: dict[str, Any] = {}
+    x, y = task.x, task.y
     started = time.perf_counter()
     # A fit or update that returns None changed the model in place, as sklearn's do.
     if task.base_blob is None:
-        fitted = wrapper.fit(task.model, task.x, task.y, **task.algkwargs)
+        if task.validation is not None:
+            x, y, held_x, held_y = holdout(
+                x, y, task.validation, task.seed, is_classifier(task.model)
+            )
+        fitted = wrapper.fit(task.model, x, y, **task.algkwargs)
         fitted = task.model if fitted is None else fitted
+        if task.validation is not None:
+            metrics["validation"] = score(fitted, held_x, held_y, task.scoring)
     else:
         base = (task.base_serializer or serializer).loads_for_update(task.base_blob)
-        fitted = wrapper.update(base, task.x, task.y)
+        if task.prequential and y is not None:  # test, then train
+            metrics["prequential"] = score(base, x, y, task.scoring)
+        fitted = wrapper.update(base, x, y)
         fitted = base if fitted is None else fitted
     seconds = time.perf_counter() - started
     blob = serializer.dumps(fitted, task.schema)
-    serializer.verify(fitted, blob, task.x)  # e.g. ONNX: same answers on the training rows
+    serializer.verify(fitted, blob, x)  # e.g. ONNX: same answers on the rows it learnt from
     return Artifact(
         blob=blob,
         sha256=hashlib.sha256(blob).hexdigest(),
@@ -80,8 +98,9 @@ def train(task: TrainingTask) -> Artifact:
         metadata={
             "training_seconds": round(seconds, 6),
             "serialized_bytes": len(blob),
-            "user": dict(wrapper.metadata(fitted, task.x, task.y) or {}),
+            "user": dict(wrapper.metadata(fitted, x, y) or {}),
         },
+        metrics=metrics,
     )
 
 
