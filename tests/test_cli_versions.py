@@ -100,6 +100,14 @@ def test_an_unknown_key_is_one_line_and_exit_1(history, capsys):
     assert "of model linreg has no versions" in capsys.readouterr().err
 
 
+def test_a_key_no_store_can_hold_is_a_usage_error(history, capsys):
+    """A KEY with a NUL character is one line naming the model-key, exit 2, no traceback."""
+    url, _, _ = history
+    assert main(["versions", "logreg", "a\x00b", "--store", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mlserver: error: model-key must not") and "Traceback" not in err
+
+
 def test_a_missing_sqlite_file_is_refused_not_created(tmp_path, capsys):
     """A store file that does not exist is a usage error (exit 2), and stays absent."""
     missing = tmp_path / "typo.db"

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from mlserver.cli.logs import say
 from mlserver.cli.store import open_store, public_url
 from mlserver.config import ENV_PREFIX, Settings
-from mlserver.errors import ConfigurationError
+from mlserver.errors import ConfigurationError, InvalidPayload, StoreError
 from mlserver.http.answers import version_body
 from mlserver.store import SQLStore
 from mlserver.store.base import Version
@@ -24,8 +24,10 @@ __all__ = ["DEFAULT_STORE", "EXIT_UNKNOWN", "add_parser", "run"]
 
 #: The store `ml-server serve` uses by default, so both find the same file.
 DEFAULT_STORE = "sqlite:///mlserver.db"
-#: Exit code when the store has no versions of the key.
+#: Exit code when the store has no versions of the key, or failed while it was read.
 EXIT_UNKNOWN = 1
+#: Exit code of a MODEL or KEY no store can hold (as for other usage errors).
+EXIT_USAGE = 2
 # Versions read from the store per query when no --limit bounds them.
 _PAGE = 500
 _HEADER = ("VERSION", "STATUS", "ALIASES", "FINISHED", "VALIDATION", "SIZE")
@@ -67,30 +69,40 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """List the versions; exit 1 if the key has none, 2 for a store that cannot be opened."""
+    """List the versions; exit 1 if the key has none, 2 for a store that cannot be opened
+    or a MODEL or KEY no store can hold."""
     url = args.store or os.environ.get(ENV_PREFIX + "STORE") or DEFAULT_STORE
     _check_file(url)
     store = open_store(url, Settings())
     try:
-        versions, more = _read(store, args.model, args.key, args.limit)
-        if not versions:
-            say(
-                sys.stderr,
-                f"error: model-key {args.key} of model {args.model} has no versions "
-                f"in store {public_url(url)}",
-            )
-            return EXIT_UNKNOWN
-        if args.json:
-            for version in versions:
-                print(json.dumps(version_body(version)))
-            return 0
-        aliases = store.aliases(args.model, args.key)
-        _table(sys.stdout, versions, aliases)
-        if more:
-            print(f"(older versions not shown: --limit {args.limit})")
-        return 0
+        return _show(store, url, args)
+    except InvalidPayload as exc:
+        say(sys.stderr, f"error: {exc}")
+        return EXIT_USAGE
+    except StoreError as exc:
+        say(sys.stderr, f"error: reading store {public_url(url)} failed: {exc}")
+        return EXIT_UNKNOWN
     finally:
         store.close()
+
+
+def _show(store: SQLStore, url: str, args: argparse.Namespace) -> int:
+    versions, more = _read(store, args.model, args.key, args.limit)
+    if not versions:
+        say(
+            sys.stderr,
+            f"error: model-key {args.key} of model {args.model} has no versions "
+            f"in store {public_url(url)}",
+        )
+        return EXIT_UNKNOWN
+    if args.json:
+        for version in versions:
+            print(json.dumps(version_body(version)))
+        return 0
+    _table(sys.stdout, versions, store.aliases(args.model, args.key))
+    if more:
+        print(f"(older versions not shown: --limit {args.limit})")
+    return 0
 
 
 def _check_file(url: str) -> None:
