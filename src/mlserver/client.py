@@ -17,7 +17,7 @@ MLServerError                   (mlserver.errors)
     │   ├── BadRequest          400: a parameter is missing, malformed or unknown
     │   ├── Unauthorized        401: no valid token (pass `token=`)
     │   ├── Forbidden           403: the token lacks the scope this call needs
-    │   ├── NotFound            404: unknown model, or a model-key with no versions
+    │   ├── NotFound            404: an unknown model, model-key, version or alias
     │   ├── MethodNotAllowed    405: the model does not take that verb (e.g. no update)
     │   ├── Conflict            409: the key's state forbids it (not ready, not servable, an
     │   │                            alias points at the version); `status` says which
