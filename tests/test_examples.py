@@ -100,3 +100,26 @@ def test_bulk_arrow_trains_and_scores_as_arrow():
     )
     assert agreement and float(agreement.group(1)) >= 0.999
     assert re.search(r"^10,000 rows per request: Arrow [\d.]+ ms, JSON [\d.]+ ms", out, re.M)
+
+
+def test_registry_keeps_the_better_version_and_rolls_back():
+    """A worse refit is kept but not served, a candidate serves once `served` moves to it,
+    moving `served` back rolls back, and a running fit is cancelled."""
+    out = run("registry.py")
+    assert re.search(r"^candidate: version 3, \[[01, ]+\]$", out, re.M)
+    history = re.findall(r"^version (\d) FINISHED (\[[^]]*\]) (\S+): (.*)$", out, re.M)
+    assert [(v, aliases) for v, aliases, _, _ in history] == [
+        ("3", "[]"),
+        ("2", "[]"),
+        ("1", "['served']"),
+    ]
+    scores = {v: score for v, _, score, _ in history}
+    assert float(scores["1"]) > 0.9 and float(scores["2"]) < float(scores["1"])
+    assert scores["3"] == "-"  # fitted without validation
+    reasons = {v: reason for v, _, _, reason in history}
+    assert reasons["2"].startswith("validation score ") and "a candidate" in reasons["2"]
+    assert reasons["3"].startswith("promote=never")
+    assert "served after promoting: version 3" in out
+    assert "served after rolling back: version 1" in out
+    assert "aliases: {'served': 1}" in out
+    assert re.search(r"^cancelled version 1: cancelled", out, re.M)

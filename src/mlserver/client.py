@@ -1,8 +1,10 @@
-"""`ModelClient`: fit, predict, update, status and delete over HTTP, the way estimators do.
+"""`ModelClient`: fit, predict, update, status and delete over HTTP, the way estimators do,
+plus a key's version history and aliases (`mlserver.client_history`).
 
     with ModelClient("http://127.0.0.1:8080", "logistic") as client:
         key = client.fit(x_train, y_train)        # PUT, then polls GET until training ends
         labels = client.predict(x_test, key)      # POST: a Series aligned to x_test.index
+        client.set_alias(key, "served", 1)        # roll back to version 1
 
 Frames travel as JSON values in orient "split", written with `mlserver.frames.encode_frame`, so
 floats keep full float64 precision and the index survives (pandas' `to_json` keeps only 10
@@ -15,22 +17,24 @@ MLServerError                   (mlserver.errors)
     │   ├── BadRequest          400: a parameter is missing, malformed or unknown
     │   ├── Unauthorized        401: no valid token (pass `token=`)
     │   ├── Forbidden           403: the token lacks the scope this call needs
-    │   ├── NotFound            404: unknown model, or a model-key with no versions
+    │   ├── NotFound            404: an unknown model, model-key, version or alias
     │   ├── MethodNotAllowed    405: the model does not take that verb (e.g. no update)
-    │   ├── Conflict            409: the key is not ready or not servable; `status` says which
+    │   ├── Conflict            409: the key's state forbids it (not ready, not servable, an
+    │   │                            alias points at the version); `status` says which
     │   ├── RequestTooLarge     413: the body is above the server's limit
     │   ├── UnsupportedMedia    415: the body is not JSON
     │   ├── Unprocessable       422: x does not fit the model (e.g. other columns)
     │   └── ServerFailure       5xx: a bug, or the server's database is unreachable
     ├── TrainingFailed          the version being waited for ended FAILED
-    └── WaitTimeout             the version was still RUNNING when the wait ran out
+    ├── WaitTimeout             the version was still RUNNING when the wait ran out
+    └── NotRunning              `cancel` found no RUNNING version to cancel
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import IO, Any
 from urllib.parse import quote
@@ -48,6 +52,7 @@ from mlserver.client_errors import (
     Forbidden,
     MethodNotAllowed,
     NotFound,
+    NotRunning,
     RequestTooLarge,
     ServerError,
     ServerFailure,
@@ -59,6 +64,7 @@ from mlserver.client_errors import (
     os_reason,
     server_error,
 )
+from mlserver.client_history import HistoryCalls
 from mlserver.frames.encode import dumps, encode_frame
 
 __all__ = [
@@ -71,6 +77,7 @@ __all__ = [
     "MethodNotAllowed",
     "ModelClient",
     "NotFound",
+    "NotRunning",
     "RequestTooLarge",
     "ServerError",
     "ServerFailure",
@@ -123,7 +130,7 @@ def _encode_y(y: pd.Series | pd.DataFrame) -> Any:
 # The client
 
 
-class ModelClient:
+class ModelClient(HistoryCalls):
     """One model of an mlserver, used like an estimator: `fit` returns a key, `predict` uses it.
 
     Args:
@@ -177,6 +184,9 @@ class ModelClient:
         retrain: bool = False,
         modkwargs: Mapping[str, Any] | None = None,
         algkwargs: Mapping[str, Any] | None = None,
+        promote: str | None = None,
+        validation: float | None = None,
+        scoring: str | None = None,
         wait: bool = True,
         wait_timeout: float | None = None,
         progress: bool = False,
@@ -184,9 +194,12 @@ class ModelClient:
         """Train on the server (PUT) and return the model-key.
 
         The same data and kwargs give the same key, and train only once unless `retrain`;
-        `name` derives the key from the name instead. With `wait`, polls until the version is
-        no longer RUNNING, at most `wait_timeout` seconds (None: no limit), printing progress to
-        stderr if `progress`.
+        `name` derives the key from the name instead. `promote` says when the new version
+        becomes `served` ("always", the server's default, "if-better" or "never");
+        `validation` holds out that share of the rows (in (0, 0.5]) and scores the fit on
+        them, with the scikit-learn scorer `scoring` (default: the model's own `score`).
+        With `wait`, polls until the version is no longer RUNNING, at most `wait_timeout`
+        seconds (None: no limit), printing progress to stderr if `progress`.
 
         Raises:
             TrainingFailed: the version ended FAILED (carries the server's error text).
@@ -204,6 +217,7 @@ class ModelClient:
             body["modkwargs"] = dict(modkwargs)
         if algkwargs:
             body["algkwargs"] = dict(algkwargs)
+        _add(body, promote=promote, validation=validation, scoring=scoring)
         started = time.monotonic()
         state = self._request("PUT", body=body)
         key: str = state["model-key"]
@@ -212,22 +226,34 @@ class ModelClient:
         return key
 
     def predict(
-        self, x: pd.DataFrame, key: str, method: str = "predict"
+        self,
+        x: pd.DataFrame,
+        key: str,
+        method: str = "predict",
+        *,
+        version: int | None = None,
+        alias: str | None = None,
     ) -> pd.Series | pd.DataFrame:
-        """Predict with the newest finished version of `key` (POST), aligned to `x.index`.
+        """Predict with the served version of `key` (POST), aligned to `x.index`; or with
+        version number `version`, or the version `alias` names (not both).
 
         One output column comes back as a Series named after the training target, several as a
         DataFrame (e.g. `method="predict_proba"`: a column per class); floats at full float64
-        precision. `attrs["version"]` says which version answered (an older one while a retrain
-        runs), `attrs["warnings"]` what the server warned about (e.g. library-version skew).
+        precision. `attrs["version"]` says which version answered (not a newer candidate, nor
+        one still training), `attrs["warnings"]` what the server warned about (e.g.
+        library-version skew).
 
         Raises:
-            Conflict: no version of the key has finished yet (`status` RUNNING or FAILED).
+            Conflict: no version of the key has finished yet (`status` RUNNING or FAILED), or
+                `version` is not FINISHED.
+            NotFound: no such `version` or `alias`.
+            BadRequest: both `version` and `alias`.
             Unprocessable: x does not fit the model, e.g. other columns than in training.
         """
         body: dict[str, Any] = {"x": _encode_x(x), "orient": _ORIENT, "model-key": key}
         if method != "predict":
             body["method"] = method
+        _add(body, version=version, alias=alias)
         answer = self._request("POST", body=body)
         frame = _answer_frame(answer["y"]).set_axis(x.index, axis=0)
         result: pd.Series | pd.DataFrame = frame.iloc[:, 0] if frame.shape[1] == 1 else frame
@@ -242,13 +268,16 @@ class ModelClient:
         y: pd.Series | pd.DataFrame | None,
         key: str,
         *,
+        promote: str | None = None,
         wait: bool = True,
         wait_timeout: float | None = None,
         progress: bool = False,
     ) -> int:
-        """Update the newest finished version with new data (PATCH); return the new version.
+        """Update the served version with new data (PATCH); return the new version.
 
-        Waits for the update like `fit` does, with the same options and exceptions.
+        `promote` as for `fit`. With `y`, the server scores the served version on the new
+        rows before it learns from them (`metrics["prequential"]` of the new version). Waits
+        for the update like `fit` does, with the same options and exceptions.
 
         Raises:
             MethodNotAllowed: the model has no update.
@@ -257,6 +286,7 @@ class ModelClient:
         body: dict[str, Any] = {"x": _encode_x(x), "orient": _ORIENT, "model-key": key}
         if y is not None:
             body["y"] = _encode_y(y)
+        _add(body, promote=promote)
         started = time.monotonic()
         state = self._request("PATCH", body=body)
         if wait:
@@ -271,33 +301,55 @@ class ModelClient:
         """Delete every version of `key`; returns how many there were."""
         return int(self._request("DELETE", params={"model-key": key})["deleted"])
 
-    def keys(self) -> list[dict[str, Any]]:
-        """The newest version of every key of this model (model-key, status, version, finished)."""
-        return list(self._request("GET")["keys"])
+    def keys(self, status: str | None = None) -> list[dict[str, Any]]:
+        """The newest version of every key of this model (model-key, status, version,
+        finished), keys in ascending order, every page; only those whose newest version has
+        `status` (RUNNING, FINISHED or FAILED) when given."""
+        return list(self.iter_keys(status))
+
+    def iter_keys(
+        self, status: str | None = None, page_size: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """`keys`, one page of `page_size` keys (1..1000) asked for at a time, as consumed."""
+        params: dict[str, str] = {"limit": str(page_size)}
+        if status is not None:
+            params["status"] = status
+        while True:
+            page = self._request("GET", params=params)
+            yield from page["keys"]
+            if page.get("next") is None:
+                return
+            params["after"] = str(page["next"])
 
     # -- plumbing --------------------------------------------------------------------------
 
     def _request(
         self,
         method: str,
-        *,
+        *path: str | int,
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> Any:
-        """One request; the decoded JSON answer, or the typed exception for a failure."""
-        answer = self._send(method, params, body)
+        """One request to the model's route, or to `path` below it (each part quoted); the
+        decoded JSON answer, or the typed exception for a failure."""
+        url = "/".join([self.endpoint, *(quote(str(part), safe="") for part in path)])
+        answer = self._send(method, url, params, body)
         if answer.status_code >= 400:
             raise server_error(answer)
         try:
             return orjson.loads(answer.content)
         except orjson.JSONDecodeError:
             raise ClientError(
-                f"{method} {self.endpoint} answered {answer.status_code} without JSON: "
+                f"{method} {url} answered {answer.status_code} without JSON: "
                 f"{answer.content[:200]!r}"
             ) from None
 
     def _send(
-        self, method: str, params: Mapping[str, str] | None, body: Mapping[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
     ) -> Answer:
         """Send one request and read the whole answer.
 
@@ -310,7 +362,7 @@ class ModelClient:
         try:
             with self._session.request(
                 method,
-                self.endpoint,
+                url,
                 params=params,
                 data=data,
                 headers=headers,
@@ -321,14 +373,14 @@ class ModelClient:
                 )
         except requests.Timeout as exc:
             raise ConnectionFailed(
-                f"{method} {self.endpoint}: no answer within {self.timeout:g} s", self.endpoint
+                f"{method} {url}: no answer within {self.timeout:g} s", url
             ) from exc
         except requests.ConnectionError as exc:
             raise ConnectionFailed(
-                f"cannot reach mlserver at {self.endpoint}: {os_reason(exc)}", self.endpoint
+                f"cannot reach mlserver at {url}: {os_reason(exc)}", url
             ) from exc
         except requests.RequestException as exc:
-            raise ClientError(f"{method} {self.endpoint} failed: {exc}") from exc
+            raise ClientError(f"{method} {url} failed: {exc}") from exc
 
     def _wait(
         self,
@@ -365,6 +417,12 @@ class ModelClient:
             file=stream,
             flush=True,
         )
+
+
+def _add(body: dict[str, Any], **optional: Any) -> None:
+    """Put the `optional` parameters that are given into `body`: None leaves the server's
+    default."""
+    body.update((name, value) for name, value in optional.items() if value is not None)
 
 
 def _answer_frame(y: Any) -> pd.DataFrame:

@@ -20,6 +20,7 @@ __all__ = [
     "Forbidden",
     "MethodNotAllowed",
     "NotFound",
+    "NotRunning",
     "RequestTooLarge",
     "ServerError",
     "ServerFailure",
@@ -81,7 +82,7 @@ class Forbidden(ServerError):
 
 
 class NotFound(ServerError):
-    """404: the model is not registered, or the model-key has no versions."""
+    """404: the model is not registered, or the model-key, version or alias does not exist."""
 
 
 class MethodNotAllowed(ServerError):
@@ -94,7 +95,8 @@ class MethodNotAllowed(ServerError):
 
 
 class Conflict(ServerError):
-    """409: the key's state forbids the request; `status` is the blocking status."""
+    """409: the key's state forbids the request (not ready, not servable, a version an alias
+    points at, the `served` alias); `status` is the blocking status when there is one."""
 
     @property
     def status(self) -> str | None:
@@ -145,6 +147,20 @@ class WaitTimeout(ClientError):
         super().__init__(
             f"model-key {key} version {self.state.get('version')} still "
             f"{self.state.get('status')} after {seconds:g} s; training continues on the server"
+        )
+
+
+class NotRunning(ClientError):
+    """`cancel` found the version FINISHED or FAILED: there is no job to cancel; `state` is
+    what the server reported."""
+
+    def __init__(self, key: str, state: Mapping[str, Any]) -> None:
+        self.key = key
+        self.state: dict[str, Any] = dict(state)
+        self.version: int | None = self.state.get("version")
+        super().__init__(
+            f"model-key {key} version {self.version} is {self.state.get('status')}, "
+            "not RUNNING: nothing to cancel"
         )
 
 

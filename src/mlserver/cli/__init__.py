@@ -7,7 +7,8 @@ public parts (`create_app`, `SQLStore`, `Settings`), so a server started by hand
 Modules: `main` (the parser and the entry point), `options` (flags and variables), `target`
 (loading TARGET), `store` (opening the store URL), `serve` (one waitress process), `loop`
 (waitress' event loop, its refusals and signals), `workers` (gunicorn), `executors` (process
-pool and Dask), `logs` (the log format and the lines for people).
+pool and Dask), `versions` (a key's history, read from the store), `logs` (the log format and
+the lines for people).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from mlserver.cli.logs import PROG, reader_gone, say
 from mlserver.cli.options import SERVE_OPTIONS, add_flags
 from mlserver.cli.serve import serve
+from mlserver.cli.versions import add_parser as add_versions
 from mlserver.config import settings_options
 from mlserver.errors import ConfigurationError
 from mlserver.version import mlserver_version
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         description="List the models `ml-server serve` offers without a TARGET.",
     )
     listing.set_defaults(run=_list_catalog)
+    add_versions(commands)
     return parser
 
 
@@ -88,7 +90,8 @@ def _list_catalog(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `ml-server`; returns the exit code (2 for anything the user can fix)."""
+    """Run `ml-server`; returns the exit code (2 for anything the user can fix at start-up,
+    1 for a model-key `versions` does not find)."""
     parser = _parser()
     try:
         args = parser.parse_args(argv)
