@@ -51,7 +51,7 @@ def read_versions(url: str, *, blobs: bool = False) -> dict[Row, dict[str, Any]]
         found = {}
         for model in MODELS:
             for newest in store.keys(model).items:
-                for v in store.versions(model, newest.key):
+                for v in store.versions(model, newest.key).items:
                     finished = blobs and v.status is Status.FINISHED
                     found[(model, v.key, v.version)] = {
                         "status": v.status.value,

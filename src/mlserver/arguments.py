@@ -23,6 +23,8 @@ __all__ = [
     "whole_number",
 ]
 
+#: The largest number a version, page size or cursor may be: a 32-bit database integer.
+_LARGEST = 2**31 - 1
 #: What model names may be (mlserver.registry), and so alias names too.
 _URL_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
 
@@ -80,17 +82,16 @@ def promote_policy(value: Any) -> str:
     return value
 
 
-def whole_number(
-    value: Any, parameter: str, *, minimum: int = 1, maximum: int | None = None
-) -> int:
-    """A positive integer; its decimal text is accepted, as query strings and paths carry it."""
+def whole_number(value: Any, parameter: str, *, minimum: int = 1, maximum: int = _LARGEST) -> int:
+    """A positive integer; its decimal text is accepted, as query strings and paths carry it.
+    At most what a database integer column holds, unless `maximum` is lower."""
     number = value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.isascii() and value.strip().isdigit():
         number = int(value)
     if isinstance(number, bool) or not isinstance(number, int):
         raise InvalidPayload(f"{parameter} must be an integer, got {value!r}", parameter)
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+    if number < minimum or number > maximum:
+        bound = f"between {minimum} and {maximum}"
         raise InvalidPayload(f"{parameter} must be {bound}, got {number}", parameter)
     return number
 

@@ -20,7 +20,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _number() -> dict[str, Any]:
-    return {"type": "integer", "minimum": 1}
+    return {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 
 def _object(properties: dict[str, Any], *required: str) -> dict[str, Any]:

@@ -101,8 +101,12 @@ def _fraction() -> dict[str, Any]:
     return {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5}
 
 
+def _page_size() -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": 1000}
+
+
 def _positive() -> dict[str, Any]:
-    return {"type": "integer", "minimum": 1}
+    return {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 
 def key_schema() -> dict[str, Any]:
@@ -222,7 +226,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         ("GET",),
         frozenset({QUERY}),
         "Key listing (without model-key): at most this many keys (1..1000; default 1000).",
-        _positive,
+        _page_size,
         _string(pattern="^[0-9]+$"),
     ),
     Parameter(
