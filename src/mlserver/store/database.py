@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import importlib
 import math
+import sqlite3
+import time
 from typing import Any
 
 import peewee
 from playhouse import db_url
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from mlserver.errors import ConfigurationError, StoreError
 from mlserver.store.deadlines import Deadlines
@@ -18,6 +20,30 @@ __all__ = ["PostgresPool", "open_database"]
 
 #: libpq's shortest `connect_timeout` (it reads 1 as 2).
 _MIN_CONNECT_SECONDS = 2
+
+
+class SqlitePool(PooledSqliteDatabase):
+    """SQLite's pool, whose new connections wait for a lock their pragmas need.
+
+    NOTE: switching a file to WAL needs a lock SQLite does not wait for: a second process
+    opening a database another one is creating at that moment got "database is locked"
+    at once. Each connection tries again, within the store's timeout.
+    """
+
+    def __init__(self, *args: Any, busy_seconds: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._busy_seconds = busy_seconds
+
+    def _set_pragmas(self, conn: Any) -> None:
+        deadline = time.monotonic() + self._busy_seconds
+        while True:
+            try:
+                super()._set_pragmas(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
 
 class PostgresPool(PooledPostgresqlDatabase):
@@ -112,12 +138,18 @@ def open_database(
         # NOTE: WAL lets readers run beside the one writer; IMMEDIATE transactions take the
         # write lock up front so concurrent claims wait (busy timeout) instead of deadlocking.
         pragmas = {
+            "busy_timeout": int(timeout * 1000),
             "journal_mode": "wal",
             "synchronous": "normal",
-            "busy_timeout": int(timeout * 1000),
         }
-        return db_url.connect(
-            url, pragmas=pragmas, lock_type="IMMEDIATE", check_same_thread=False, **pool
+        database = db_url.parse(url)["database"]
+        return SqlitePool(
+            database,
+            pragmas=pragmas,
+            lock_type="IMMEDIATE",
+            check_same_thread=False,
+            busy_seconds=timeout,
+            **pool,
         )
     if base != "postgresql":
         return db_url.connect(url, **pool)
