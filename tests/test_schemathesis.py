@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 MAX_EXAMPLES = 100
 #: For the 48 operations of the history and alias routes (6 per model): thin routes over a
 #: few store calls, each the same for every model.
-HISTORY_EXAMPLES = 25
+HISTORY_EXAMPLES = 10
 #: For the operations whose body may also be CSV, Arrow or Parquet (PUT, POST, PATCH): about
 #: 40% of their cases are tables, so JSON keeps most of the cases it had alone, at ~15 s more.
 TABLE_EXAMPLES = 130
