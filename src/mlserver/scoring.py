@@ -13,8 +13,6 @@ import math
 from typing import Any
 
 import pandas as pd
-from sklearn.metrics import get_scorer, get_scorer_names
-from sklearn.model_selection import train_test_split
 
 from mlserver.errors import InvalidPayload
 
@@ -60,6 +58,8 @@ def checked_scoring(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidPayload(f"scoring must be a scorer name, got {value!r}", "scoring")
+    from sklearn.metrics import get_scorer_names
+
     names = get_scorer_names()
     if value not in names:
         close = difflib.get_close_matches(value, names, n=3)
@@ -113,6 +113,10 @@ def holdout(
     that is impossible (a class with one member, fewer held-out rows than classes) the split
     is unstratified rather than refused.
     """
+    # NOTE: imported here, as the scorers below: scikit-learn's model_selection and metrics
+    # are ~130 modules a server that never scores need not carry (nor its collector scan).
+    from sklearn.model_selection import train_test_split
+
     arrays = [x] if y is None else [x, y]
     labels = _labels(y) if stratify else None
     parts = None
@@ -149,6 +153,8 @@ def score(model: Any, x: Any, y: Any, scoring: str | None) -> dict[str, Any]:
         if scoring is None:
             value = model.score(x) if y is None else model.score(x, y)
         else:
+            from sklearn.metrics import get_scorer
+
             value = get_scorer(scoring)(model, x, y)
         value = float(value)
     except Exception as exc:  # any scorer failure is recorded, not raised
