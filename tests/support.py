@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 import psycopg2
 import requests
+from playhouse import db_url
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegressor
 
 from mlserver import ModelWrapper, Registry, create_app, wrap_estimator
 from mlserver.serializers import Serializer
 from mlserver.store import SQLStore
-from mlserver.store._tables import TABLE_NAME
+from mlserver.store._tables import ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME
 
 
 class Slow(ModelWrapper):
@@ -282,6 +283,15 @@ def raw_sql(store_url: str, sql: str, params: tuple = ()) -> list[tuple]:
         return rows
     finally:
         connection.close()
+
+
+def drop_tables(url: str) -> None:
+    """Drop every table a store creates, for tests that need a database without a store."""
+    db = db_url.connect(url)
+    with db.connection_context():
+        for table in (ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME):
+            db.execute_sql(f"DROP TABLE IF EXISTS {table}")
+    db.close()
 
 
 def raw_integrity_errors() -> tuple[type[Exception], ...]:

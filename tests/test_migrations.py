@@ -23,19 +23,11 @@ from mlserver.store import SQLStore, Status
 from mlserver.store._tables import ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME
 from mlserver.store.base import SERVED, Artifact
 from mlserver.store.migrations import SCHEMA_VERSION, schema_version
+from support import drop_tables
 
 DATA = Path(__file__).parent / "data"
 MODEL = "linreg"
 NEWER = "database schema version 3 is newer than this mlserver's (2): upgrade mlserver"
-
-
-def drop_tables(url: str) -> None:
-    """Every table a store creates: the shared fixtures drop only the versions table."""
-    db = db_url.connect(url)
-    with db.connection_context():
-        for table in (ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME):
-            db.execute_sql(f"DROP TABLE IF EXISTS {table}")
-    db.close()
 
 
 def load_postgres_dump(url: str, path: Path) -> None:

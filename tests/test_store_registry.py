@@ -14,19 +14,11 @@ from playhouse import db_url
 
 from mlserver.errors import Conflict, InvalidPayload, KeyNotFound, NotReady, StaleBase
 from mlserver.store import SQLStore, Status, Version
-from mlserver.store._tables import ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME, make_version_table
+from mlserver.store._tables import TABLE_NAME, make_version_table
 from mlserver.store.base import SERVED, Artifact, Page
+from support import drop_tables
 
 LEASE = 30.0
-
-
-def drop_tables(url: str) -> None:
-    """Every table a store creates: the shared fixtures drop only the versions table."""
-    db = db_url.connect(url)
-    with db.connection_context():
-        for table in (ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME):
-            db.execute_sql(f"DROP TABLE IF EXISTS {table}")
-    db.close()
 
 
 @pytest.fixture

@@ -124,14 +124,18 @@ class RegistryQueries:
         found = self._locked(query).dicts().first()
         return found
 
-    def _alias_map(self, model: str, key: str) -> dict[int, list[str]]:
+    def _alias_rows(self, model: str, key: str) -> peewee.ModelSelect:
+        """(alias, version number) of a key's aliases, by name."""
         aliases = self._aliases
-        query = (
+        return (
             aliases.select(aliases.alias, aliases.version)
             .where((aliases.model == model) & (aliases.key == key))
             .order_by(aliases.alias)
             .tuples()
         )
+
+    def _alias_map(self, model: str, key: str) -> dict[int, list[str]]:
+        query = self._alias_rows(model, key)
         by_number: dict[int, list[str]] = collections.defaultdict(list)
         for name, number in query:
             by_number[number].append(name)
@@ -221,15 +225,8 @@ class RegistryQueries:
     @guarded
     def aliases(self, model: str, key: str) -> dict[str, int]:
         names(model, key)
-        aliases = self._aliases
-        query = (
-            aliases.select(aliases.alias, aliases.version)
-            .where((aliases.model == model) & (aliases.key == key))
-            .order_by(aliases.alias)
-            .tuples()
-        )
         with self._session():
-            return dict(query)
+            return dict(self._alias_rows(model, key))
 
     @guarded
     def resolve(self, model: str, key: str, alias: str = SERVED) -> Version | None:
