@@ -8,7 +8,7 @@ from typing import Any
 
 from mlserver.arguments import alias_name, model_key, status_filter, whole_number
 from mlserver.cache import ServedCache
-from mlserver.errors import Conflict, InvalidPayload, KeyNotFound, NotReady
+from mlserver.errors import InvalidPayload, KeyNotFound, NotReady
 from mlserver.jobs import Jobs
 from mlserver.registry import Registry
 from mlserver.store.base import SERVED, Page, Status, Store, Version
@@ -142,11 +142,7 @@ class Lifecycle:
         """Remove an alias; `served` cannot be removed (move it instead)."""
         key = self._key(name, key)
         alias = alias_name(alias)
-        if alias == SERVED:
-            raise Conflict(
-                f"the {SERVED!r} alias cannot be deleted: every key with a FINISHED version "
-                "has it; move it to another version instead"
-            )
+        # NOTE: `served` is refused by the store itself (Conflict), for every caller.
         if not self.store.delete_alias(name, key, alias):
             if self.store.newest(name, key) is None:
                 raise KeyNotFound(f"model-key {key!r} has no versions of {name!r}")

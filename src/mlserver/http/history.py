@@ -8,9 +8,9 @@ from typing import Any
 
 import falcon
 
-from mlserver.errors import InvalidPayload
 from mlserver.http.answers import send, version_body
 from mlserver.http.body import read_json
+from mlserver.http.parameters import given, merge_body
 from mlserver.service import Service
 
 __all__ = ["AliasResource", "AliasesResource", "VersionResource", "VersionsResource"]
@@ -31,25 +31,12 @@ class _Resource:
 
 
 def _params(req: falcon.Request, allowed: Iterable[str], max_bytes: int = 0) -> dict[str, Any]:
-    """The query string, and with `max_bytes` the JSON object body; unknown names are a 400
-    and a JSON null means "not given", as on `/{model}`."""
+    """The query string, and with `max_bytes` the JSON object body, read as on `/{model}`."""
     values: dict[str, Any] = dict(req.params)
     if max_bytes:
         media = (req.content_type or "").split(";")[0].strip().lower()
-        for name, value in read_json(req, max_bytes, media, lazy=False).items():
-            if name in values and values[name] != value:
-                raise InvalidPayload(f"{name} given twice with different values", name)
-            values[name] = value
-    values = {name: value for name, value in values.items() if value is not None}
-    allowed = sorted(allowed)
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        known = ", ".join(allowed) or "none"
-        raise InvalidPayload(
-            f"unknown parameter(s) for {req.method}: {', '.join(unknown)}; allowed: {known}",
-            unknown[0],
-        )
-    return values
+        merge_body(values, read_json(req, max_bytes, media, lazy=False))
+    return given(values, allowed, req.method)
 
 
 class VersionsResource(_Resource):

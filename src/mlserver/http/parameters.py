@@ -5,10 +5,11 @@ all read it, so they cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mlserver.errors import InvalidPayload
 from mlserver.store.base import PROMOTE
 
 __all__ = [
@@ -21,7 +22,9 @@ __all__ = [
     "TABLE_QUERY",
     "Parameter",
     "accepted",
+    "given",
     "key_schema",
+    "merge_body",
     "operation_of",
     "taken_by",
     "verbs_of",
@@ -279,6 +282,29 @@ def taken_by(verb: str, source: str | None = None) -> tuple[Parameter, ...]:
 def accepted(verb: str) -> frozenset[str]:
     """Every name (aliases included) `verb` reads from a JSON body or its query string."""
     return _ACCEPTED[verb]
+
+
+def merge_body(values: dict[str, Any], body: Mapping[str, Any]) -> None:
+    """Add the JSON body's members to the query string's `values`; a name in both must
+    have one value."""
+    for name, value in body.items():
+        if name in values and values[name] != value:
+            raise InvalidPayload(f"{name} given twice with different values", name)
+        values[name] = value
+
+
+def given(values: Mapping[str, Any], known: Iterable[str], verb: str) -> dict[str, Any]:
+    """The parameters given (a JSON null means "not given", for every parameter alike);
+    InvalidPayload naming the first one `verb` does not take, listing those it does."""
+    found = {name: value for name, value in values.items() if value is not None}
+    unknown = sorted(set(found) - set(known))
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise InvalidPayload(
+            f"unknown parameter(s) for {verb}: {', '.join(unknown)}; allowed: {allowed}",
+            unknown[0],
+        )
+    return found
 
 
 def verbs_of(operations: Iterable[str]) -> list[str]:

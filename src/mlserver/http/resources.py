@@ -19,6 +19,8 @@ from mlserver.http.parameters import (
     TABLE,
     TABLE_QUERY,
     accepted,
+    given,
+    merge_body,
     operation_of,
     taken_by,
     verbs_of,
@@ -49,20 +51,8 @@ class _Params:
         elif body:
             # A predict's x is decoded once its training schema is known (Service.predict).
             lazy = req.method == "POST"
-            for name, value in read_json(req, max_bytes, media, lazy).items():
-                if name in self.values and self.values[name] != value:
-                    raise InvalidPayload(f"{name} given twice with different values", name)
-                self.values[name] = value
-        # A JSON null means "not given", for every parameter alike.
-        self.values = {name: value for name, value in self.values.items() if value is not None}
-        known = accepted(req.method)
-        unknown = sorted(set(self.values) - known)
-        if unknown:
-            allowed = ", ".join(sorted(known))
-            raise InvalidPayload(
-                f"unknown parameter(s) for {req.method}: {', '.join(unknown)}; allowed: {allowed}",
-                unknown[0],
-            )
+            merge_body(self.values, read_json(req, max_bytes, media, lazy))
+        self.values = given(self.values, accepted(req.method), req.method)
 
     def _bulk(self, raw: bytes, kind: str, method: str, limits: BulkLimits) -> None:
         """x (and, with `target`, y) from an Arrow, Parquet or CSV body; the rest from the
