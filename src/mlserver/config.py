@@ -143,6 +143,15 @@ class Settings:
     #: Versions kept per key: after a version finishes, the oldest beyond the newest N are
     #: deleted, never one an alias points at nor one RUNNING (0: keep every version).
     keep_versions: int = 0
+    #: Store the decoded data of every fit and update (once per distinct content), so that
+    #: versions can be refitted and jobs a dead process left behind run again.
+    store_training_data: bool = True
+    #: Largest stored dataset, in bytes once encoded; a larger one is not stored (its
+    #: version can then not be refitted nor run again).
+    max_stored_data_bytes: int = 1024 * 1024 * 1024
+    #: Times a job may start in all: a RUNNING version whose process died runs again on a
+    #: live server while it has stored inputs and fewer attempts; then it is FAILED.
+    max_attempts: int = 3
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -206,6 +215,9 @@ _SETTING_HELP = {
     "database_timeout_seconds": "seconds a database call may wait before it answers 503",
     "max_decoded_bytes": "most bytes an Arrow, Parquet or CSV body may decode to (422 above it)",
     "keep_versions": "versions kept per key, aliased ones always (0: keep every version)",
+    "store_training_data": "store each fit's and update's data, for refits and re-runs",
+    "max_stored_data_bytes": "largest training dataset stored, in bytes once encoded",
+    "max_attempts": "times a job whose process died may start in all",
 }
 _MAY_BE_ZERO = frozenset({"freshness_seconds", "max_queued_jobs", "keep_versions"})
 

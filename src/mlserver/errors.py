@@ -15,6 +15,7 @@ MLServerError
 ├── PayloadTooLarge         the request body is above the configured limit
 ├── Overloaded              too many training jobs wait already; try again later
 ├── UnsupportedMediaType    the request body is not JSON
+├── NotStorable             training data the store cannot keep exactly (so it keeps none)
 ├── UnprocessableData       well-formed data the model cannot take
 │   └── SchemaMismatch      its columns differ from the training schema
 └── StoreError              the store failed or returned something it should not have
@@ -37,6 +38,7 @@ __all__ = [
     "NotExportable",
     "NotReady",
     "NotServable",
+    "NotStorable",
     "Overloaded",
     "PayloadTooLarge",
     "SchemaMismatch",
@@ -101,6 +103,12 @@ class UnsupportedOperation(MLServerError):
 class NotExportable(MLServerError):
     """A serializer cannot store this model so that it answers as the model does (e.g. its
     ONNX graph gives other answers on the training rows); the version becomes FAILED."""
+
+
+class NotStorable(MLServerError):
+    """Training data that its stored form would not give back exactly, or that is larger
+    than `max_stored_data_bytes`: the version trains as usual, without stored data (so it
+    cannot be refitted or run again)."""
 
 
 class PayloadTooLarge(MLServerError):

@@ -40,6 +40,7 @@ from mlserver.frames.rows import Rows
 from mlserver.frames.schema import Schema
 from mlserver.jobs import Jobs, TrainingTask
 from mlserver.lifecycle import Lifecycle
+from mlserver.lineage import Lineage
 from mlserver.loaded import Loaded, asked_method, serializer_for, verified_blob
 from mlserver.predictions import Prediction, model_output
 from mlserver.provenance import DEFAULT_TARGET, library_skew, training_metadata
@@ -107,6 +108,8 @@ class Service:
         )
         #: Version history, aliases, cancel and the paged key listing.
         self.lifecycle = Lifecycle(registry, store, self.served, self.jobs)
+        #: Stored training data, refits, and the keys a library upgrade affects.
+        self.lineage = Lineage()
         self.version = mlserver_version()
         self._libraries = {
             "python": platform.python_version(),

@@ -57,6 +57,8 @@ class TrainingTask:
     seed: int = 0
     #: Update: score the base on the new rows before it learns from them (prequential).
     prequential: bool = False
+    #: Refit: the (x, y) of each update of the history replayed, in order, after the fit.
+    updates: tuple[tuple[pd.DataFrame, pd.Series | pd.DataFrame | None], ...] = ()
 
 
 def train(task: TrainingTask) -> Artifact:
@@ -66,7 +68,8 @@ def train(task: TrainingTask) -> Artifact:
     stratified for classifiers), learns from the rest and scores the held-out rows:
     `metrics["validation"]`, and `metadata["validation_rows"]` = `{"fitted", "held_out"}`.
     With `task.prequential`, an update with a y first scores the base on the new rows:
-    `metrics["prequential"]`. Without either, metrics are {} and metadata as before.
+    `metrics["prequential"]`. Without either, metrics are {} and metadata as before. A
+    refit's `task.updates` are applied after the fit, as its history applied them.
     """
     wrapper = task.wrapper
     serializer = wrapper.get_serializer()
@@ -85,6 +88,9 @@ def train(task: TrainingTask) -> Artifact:
             started = time.perf_counter()
         fitted = wrapper.fit(task.model, x, y, **task.algkwargs)
         fitted = task.model if fitted is None else fitted
+        for x_update, y_update in task.updates:  # a refit replays its history's updates
+            updated = wrapper.update(fitted, x_update, y_update)
+            fitted = fitted if updated is None else updated
     else:
         base = (task.base_serializer or serializer).loads_for_update(task.base_blob)
         if task.prequential and y is not None:

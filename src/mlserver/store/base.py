@@ -17,6 +17,7 @@ __all__ = [
     "Page",
     "Status",
     "Store",
+    "StoredData",
     "Version",
 ]
 
@@ -66,6 +67,14 @@ class Version:
     aliases: tuple[str, ...] = ()
     #: How many times its job was started (1 unless a lost job was run again).
     attempts: int = 1
+    #: Where it comes from: {"data": sha256|None, "rows", "columns", "parent": n|None,
+    #: "kind": "fit"|"update"|"refit"|"import", "source": n|None}; {} for versions stored
+    #: before lineage was recorded (and for a RUNNING one until its inputs are recorded).
+    lineage: Mapping[str, Any] = field(default_factory=dict)
+    #: What its job needs to run again, written with its inputs (see `Store.record_inputs`):
+    #: {"kind", "modkwargs", "algkwargs", "validation", "scoring", "promote", "name",
+    #: "base": n|None}; {} when its inputs are not stored (then it is never run again).
+    job: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,22 @@ class Claim:
 
     version: Version
     created: bool
+
+
+@dataclass(frozen=True)
+class StoredData:
+    """One encoded training dataset (mlserver.frames.stored), as the store keeps it: once
+    per distinct content, named by the content's sha256."""
+
+    sha256: str
+    blob: bytes
+    #: sha256 of `blob` itself, checked when it is read back.
+    checksum: str
+    format: str
+    rows: int
+    columns: int
+    #: Bytes of the decoded frames in memory, to compare with `len(blob)`.
+    raw_bytes: int
 
 
 @dataclass(frozen=True)
@@ -159,9 +184,62 @@ class Store(ABC):
         """Extend the lease of every version `worker` is running; returns how many."""
 
     @abstractmethod
-    def expire(self, *, dead_workers: tuple[str, ...] = ()) -> int:
-        """Mark FAILED ("interrupted") every RUNNING version whose lease has expired or whose
-        worker is in `dead_workers`; returns how many."""
+    def expire(self, *, dead_workers: tuple[str, ...] = (), max_attempts: int = 1) -> int:
+        """Mark FAILED ("interrupted") every lost RUNNING version (lease expired, or worker in
+        `dead_workers`) that cannot run again: its inputs are not stored (`job` empty) or it
+        has run `max_attempts` times. Returns how many. Lost versions that can run again stay
+        RUNNING for `lost` and `adopt`."""
+
+    @abstractmethod
+    def lost(self, *, dead_workers: tuple[str, ...] = (), max_attempts: int = 1) -> list[Version]:
+        """Lost RUNNING versions that can run again (inputs stored, fewer than
+        `max_attempts` attempts), oldest first, with `job` and `lineage`."""
+
+    @abstractmethod
+    def adopt(
+        self,
+        version_id: int,
+        *,
+        worker: str,
+        lease_seconds: float,
+        dead_workers: tuple[str, ...] = (),
+    ) -> Version | None:
+        """Take over a lost RUNNING version for `worker` (new lease, `attempts` + 1), in one
+        conditional write: of several processes adopting it at once, one gets the Version,
+        the others None (as do versions no longer lost)."""
+
+    @abstractmethod
+    def record_inputs(
+        self,
+        version_id: int,
+        *,
+        lineage: Mapping[str, Any],
+        job: Mapping[str, Any],
+        steps: tuple[str, ...] = (),
+        datasets: tuple[StoredData, ...] = (),
+    ) -> bool:
+        """Record a RUNNING version's lineage and, with `steps`, what it needs to run again:
+        the datasets it learns from in training order (a fit's data, then each update's),
+        by sha256. `datasets` are those of `steps` not stored yet; a step neither stored nor
+        given raises KeyNotFound (it was deleted meanwhile: encode it and call again). One
+        transaction; False (nothing written) if the version is gone or no longer RUNNING."""
+
+    @abstractmethod
+    def stored_datasets(self, shas: tuple[str, ...]) -> set[str]:
+        """Which of `shas` are stored (so that a caller encodes only the others)."""
+
+    @abstractmethod
+    def steps(self, version_id: int) -> tuple[str, ...]:
+        """The datasets a version learnt from, in training order (() when not stored)."""
+
+    @abstractmethod
+    def load_dataset(self, sha256: str) -> StoredData:
+        """A stored dataset, its blob checked against its checksum (IntegrityError);
+        KeyNotFound if it is not stored."""
+
+    @abstractmethod
+    def data_usage(self) -> tuple[int, int, int]:
+        """(datasets, bytes stored, bytes they decode to) over the whole store."""
 
     @abstractmethod
     def running_workers(self) -> list[str]:
@@ -190,7 +268,9 @@ class Store(ABC):
 
     @abstractmethod
     def delete(self, model: str, key: str) -> int:
-        """Delete every version of a key; returns how many were deleted."""
+        """Delete every version of a key; returns how many were deleted. A dataset no
+        remaining version learnt from is deleted with them (here, in `delete_version` and
+        in `finish`'s pruning)."""
 
     @abstractmethod
     def ping(self) -> None:

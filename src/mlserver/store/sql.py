@@ -32,7 +32,7 @@ from mlserver.store._tables import (
     make_version_table,
     version_from_row,
 )
-from mlserver.store.base import SERVED, Artifact, Claim, Status, Store, Version
+from mlserver.store.base import SERVED, Artifact, Claim, Status, Store, StoredData, Version
 from mlserver.store.database import PostgresPool, open_database
 from mlserver.store.deadlines import Deadlines
 from mlserver.store.promotion import check_promote, decide
@@ -341,7 +341,7 @@ class SQLStore(RegistryQueries, Store):
             )
 
     @_guarded
-    def expire(self, *, dead_workers: tuple[str, ...] = ()) -> int:
+    def expire(self, *, dead_workers: tuple[str, ...] = (), max_attempts: int = 1) -> int:
         rows = self._rows
         now = _now()
         lost = rows.lease_expires < now
@@ -355,6 +355,43 @@ class SQLStore(RegistryQueries, Store):
                 .where((rows.status == Status.RUNNING.value) & lost)
                 .execute()
             )
+
+    # PROVISIONAL: lineage storage, to be written.
+    def lost(self, *, dead_workers: tuple[str, ...] = (), max_attempts: int = 1) -> list[Version]:
+        return []
+
+    def adopt(
+        self,
+        version_id: int,
+        *,
+        worker: str,
+        lease_seconds: float,
+        dead_workers: tuple[str, ...] = (),
+    ) -> Version | None:
+        return None
+
+    def record_inputs(
+        self,
+        version_id: int,
+        *,
+        lineage: Mapping[str, Any],
+        job: Mapping[str, Any],
+        steps: tuple[str, ...] = (),
+        datasets: tuple[StoredData, ...] = (),
+    ) -> bool:
+        return False
+
+    def stored_datasets(self, shas: tuple[str, ...]) -> set[str]:
+        return set()
+
+    def steps(self, version_id: int) -> tuple[str, ...]:
+        return ()
+
+    def load_dataset(self, sha256: str) -> StoredData:
+        raise KeyNotFound(f"dataset {sha256} is not stored")
+
+    def data_usage(self) -> tuple[int, int, int]:
+        return (0, 0, 0)
 
     @_guarded
     def running_workers(self) -> list[str]:
