@@ -14,19 +14,21 @@ pool cannot stop a thread (it runs until the fit returns, and keeps its slot unt
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import CancelledError, Executor, Future
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from mlserver.cluster import for_cluster
 from mlserver.config import Settings
 from mlserver.errors import Overloaded, StoreError
+from mlserver.inputs import Inputs, record
 from mlserver.job_places import JobOutcome, Place
 from mlserver.leases import is_dead, worker_id
 from mlserver.pool import executor_slots
@@ -57,6 +59,8 @@ class _Job:
     state: str = "queued"
     future: Future | None = None
     timer: threading.Timer | None = None
+    #: Its inputs being recorded (see mlserver.inputs); finish waits for them.
+    recording: Future | None = None
 
 
 class Jobs:
@@ -105,6 +109,11 @@ class Jobs:
         #: The heartbeat thread, once `start` has run; building Jobs touches no store.
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
+        #: Records jobs' inputs beside their training (one thread: a dataset at a time).
+        self._recorder = ThreadPoolExecutor(1, thread_name_prefix="mlserver-inputs")
+        #: Runs a lost job again (set by the service, which can rebuild its task); called
+        #: with the adopted version and a reserved place, it submits the job or fails it.
+        self.rerun: Callable[[Version, Place], None] | None = None
 
     @property
     def started(self) -> bool:
@@ -140,6 +149,9 @@ class Jobs:
         """
         if self._thread is None:  # used without an app (a Service of its own): no job
             self.start()  # runs without its heartbeat
+        return self._reserve()
+
+    def _reserve(self) -> Place:
         limit = self.settings.max_queued_jobs
         with self._lock:
             if self._closing:
@@ -172,18 +184,44 @@ class Jobs:
         place: Place | None = None,
         *,
         promote: str = "always",
+        inputs: Inputs | None = None,
     ) -> None:
         """Run `task` for the claimed `version` when a slot is free; its outcome is recorded
         when it ends (and, by `promote`, made `served` or not). The job takes over `place`
         (from `reserve`) in the same step, so it is never counted twice, as reserved and as
-        queued."""
+        queued. `inputs` are recorded meanwhile, before the outcome."""
         kind = "fit" if task.base_blob is None else "update"
+        job = _Job(version, task, kind, metadata, promote)
+        if inputs is not None:
+            with contextlib.suppress(RuntimeError):  # closing: the job is FAILED anyway
+                job.recording = self._recorder.submit(self._record_inputs, version, inputs)
         with self._lock:
             if place is not None and place.take():
                 self._reserved -= 1
             self._running.add(version.id)
-            self._queued.append(_Job(version, task, kind, metadata, promote))
+            self._queued.append(job)
         self._dispatch()
+
+    def _record_inputs(self, version: Version, inputs: Inputs) -> None:
+        started = time.perf_counter()
+        try:
+            data = record(self.store, self.settings, version, inputs)
+        except Exception:  # the job trains on: only its lineage is missing
+            log.exception(
+                "event=inputs_unrecorded model=%s key=%s version=%d",
+                version.model,
+                version.key,
+                version.version,
+            )
+            return
+        log.info(
+            "event=inputs_recorded model=%s key=%s version=%d data=%s seconds=%.3f",
+            version.model,
+            version.key,
+            version.version,
+            data or "not-stored",
+            time.perf_counter() - started,
+        )
 
     def cancel(self, version_id: int) -> bool:
         """Drop the job of a version the store has cancelled, if this process runs it: a
@@ -325,6 +363,9 @@ class Jobs:
         except BaseException as exc:
             self._record_failure(version, kind, exc)
             return
+        if job.recording is not None:
+            with contextlib.suppress(CancelledError):  # so a finished version has its lineage
+                job.recording.result()
         try:
             signature = None
             artifact = dataclasses.replace(artifact, metadata={**metadata, **artifact.metadata})
@@ -392,12 +433,43 @@ class Jobs:
                 log.exception("event=job_observer_failed observer=%r", observer)
 
     def sweep(self) -> int:
-        """Mark versions of dead workers FAILED ("interrupted"); returns how many."""
+        """Run again the lost jobs whose inputs are stored (while this process has room),
+        and mark the other versions of dead workers FAILED ("interrupted"); returns how
+        many were marked."""
         dead = tuple(w for w in self.store.running_workers() if is_dead(w))
-        expired = self.store.expire(dead_workers=dead)
+        attempts = self.settings.max_attempts if self.rerun is not None else 1
+        if self.rerun is not None and not self._closing:
+            self._adopt(dead)
+        expired = self.store.expire(dead_workers=dead, max_attempts=attempts)
         if expired:
             log.warning("event=interrupted_jobs_marked count=%d", expired)
         return expired
+
+    def _adopt(self, dead: tuple[str, ...]) -> None:
+        """Take over lost jobs that can run again, one per free place."""
+        for lost in self.store.lost(dead_workers=dead, max_attempts=self.settings.max_attempts):
+            try:
+                place = self._reserve()
+            except Overloaded:
+                return  # no room here: another process (or a later sweep) takes them
+            with place:
+                adopted = self.store.adopt(
+                    lost.id,
+                    worker=self.worker,
+                    lease_seconds=self.settings.lease_seconds,
+                    dead_workers=dead,
+                )
+                if adopted is None:
+                    continue  # another process took it first
+                log.warning(
+                    "event=job_run_again model=%s key=%s version=%d attempt=%d",
+                    adopted.model,
+                    adopted.key,
+                    adopted.version,
+                    adopted.attempts,
+                )
+                assert self.rerun is not None
+                self.rerun(adopted, place)
 
     def _maintain(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
@@ -463,6 +535,7 @@ class Jobs:
                 job.version.version,
                 "left RUNNING for the lease rules",
             )
+        self._recorder.shutdown(wait=False, cancel_futures=True)
         self._stop.set()
         with self._starting:  # a `start` under way has its thread by now; a later one is a no-op
             thread = self._thread

@@ -40,7 +40,7 @@ from mlserver.frames.rows import Rows
 from mlserver.frames.schema import Schema
 from mlserver.jobs import Jobs, TrainingTask
 from mlserver.lifecycle import Lifecycle
-from mlserver.lineage import Lineage
+from mlserver.lineage import Lineage, fit_inputs, update_inputs
 from mlserver.loaded import Loaded, asked_method, serializer_for, verified_blob
 from mlserver.predictions import Prediction, model_output
 from mlserver.provenance import DEFAULT_TARGET, library_skew, training_metadata
@@ -109,7 +109,8 @@ class Service:
         #: Version history, aliases, cancel and the paged key listing.
         self.lifecycle = Lifecycle(registry, store, self.served, self.jobs)
         #: Stored training data, refits, and the keys a library upgrade affects.
-        self.lineage = Lineage()
+        self.lineage = Lineage(self)
+        self.jobs.rerun = self.lineage.rerun
         self.version = mlserver_version()
         self._libraries = {
             "python": platform.python_version(),
@@ -214,12 +215,23 @@ class Service:
                     scoring=scoring,
                     seed=seed_of(key),
                 )
-                metadata = self._metadata(wrapper, table.frame, target, schema)
+                metadata = self.training_metadata(wrapper, table.frame, target, schema)
                 metadata["kwargs"] = {"modkwargs": modkwargs, "algkwargs": algkwargs}
                 metadata["scoring"] = scoring
                 if key_name is not None:
                     metadata["name"] = key_name
-                self.jobs.submit(claim.version, task, metadata, place, promote=promote)
+                job = {
+                    "modkwargs": modkwargs,
+                    "algkwargs": algkwargs,
+                    "validation": validation,
+                    "scoring": scoring,
+                    "promote": promote,
+                    "name": key_name,
+                }
+                inputs = fit_inputs(table.frame, target, job)
+                self.jobs.submit(
+                    claim.version, task, metadata, place, promote=promote, inputs=inputs
+                )
         return claim
 
     def predict(
@@ -315,7 +327,7 @@ class Service:
                 except StaleBase:
                     if attempt == _UPDATE_ATTEMPTS - 1:
                         raise
-            metadata = self._metadata(wrapper, frame, target, schema)
+            metadata = self.training_metadata(wrapper, frame, target, schema)
             metadata["base_version"] = base.version
             metadata["kwargs"] = base.metadata.get("kwargs", {})
             metadata["scoring"] = base.metadata.get("scoring")
@@ -334,7 +346,8 @@ class Service:
                 scoring=base.metadata.get("scoring"),
                 prequential=target is not None,
             )
-            self.jobs.submit(version, task, metadata, place, promote=promote)
+            inputs = update_inputs(frame, target, base, promote)
+            self.jobs.submit(version, task, metadata, place, promote=promote, inputs=inputs)
         return version
 
     def _update_base(
@@ -458,7 +471,7 @@ class Service:
             )
         return warnings
 
-    def _metadata(
+    def training_metadata(
         self,
         wrapper: ModelWrapper,
         x: pd.DataFrame,
