@@ -13,10 +13,12 @@ import pytest
 import requests
 from sklearn.linear_model import LinearRegression
 
+from mlserver.store import SQLStore
 from support import (
     ServerProcess,
     fit_body,
     predict,
+    predictions,
     put,
     regression,
     request,
@@ -116,9 +118,42 @@ def test_the_same_put_on_both_replicas_starts_one_job(replicas):
         assert {r.json()["status"] for r in answers} == {"RUNNING"}
 
 
-def test_a_killed_replicas_job_is_marked_interrupted_by_the_other(postgres_url):
-    """SIGKILL A mid-training: B marks that version FAILED (interrupted) within the lease."""
+def stored_inputs(store_url: str, key: str) -> bool:
+    store = SQLStore(store_url)
+    try:
+        version = store.version("slow", key, 1)
+        return version is not None and bool(version.job)
+    finally:
+        store.close()
+
+
+def test_a_killed_replicas_job_runs_again_on_the_other(postgres_url):
+    """SIGKILL A mid-training: B runs the same job again (same version, attempt 2), once."""
     a, b = replica(postgres_url), replica(postgres_url)
+    try:
+        x, y = regression()
+        key = put(a, "slow", x, y, name="rerun", algkwargs={"seconds": 2})
+        wait_until(lambda: stored_inputs(postgres_url, key), timeout=10)
+        a.stop(signal.SIGKILL)
+        state = settled(b, "slow", key, timeout=30)
+        assert state["status"] == "FINISHED" and state["version"] == 1, state
+        store = SQLStore(postgres_url)
+        try:
+            version = store.version("slow", key, 1)
+            assert version.attempts == 2 and int(version.worker.split(":")[2]) == b.process.pid
+        finally:
+            store.close()
+        expected = LinearRegression().fit(x, y).predict(x)
+        np.testing.assert_allclose(predictions(predict(b, "slow", key, x)), expected)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_killed_replicas_job_without_stored_inputs_is_marked_interrupted(postgres_url):
+    """Without stored training data, B marks A's version FAILED (interrupted) instead."""
+    off = {**LEASES, "MLSERVER_STORE_TRAINING_DATA": "false"}
+    a, b = ServerProcess(postgres_url, env=off), ServerProcess(postgres_url, env=off)
     try:
         x, y = regression()
         params = {"name": "doomed", "algkwargs": {"seconds": 60}}
