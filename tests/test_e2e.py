@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 
+from mlserver.store import SQLStore
 from support import (
     ServerProcess,
     classification,
-    fit_body,
     predict,
     predict_body,
+    predictions,
     put,
     regression,
     settled,
@@ -65,20 +66,31 @@ def test_restart_keeps_models(sqlite_url):
         second.stop()
 
 
-def test_killed_training_comes_back_failed(sqlite_url):
-    """A server killed with SIGKILL mid-training: on restart that version is FAILED, interrupted."""
+def inputs_stored(store_url: str, model: str, key: str) -> bool:
+    store = SQLStore(store_url)
+    try:
+        version = store.version(model, key, 1)
+        return version is not None and bool(version.job)
+    finally:
+        store.close()
+
+
+def test_killed_training_runs_again_after_the_restart(sqlite_url):
+    """A server killed with SIGKILL mid-training: the restarted one runs that job again (the
+    same version, attempt 2) from its stored inputs, and it serves the model it makes."""
     x, y = regression()
     first = ServerProcess(sqlite_url)
-    key = put(first, "slow", x, y, name="doomed", algkwargs={"seconds": 60})
-    assert status(first, "slow", key)["status"] == "RUNNING"
+    key = put(first, "slow", x, y, name="cut-short", algkwargs={"seconds": 1})
+    wait_until(lambda: inputs_stored(sqlite_url, "slow", key))
     first.stop(signal.SIGKILL)
     second = ServerProcess(sqlite_url)
     try:
-        state = status(second, "slow", key)
-        assert state["status"] == "FAILED" and "interrupted" in state["error"]
-        body = fit_body(x, y, name="doomed", algkwargs={"seconds": 0})
-        again = requests.put(f"{second.url}/slow", json=body, timeout=10)
-        assert again.status_code == 202 and again.json()["version"] == 2
+        state = settled(second, "slow", key)
+        assert state["status"] == "FINISHED" and state["version"] == 1, state
+        history = requests.get(f"{second.url}/slow/{key}/versions/1", timeout=10).json()
+        assert history["attempts"] == 2 and history["lineage"]["kind"] == "fit"
+        expected = LinearRegression().fit(x, y).predict(x)
+        np.testing.assert_allclose(predictions(predict(second, "slow", key, x)), expected)
     finally:
         second.stop()
 

@@ -157,8 +157,9 @@ def test_sigterm_leaves_a_job_past_the_graceful_timeout_and_fails_the_queued_one
 ):
     """SIGTERM with one job running past --graceful-timeout and two queued: the server exits 0
     within the grace (plus a margin), the queued ones are FAILED (cancelled) and never start,
-    and the running one is left RUNNING for the next server to mark interrupted."""
-    server = serve("--training-threads", "1", "--graceful-timeout", "1")
+    and the running one is left RUNNING for the next server to mark interrupted (its inputs
+    are not stored, so it cannot run again)."""
+    server = serve("--training-threads", "1", "--graceful-timeout", "1", "--no-store-training-data")
     x, y = regression()
     running = put(
         server, "slow-fit", x, y, expect=(202,), name="running", algkwargs={"seconds": 5.0}
@@ -201,8 +202,9 @@ def test_a_second_sigterm_exits_at_once_and_the_job_comes_back_interrupted(
     serve, models, sqlite_url
 ):
     """A second SIGTERM while a long job runs exits 1 at once; the next server marks that job
-    FAILED (interrupted) at start-up, never leaving it RUNNING."""
-    server = serve()
+    FAILED (interrupted) at start-up, never leaving it RUNNING (without stored inputs, it
+    cannot run again)."""
+    server = serve("--no-store-training-data")
     key = put(
         server, "slow-fit", *regression(), expect=(202,), name="long", algkwargs={"seconds": 300}
     )

@@ -200,8 +200,17 @@ def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing(serve):
 @pytest.mark.parametrize("executor", ["thread", "process"])
 def test_sigterm_with_two_endless_fits_ends_within_the_graceful_timeout(serve, tmp_path, executor):
     """SIGTERM while two fits never end: the server exits 0 within --graceful-timeout (plus a
-    second), saying it left both RUNNING; the next server marks them interrupted."""
-    server = serve("--executor", executor, "--training-threads", "2", "--graceful-timeout", "1")
+    second), saying it left both RUNNING; the next server marks them interrupted (their inputs
+    are not stored, so they cannot run again)."""
+    server = serve(
+        "--executor",
+        executor,
+        "--training-threads",
+        "2",
+        "--graceful-timeout",
+        "1",
+        "--no-store-training-data",
+    )
     marks = [tmp_path / f"fit-{i}" for i in range(2)]
     for i, mark in enumerate(marks):
         assert http_put(server, "endless", f"e{i}", mark=str(mark)).status_code == 202
