@@ -123,3 +123,16 @@ def test_registry_keeps_the_better_version_and_rolls_back():
     assert "served after rolling back: version 1" in out
     assert "aliases: {'served': 1}" in out
     assert re.search(r"^cancelled version 1: cancelled", out, re.M)
+
+
+def test_lineage_reads_a_versions_data_back_and_refits_its_history():
+    """Each version names its data and parent; the rows of version 2 come back as sent; the
+    refit of fit, update, update answers exactly as version 3 did."""
+    out = run("lineage.py")
+    kinds = re.findall(
+        r"^version (\d): (\w+) of 200 rows, parent (\w+), data [0-9a-f]{12}$", out, re.M
+    )
+    assert kinds == [("3", "update", "2"), ("2", "update", "1"), ("1", "fit", "None")]
+    assert "version 2 learnt from 200 rows, the ones sent: True" in out
+    assert re.search(r"^refit: version 4 FINISHED, refit of version 3$", out, re.M)
+    assert "refit answers as the history did: True" in out
