@@ -16,7 +16,13 @@ import pytest
 from playhouse import db_url
 
 from mlserver.store import SQLStore
-from mlserver.store._tables import ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME
+from mlserver.store._tables import (
+    ALIAS_TABLE,
+    DATASET_TABLE,
+    LINK_TABLE,
+    SCHEMA_TABLE,
+    TABLE_NAME,
+)
 from support import ServerProcess
 
 POSTGRES_URL = os.environ.get("MLSERVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -29,7 +35,7 @@ def _reset_postgres() -> str | None:
     try:
         db = db_url.connect(POSTGRES_URL)
         with db.connection_context():
-            for table in (TABLE_NAME, ALIAS_TABLE, SCHEMA_TABLE):
+            for table in (TABLE_NAME, ALIAS_TABLE, SCHEMA_TABLE, DATASET_TABLE, LINK_TABLE):
                 db.execute_sql(f"DROP TABLE IF EXISTS {table}")
     except peewee.OperationalError as exc:
         return f"PostgreSQL at {POSTGRES_URL} is not reachable: {str(exc).strip()}"

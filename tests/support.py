@@ -29,7 +29,13 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, SGDRegres
 from mlserver import ModelWrapper, Registry, create_app, wrap_estimator
 from mlserver.serializers import Serializer
 from mlserver.store import SQLStore
-from mlserver.store._tables import ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME
+from mlserver.store._tables import (
+    ALIAS_TABLE,
+    DATASET_TABLE,
+    LINK_TABLE,
+    SCHEMA_TABLE,
+    TABLE_NAME,
+)
 
 
 class Slow(ModelWrapper):
@@ -289,7 +295,7 @@ def drop_tables(url: str) -> None:
     """Drop every table a store creates, for tests that need a database without a store."""
     db = db_url.connect(url)
     with db.connection_context():
-        for table in (ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME):
+        for table in (ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME, DATASET_TABLE, LINK_TABLE):
             db.execute_sql(f"DROP TABLE IF EXISTS {table}")
     db.close()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from mlserver.errors import NotStorable
@@ -42,7 +43,7 @@ def encode(x: pd.DataFrame, y: pd.Series | pd.DataFrame | None) -> Encoded:
 
     blob = pickle.dumps((x, y))
     raw = int(x.memory_usage(deep=True).sum())
-    raw += 0 if y is None else int(y.memory_usage(deep=True).sum())
+    raw += 0 if y is None else int(np.sum(y.memory_usage(deep=True)))
     if not len(x):
         raise NotStorable("no rows")
     return Encoded(blob, len(x), x.shape[1], raw)

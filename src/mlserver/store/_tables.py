@@ -1,6 +1,6 @@
-"""The tables: versions, aliases and the schema version, as peewee definitions built per
-database (so that stores never share class state); the columns later releases added; and a
-row read back as a Version."""
+"""The tables: versions, aliases, the schema version, and the stored training data with its
+links to versions, as peewee definitions built per database (so that stores never share class
+state); the columns later releases added; and a row read back as a Version."""
 
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ __all__ = [
     "ADDED_COLUMNS",
     "ALIAS_LENGTH",
     "ALIAS_TABLE",
+    "DATASET_TABLE",
+    "LINK_TABLE",
     "SCHEMA_TABLE",
     "TABLE_NAME",
     "add_missing_columns",
     "make_alias_table",
+    "make_dataset_table",
+    "make_link_table",
     "make_schema_table",
     "make_version_table",
     "version_from_row",
@@ -31,12 +35,14 @@ __all__ = [
 TABLE_NAME = "mlserver_versions"
 ALIAS_TABLE = "mlserver_aliases"
 SCHEMA_TABLE = "mlserver_schema"
+DATASET_TABLE = "mlserver_datasets"
+LINK_TABLE = "mlserver_version_data"
 #: Longest alias name.
 ALIAS_LENGTH = 128
 #: Longest stored signature: a key id of up to 64 characters, ":" and 64 hex digits.
 SIGNATURE_LENGTH = 160
 #: Columns added after the first release: a table created before them gets them on first use.
-ADDED_COLUMNS = ("signature", "metrics", "attempts")
+ADDED_COLUMNS = ("signature", "metrics", "attempts", "lineage", "job")
 
 
 def make_version_table(db: peewee.Database) -> type[peewee.Model]:
@@ -68,6 +74,10 @@ def make_version_table(db: peewee.Database) -> type[peewee.Model]:
         metrics = peewee.TextField(null=True)
         # NULL (every row 0.1.0 wrote) reads as 1.
         attempts = peewee.IntegerField(null=True)
+        # JSON; NULL (rows written before schema 3, or before their inputs) reads as {}.
+        lineage = peewee.TextField(null=True)
+        # JSON: how to run the job again; NULL when its inputs are not stored.
+        job = peewee.TextField(null=True)
         blob = peewee.BlobField(null=True)
 
         class Meta:
@@ -120,6 +130,45 @@ def make_schema_table(db: peewee.Database) -> type[peewee.Model]:
     return SchemaRow
 
 
+def make_dataset_table(db: peewee.Database) -> type[peewee.Model]:
+    """Training datasets, one row per distinct content (mlserver.frames.stored)."""
+
+    class DatasetRow(peewee.Model):
+        sha256 = peewee.CharField(max_length=64, primary_key=True)
+        format = peewee.CharField(max_length=64)
+        rows = peewee.BigIntegerField()
+        columns = peewee.IntegerField()
+        raw_bytes = peewee.BigIntegerField()
+        size = peewee.BigIntegerField()
+        # sha256 of `blob`, checked when it is read back.
+        checksum = peewee.CharField(max_length=64)
+        created = peewee.DateTimeField()
+        blob = peewee.BlobField()
+
+        class Meta:
+            database = db
+            table_name = DATASET_TABLE
+
+    return DatasetRow
+
+
+def make_link_table(db: peewee.Database) -> type[peewee.Model]:
+    """Which datasets a version learnt from, in training order: a dataset lives while a row
+    here names it."""
+
+    class LinkRow(peewee.Model):
+        version_id = peewee.BigIntegerField()
+        position = peewee.IntegerField()
+        sha256 = peewee.CharField(max_length=64, index=True)
+
+        class Meta:
+            database = db
+            table_name = LINK_TABLE
+            primary_key = peewee.CompositeKey("version_id", "position")
+
+    return LinkRow
+
+
 def add_missing_columns(db: peewee.Database, rows: type[peewee.Model]) -> None:
     """Add the columns a table created by an older release lacks (all nullable)."""
     present = {column.name for column in db.get_columns(TABLE_NAME)}
@@ -160,4 +209,6 @@ def version_from_row(data: Mapping[str, Any]) -> Version:
         metrics=orjson.loads(data.get("metrics") or "{}"),
         aliases=tuple(data.get("aliases", ())),
         attempts=data.get("attempts") or 1,
+        lineage=orjson.loads(data.get("lineage") or "{}"),
+        job=orjson.loads(data.get("job") or "{}"),
     )

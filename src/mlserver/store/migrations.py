@@ -1,8 +1,9 @@
 """The schema version of a store's database, and the steps that bring an older one up to it.
 
 Version 1 is what release 0.1.0 created (a versions table and nothing to say so); version 2
-adds the aliases table, the `metrics` and `attempts` columns, and the schema table itself.
-A fresh database is created at SCHEMA_VERSION directly.
+adds the aliases table, the `metrics` and `attempts` columns, and the schema table itself;
+version 3 adds the stored training data (the datasets and links tables) and the `lineage`
+and `job` columns. A fresh database is created at SCHEMA_VERSION directly.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from mlserver.store._common import now
 from mlserver.store._tables import (
     ADDED_COLUMNS,
     ALIAS_TABLE,
+    DATASET_TABLE,
+    LINK_TABLE,
     SCHEMA_TABLE,
     TABLE_NAME,
     add_missing_columns,
@@ -26,7 +29,9 @@ from mlserver.store.base import SERVED, Status
 
 __all__ = ["SCHEMA_VERSION", "prepare", "schema_version"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: The tables a database at SCHEMA_VERSION has.
+_TABLES = {TABLE_NAME, ALIAS_TABLE, SCHEMA_TABLE, DATASET_TABLE, LINK_TABLE}
 #: Any constant both sides agree on: the PostgreSQL advisory lock migrating processes share.
 _MIGRATION_LOCK = 0x6D6C7372  # "mlsr"
 
@@ -66,14 +71,15 @@ def _exclusive(db: peewee.Database) -> Iterator[None]:
 
 def prepare(db: peewee.Database, tables: list[type[peewee.Model]]) -> int | None:
     """Create the store's tables, or migrate them, on a connection `db` holds; returns the
-    version found (None when fresh). `tables` are the versions, aliases and schema models.
+    version found (None when fresh). `tables` are the versions, aliases, schema, datasets
+    and links models.
 
     Raises ConfigurationError for a database newer than SCHEMA_VERSION.
     """
-    rows, aliases, _ = tables
+    rows = tables[0]
     found = schema_version(db)
     _refuse_newer(found)
-    if found == SCHEMA_VERSION and {TABLE_NAME, ALIAS_TABLE} <= set(db.get_tables()):
+    if found == SCHEMA_VERSION and set(db.get_tables()) >= _TABLES:
         add_missing_columns(db, rows)
         return found
     with _exclusive(db):
@@ -83,32 +89,35 @@ def prepare(db: peewee.Database, tables: list[type[peewee.Model]]) -> int | None
         present = set(db.get_tables())
         if found is None or TABLE_NAME not in present:
             _create(db, tables)
-        elif found == 1:
-            _migrate_1_to_2(db, tables)
         else:
-            db.create_tables([aliases], safe=True)
+            if found == 1:
+                _migrate_1_to_2(db, tables)
+            # 2 -> 3, and a table a crash or a hand left missing: created if absent.
+            _migrate_2_to_3(db, tables)
     add_missing_columns(db, rows)
     return found
 
 
 def _create(db: peewee.Database, tables: list[type[peewee.Model]]) -> None:
-    _, aliases, schema = tables
+    _, aliases, schema, datasets, links = tables
     db.create_tables(tables, safe=True)
     # NOTE: without versions no alias can point anywhere: any left from a dropped versions
     # table would name versions that new rows reuse the numbers of.
     aliases.delete().execute()
+    links.delete().execute()  # as for aliases: they would name reused version ids
+    datasets.delete().execute()
     _write_version(schema)
 
 
-def _write_version(schema: type[peewee.Model]) -> None:
+def _write_version(schema: type[peewee.Model], version: int = SCHEMA_VERSION) -> None:
     schema.delete().execute()
-    schema.create(version=SCHEMA_VERSION)
+    schema.create(version=version)
 
 
 def _migrate_1_to_2(db: peewee.Database, tables: list[type[peewee.Model]]) -> None:
     """0.1.0 -> 2: the new columns, the aliases table, every key's `served` at its newest
     FINISHED version (what 0.1.0 predicted with), and the schema version."""
-    rows, aliases, schema = tables
+    rows, aliases, schema, _, _ = tables
     present = {column.name for column in db.get_columns(TABLE_NAME)}
     migrator = SchemaMigrator.from_database(db)
     migrate(
@@ -136,4 +145,21 @@ def _migrate_1_to_2(db: peewee.Database, tables: list[type[peewee.Model]]) -> No
     ).execute()
     # The indexes of the current definition (none is new in 2, but creating is safe).
     db.create_tables([rows], safe=True)
+    _write_version(schema, 2)
+
+
+def _migrate_2_to_3(db: peewee.Database, tables: list[type[peewee.Model]]) -> None:
+    """2 -> 3: the datasets and links tables and the `lineage` and `job` columns; versions
+    stored before have no stored data (their lineage is read from their metadata)."""
+    rows, aliases, schema, datasets, links = tables
+    present = {column.name for column in db.get_columns(TABLE_NAME)}
+    migrator = SchemaMigrator.from_database(db)
+    migrate(
+        *(
+            migrator.add_column(TABLE_NAME, name, rows._meta.fields[name])
+            for name in ADDED_COLUMNS
+            if name not in present
+        )
+    )
+    db.create_tables([aliases, datasets, links], safe=True)
     _write_version(schema)

@@ -43,6 +43,7 @@ class RegistryQueries:
     _aliases: type[peewee.Model]
     _db: peewee.Database
     _watched: bool
+    _forget: Any  # from LineageQueries
 
     _keys_sql: dict[tuple[bool, bool, bool], str]
 
@@ -182,7 +183,9 @@ class RegistryQueries:
         if not doomed:
             return 0
         rows = self._rows
-        return rows.delete().where(rows.id.in_(doomed)).execute()
+        deleted = rows.delete().where(rows.id.in_(doomed)).execute()
+        self._forget(doomed)
+        return deleted
 
     # -- Store -----------------------------------------------------------------------------
 
@@ -291,6 +294,7 @@ class RegistryQueries:
                     "the alias first"
                 )
             rows.delete().where(rows.id == found["id"]).execute()
+            self._forget([found["id"]])
             return before
 
     @guarded

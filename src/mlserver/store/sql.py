@@ -28,13 +28,16 @@ from mlserver.store._common import names as _names
 from mlserver.store._common import now as _now
 from mlserver.store._tables import (
     make_alias_table,
+    make_dataset_table,
+    make_link_table,
     make_schema_table,
     make_version_table,
     version_from_row,
 )
-from mlserver.store.base import SERVED, Artifact, Claim, Status, Store, StoredData, Version
+from mlserver.store.base import SERVED, Artifact, Claim, Status, Store, Version
 from mlserver.store.database import PostgresPool, open_database
 from mlserver.store.deadlines import Deadlines
+from mlserver.store.lineage_sql import LineageQueries
 from mlserver.store.promotion import check_promote, decide
 from mlserver.store.registry_sql import RegistryQueries
 
@@ -52,7 +55,7 @@ def _json(value: Mapping[str, Any]) -> str:
 _BLOB_BYTES_PER_SECOND = 4 * 1024 * 1024
 
 
-class SQLStore(RegistryQueries, Store):
+class SQLStore(RegistryQueries, LineageQueries, Store):
     """A Store on any database peewee's `playhouse.db_url` reads; the schema is created or
     migrated (mlserver.store.migrations) by `prepare` or on first use. Connections come from
     a pool on every backend; SQLite runs in WAL mode."""
@@ -81,6 +84,8 @@ class SQLStore(RegistryQueries, Store):
         self._rows = make_version_table(self._db)
         self._aliases = make_alias_table(self._db)
         self._schema = make_schema_table(self._db)
+        self._datasets = make_dataset_table(self._db)
+        self._links = make_link_table(self._db)
         #: The schema version this store found when it prepared the database (None: fresh),
         #: looked at under the migration lock.
         self.found_schema_version: int | None = None
@@ -138,7 +143,8 @@ class SQLStore(RegistryQueries, Store):
                 return
             with self._connection():
                 self.found_schema_version = migrations.prepare(
-                    self._db, [self._rows, self._aliases, self._schema]
+                    self._db,
+                    [self._rows, self._aliases, self._schema, self._datasets, self._links],
                 )
             self._schema_ready = True
 
@@ -343,55 +349,19 @@ class SQLStore(RegistryQueries, Store):
     @_guarded
     def expire(self, *, dead_workers: tuple[str, ...] = (), max_attempts: int = 1) -> int:
         rows = self._rows
-        now = _now()
-        lost = rows.lease_expires < now
-        if dead_workers:
-            lost |= rows.worker.in_(list(dead_workers))
+        # NOTE: lost versions that can run again are left to `lost` and `adopt`.
+        final = rows.job.is_null() | (self._attempts() >= max_attempts)
         with self._session():
             return (
                 rows.update(
-                    status=Status.FAILED.value, finished=now, lease_expires=None, error=INTERRUPTED
+                    status=Status.FAILED.value,
+                    finished=_now(),
+                    lease_expires=None,
+                    error=INTERRUPTED,
                 )
-                .where((rows.status == Status.RUNNING.value) & lost)
+                .where(self._lost(dead_workers) & final)
                 .execute()
             )
-
-    # PROVISIONAL: lineage storage, to be written.
-    def lost(self, *, dead_workers: tuple[str, ...] = (), max_attempts: int = 1) -> list[Version]:
-        return []
-
-    def adopt(
-        self,
-        version_id: int,
-        *,
-        worker: str,
-        lease_seconds: float,
-        dead_workers: tuple[str, ...] = (),
-    ) -> Version | None:
-        return None
-
-    def record_inputs(
-        self,
-        version_id: int,
-        *,
-        lineage: Mapping[str, Any],
-        job: Mapping[str, Any],
-        steps: tuple[str, ...] = (),
-        datasets: tuple[StoredData, ...] = (),
-    ) -> bool:
-        return False
-
-    def stored_datasets(self, shas: tuple[str, ...]) -> set[str]:
-        return set()
-
-    def steps(self, version_id: int) -> tuple[str, ...]:
-        return ()
-
-    def load_dataset(self, sha256: str) -> StoredData:
-        raise KeyNotFound(f"dataset {sha256} is not stored")
-
-    def data_usage(self) -> tuple[int, int, int]:
-        return (0, 0, 0)
 
     @_guarded
     def running_workers(self) -> list[str]:
@@ -444,8 +414,11 @@ class SQLStore(RegistryQueries, Store):
         with self._session(), self._db.atomic():
             # Locked in one order (newest first), as finish's pruning locks them.
             self._locked(rows.select(rows.id).where(where).order_by(rows.version.desc())).execute()
+            ids = [row_id for (row_id,) in rows.select(rows.id).where(where).tuples()]
             aliases.delete().where((aliases.model == model) & (aliases.key == key)).execute()
-            return rows.delete().where(where).execute()
+            deleted = rows.delete().where(where).execute()
+            self._forget(ids)
+            return deleted
 
     @_guarded
     def prepare(self) -> None:
