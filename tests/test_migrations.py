@@ -1,6 +1,6 @@
-"""Schema versions: a 0.1.0 database migrates to version 2 once, with every version intact,
+"""Schema versions: a 0.1.0 database migrates to version 3 once, with every version intact,
 even when processes open it at the same moment; a newer one is refused; a fresh one starts
-at 2. On SQLite and PostgreSQL, from databases release 0.1.0 itself wrote (tests/data)."""
+at 3. On SQLite and PostgreSQL, from databases release 0.1.0 itself wrote (tests/data)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from playhouse import db_url
 
 from mlserver.errors import ConfigurationError
 from mlserver.store import SQLStore, Status
-from mlserver.store._tables import ALIAS_TABLE, SCHEMA_TABLE, TABLE_NAME
+from mlserver.store._tables import ALIAS_TABLE, DATASET_TABLE, LINK_TABLE, SCHEMA_TABLE, TABLE_NAME
 from mlserver.store.base import SERVED, Artifact
 from mlserver.store.migrations import SCHEMA_VERSION, schema_version
-from support import drop_tables
+from support import drop_tables, in_process, registry, settled
 
 DATA = Path(__file__).parent / "data"
 MODEL = "linreg"
-NEWER = "database schema version 3 is newer than this mlserver's (2): upgrade mlserver"
+NEWER = "database schema version 4 is newer than this mlserver's (3): upgrade mlserver"
 
 
 def load_postgres_dump(url: str, path: Path) -> None:
@@ -178,8 +178,8 @@ def open_at_once(url: str, tmp_path: Path) -> list[str]:
 @pytest.mark.slow
 def test_two_processes_opening_a_0_1_0_database_at_once_migrate_it_once(old_url, tmp_path):
     """Both succeed; one of them migrates (it found version 1), the other waits and then
-    finds version 2."""
-    assert open_at_once(old_url, tmp_path) == ["1", "2"]
+    finds version 3."""
+    assert open_at_once(old_url, tmp_path) == ["1", "3"]
     assert raw_schema_version(old_url) == SCHEMA_VERSION
     store = SQLStore(old_url)
     try:
@@ -190,13 +190,13 @@ def test_two_processes_opening_a_0_1_0_database_at_once_migrate_it_once(old_url,
 
 @pytest.mark.slow
 def test_two_processes_creating_a_fresh_database_at_once_create_it_once(fresh_url, tmp_path):
-    """One creates the tables (it found none), the other waits and finds version 2."""
-    assert open_at_once(fresh_url, tmp_path) == ["2", "None"]
+    """One creates the tables (it found none), the other waits and finds version 3."""
+    assert open_at_once(fresh_url, tmp_path) == ["3", "None"]
     assert raw_schema_version(fresh_url) == SCHEMA_VERSION
 
 
-def test_a_fresh_database_is_created_at_version_2(fresh_url):
-    """An empty database gets every table and schema version 2 directly, no migration."""
+def test_a_fresh_database_is_created_at_version_3(fresh_url):
+    """An empty database gets every table and schema version 3 directly, no migration."""
     store = SQLStore(fresh_url)
     try:
         assert raw_schema_version(fresh_url) is None
@@ -205,10 +205,12 @@ def test_a_fresh_database_is_created_at_version_2(fresh_url):
         assert raw_schema_version(fresh_url) == SCHEMA_VERSION
         db = db_url.connect(fresh_url)
         with db.connection_context():
-            assert {TABLE_NAME, ALIAS_TABLE, SCHEMA_TABLE} <= set(db.get_tables())
-            assert db.execute_sql(f"SELECT version FROM {SCHEMA_TABLE}").fetchall() == [(2,)]
+            assert {TABLE_NAME, ALIAS_TABLE, SCHEMA_TABLE, DATASET_TABLE, LINK_TABLE} <= set(
+                db.get_tables()
+            )
+            assert db.execute_sql(f"SELECT version FROM {SCHEMA_TABLE}").fetchall() == [(3,)]
             columns = {column.name for column in db.get_columns(TABLE_NAME)}
-            assert {"metrics", "attempts", "signature"} <= columns
+            assert {"metrics", "attempts", "signature", "lineage", "job"} <= columns
         db.close()
     finally:
         store.close()
@@ -219,7 +221,7 @@ def test_a_newer_schema_is_refused_naming_both_versions(fresh_url):
     first = SQLStore(fresh_url)
     first.prepare()
     first.close()
-    execute(fresh_url, f"UPDATE {SCHEMA_TABLE} SET version = 3")
+    execute(fresh_url, f"UPDATE {SCHEMA_TABLE} SET version = 4")
     store = SQLStore(fresh_url)
     try:
         with pytest.raises(ConfigurationError) as refused:
@@ -229,16 +231,16 @@ def test_a_newer_schema_is_refused_naming_both_versions(fresh_url):
             store.newest("m", "k")
     finally:
         store.close()
-    assert raw_schema_version(fresh_url) == 3
+    assert raw_schema_version(fresh_url) == 4
 
 
 def test_a_0_1_0_database_newer_than_this_release_is_refused_before_migrating(old_url):
-    """A schema table saying 3 wins over the 0.1.0 look of the versions table."""
+    """A schema table saying 4 wins over the 0.1.0 look of the versions table."""
     execute(old_url, f"CREATE TABLE {SCHEMA_TABLE} (version INTEGER NOT NULL)")
-    execute(old_url, f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (3)")
+    execute(old_url, f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (4)")
     store = SQLStore(old_url)
     try:
-        with pytest.raises(ConfigurationError, match="schema version 3 is newer"):
+        with pytest.raises(ConfigurationError, match="schema version 4 is newer"):
             store.prepare()
     finally:
         store.close()
@@ -262,5 +264,63 @@ def test_aliases_left_by_a_dropped_versions_table_are_forgotten(fresh_url):
         assert store.aliases("m", "k") == {}
         assert store.claim("m", "k", worker="w", lease_seconds=30, retrain=False).created
         assert store.resolve("m", "k") is None
+    finally:
+        store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def v2_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database at schema 2 (the release before stored training data): an online key fitted
+    and updated twice with an alias on version 1, and a key whose fit FAILED."""
+    if request.param == "sqlite":
+        shutil.copy(DATA / "schema-2.db", tmp_path / "models.db")
+        yield f"sqlite:///{tmp_path / 'models.db'}"
+        return
+    url = request.getfixturevalue("postgres_url")
+    drop_tables(url)
+    load_postgres_dump(url, DATA / "schema-2.postgres.sql")
+    yield url
+    drop_tables(url)
+
+
+def test_a_schema_2_database_migrates_to_3_and_answers_as_before(v2_url):
+    """Version 2 -> 3: every row, blob and alias kept; the old versions read no lineage of
+    their own (their `V` derives it from metadata) and cannot be refitted; predictions with
+    `served` and with version 1 equal what the release before answered; new fits store data."""
+    name = "schema-2.db.json" if v2_url.startswith("sqlite") else "schema-2.postgres.json"
+    facts = json.loads((DATA / name).read_text())
+    assert raw_schema_version(v2_url) == 2
+    before = stored_rows(v2_url)
+    with in_process(registry(), v2_url) as client:
+        assert client.simulate_get("/health").status_code == 200  # the app starts: migrates
+        assert raw_schema_version(v2_url) == SCHEMA_VERSION
+        assert stored_rows(v2_url) == before
+        key = facts["key"]
+        aliases = client.simulate_get(f"/sgd/{key}/aliases").json["aliases"]
+        assert aliases == {"served": 3, "baseline": 1}
+        for version, expected in ((None, facts["y"]), (1, facts["y_1"])):
+            body = {"x": facts["x"], "orient": "split", "model-key": key}
+            if version is not None:
+                body["version"] = version
+            assert client.simulate_post("/sgd", json=body).json["y"] == expected
+        third = client.simulate_get(f"/sgd/{key}/versions/3").json
+        assert third["lineage"] == {
+            "data": None,
+            "rows": 4,
+            "columns": 2,
+            "parent": 2,
+            "kind": "update",
+            "source": None,
+        }
+        assert client.simulate_post(f"/sgd/{key}/refit").status_code == 409
+        fit = {"x": facts["x"], "y": facts["x"], "orient": "split", "name": "after"}
+        fit["y"] = {"name": "t", "index": [0, 1, 2, 3], "data": [1.0, 2.0, 3.0, 4.0]}
+        new = client.simulate_put("/sgd", json=fit).json["model-key"]
+        settled(client, "sgd", new)
+        assert client.simulate_get(f"/sgd/{new}/versions/1").json["lineage"]["data"]
+    store = SQLStore(v2_url)
+    try:
+        assert [v.lineage for v in store.versions("sgd", facts["key"]).items] == [{}] * 3
+        assert store.version("sgd", facts["failed"], 1).status is Status.FAILED
     finally:
         store.close()

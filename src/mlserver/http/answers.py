@@ -43,8 +43,10 @@ def running_body(version: Version) -> dict[str, Any]:
 
 
 def lineage(version: Version) -> dict[str, Any]:
-    """Where a version comes from, as its metadata records it: fitted, or updated from its
-    parent version, on how many rows and columns."""
+    """Where a version comes from: as recorded with its inputs, or for a version stored
+    before lineage was, as its metadata says (fitted, or updated from its parent)."""
+    if version.lineage:
+        return dict(version.lineage)
     metadata = version.metadata
     parent = metadata.get("base_version")
     return {

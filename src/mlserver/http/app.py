@@ -18,6 +18,7 @@ from mlserver.http.history import (
     VersionResource,
     VersionsResource,
 )
+from mlserver.http.lineage import RefitResource, VersionDataResource
 from mlserver.http.metrics import Metrics, MetricsResource, RequestObserver
 from mlserver.http.openapi import OpenAPIDocument
 from mlserver.http.resources import (
@@ -119,4 +120,6 @@ def create_app(
     app.add_route("/{model}/{key}/versions/{n}", VersionResource(service))
     app.add_route("/{model}/{key}/aliases", AliasesResource(service))
     app.add_route("/{model}/{key}/aliases/{alias}", AliasResource(service))
+    app.add_route("/{model}/{key}/versions/{n}/data", VersionDataResource(service))
+    app.add_route("/{model}/{key}/refit", RefitResource(service))
     return app

@@ -59,6 +59,9 @@ _HISTORY_ROUTES = frozenset(
         "/{model}/{key}/aliases/{alias}",
     }
 )
+#: Reading the rows a version learnt from is admin's; a refit is training.
+_DATA_ROUTE = "/{model}/{key}/versions/{n}/data"
+_REFIT_ROUTE = "/{model}/{key}/refit"
 _HASH = re.compile(r"[0-9a-f]{64}")
 _ANY = frozenset[str]()
 
@@ -75,6 +78,10 @@ def required_scopes(method: str, route: str | None, *, has_key: bool) -> frozens
         return None
     if route in _ADMIN_ROUTES:
         return frozenset({"admin"})
+    if route == _DATA_ROUTE:
+        return frozenset({"admin"})
+    if route == _REFIT_ROUTE:
+        return frozenset({"train"}) if method == "POST" else _ANY
     if route in _HISTORY_ROUTES:
         if method in ("GET", "HEAD"):
             return frozenset({"predict", "train"})

@@ -1,4 +1,5 @@
-"""The OpenAPI paths and schemas of a key's history and aliases (`/{model}/{key}/...`)."""
+"""The OpenAPI paths and schemas of a key's history, aliases and lineage
+(`/{model}/{key}/...`)."""
 
 from __future__ import annotations
 
@@ -35,14 +36,16 @@ _ERRORS = {
     "400": "A parameter is missing or malformed; `parameter` names it.",
     "404": "Unknown model, model-key, version or alias.",
     "409": "The version is not FINISHED (`status`), an alias points at it, or it is `served`.",
+    "409-refit": "The version is not FINISHED, or the data it learnt from is not stored.",
     "413": "The request body is above the configured limit.",
     "415": "The request body is not JSON.",
-    "503": "The store (database) is unreachable.",
+    "503": "The store (database) is unreachable, or (refit) training jobs are full: see "
+    "Retry-After.",
 }
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    return {code: _answer("Error", _ERRORS[code]) for code in codes}
+    return {code.split("-")[0]: _answer("Error", _ERRORS[code]) for code in codes}
 
 
 def history_schemas() -> dict[str, Any]:
@@ -118,10 +121,42 @@ def history_schemas() -> dict[str, Any]:
             {"model-key": key_schema(), "alias": _alias(), "version": _number()},
             *("model-key", "alias", "version"),
         ),
+        "TrainingData": _object(
+            {
+                "model-key": key_schema(),
+                "version": _number(),
+                "x": _split("The rows' features."),
+                "y": {"oneOf": [_split("The targets."), {"type": "null"}]},
+                "orient": {"type": "string", "enum": ["split"]},
+            },
+            *("model-key", "version", "x", "y", "orient"),
+        ),
+        "RefitRequest": {
+            **_object(
+                {
+                    "version": _number(),
+                    "promote": {"type": "string", "enum": ["always", "if-better", "never"]},
+                }
+            ),
+            "additionalProperties": False,
+        },
         "AliasDeleted": _object(
             {"model-key": key_schema(), "alias": _alias(), "deleted": {"type": "integer"}},
             *("model-key", "alias", "deleted"),
         ),
+    }
+
+
+def _split(description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": f"{description} As pandas' `split` orient: columns, index, data.",
+        "properties": {
+            "columns": {"type": "array"},
+            "index": {"type": "array"},
+            "data": {"type": "array"},
+            "name": {},
+        },
     }
 
 
@@ -188,6 +223,47 @@ def history_paths(name: str) -> dict[str, Any]:
                 responses={
                     "200": _answer("VersionDeleted", "Deleted, or cancelled."),
                     **_errors("400", "404", "409", "503"),
+                },
+            ),
+        },
+        f"{base}/versions/{{n}}/data": {
+            "get": _operation(
+                name,
+                "training_data",
+                "The rows a version was trained or updated on (scope admin)",
+                ("key", "n"),
+                responses={
+                    "200": {
+                        "description": "Its x and y; with `Accept: "
+                        "application/vnd.apache.arrow.stream`, one Arrow stream of x's columns "
+                        "then y's, the target columns named in its schema metadata "
+                        "(`mlserver.targets`, a JSON list).",
+                        "content": {
+                            "application/json": {"schema": _ref("TrainingData")},
+                            "application/vnd.apache.arrow.stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
+                        },
+                    },
+                    **_errors("400", "404", "503"),
+                },
+            ),
+        },
+        f"{base}/refit": {
+            "post": _operation(
+                name,
+                "refit",
+                "Train a new version from a version's stored data and kwargs (default: the "
+                "served one), its updates replayed in order, with the running libraries",
+                ("key",),
+                requestBody={
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("RefitRequest")}},
+                },
+                responses={
+                    "202": _answer("Running", "A refit job was started."),
+                    "200": _answer("Status", "Nothing started: the key has a RUNNING version."),
+                    **_errors("400", "404", "409-refit", "413", "415", "503"),
                 },
             ),
         },

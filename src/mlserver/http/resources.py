@@ -131,7 +131,7 @@ class ModelResource:
             version=p.get("version"),
             alias=p.get("alias"),
         )
-        if _wants_arrow(req):
+        if wants_arrow(req):
             resp.content_type = ARROW_STREAM
             resp.data = result.arrow()
             resp.set_header("X-Model-Key", result.key)
@@ -197,7 +197,7 @@ class ModelResource:
             send(resp, body)
 
 
-def _wants_arrow(req: falcon.Request) -> bool:
+def wants_arrow(req: falcon.Request) -> bool:
     """Accept prefers Arrow over JSON. PERF: content negotiation (~10 us) only when Arrow
     could win: named, or behind a wildcard with JSON's quality lowered."""
     accept = req.get_header("Accept")
