@@ -291,3 +291,23 @@ def test_tokens_read_with_predict_and_move_aliases_with_train(tmp_path, name):
             assert training.predict(x, key).attrs["version"] == 2
     finally:
         server.stop()
+
+
+def test_data_gives_back_the_rows_and_refit_trains_them_again(server, name):
+    """`data` returns a version's x and y (as JSON and as Arrow); `refit` waits for the new
+    version, whose lineage names its source; an unknown version is NotFound."""
+    x, y = regression()
+    with client_of(server, "linreg") as client:
+        key = client.fit(x, y, name=name)
+        for arrow in (False, True):
+            got_x, got_y = client.data(key, 1, arrow=arrow)
+            np.testing.assert_array_equal(got_x.to_numpy(), x.to_numpy())
+            assert list(got_x.columns) == list(x.columns)
+            np.testing.assert_array_equal(got_y.to_numpy(), y.to_numpy())
+        state = client.refit(key)
+        assert state["status"] == "FINISHED" and state["version"] == 2
+        assert client.version(key, 2)["lineage"]["source"] == 1
+        with pytest.raises(NotFound):
+            client.data(key, 5)
+        with pytest.raises(NotFound):
+            client.refit(key, version=5)

@@ -65,6 +65,7 @@ from mlserver.client_errors import (
     server_error,
 )
 from mlserver.client_history import HistoryCalls
+from mlserver.client_lineage import LineageCalls
 from mlserver.frames.encode import dumps, encode_frame
 
 __all__ = [
@@ -130,7 +131,7 @@ def _encode_y(y: pd.Series | pd.DataFrame) -> Any:
 # The client
 
 
-class ModelClient(HistoryCalls):
+class ModelClient(HistoryCalls, LineageCalls):
     """One model of an mlserver, used like an estimator: `fit` returns a key, `predict` uses it.
 
     Args:

@@ -51,7 +51,9 @@ cl.simulate_put(f"/sgd/{k}/aliases/baseline", json={"version": 1})
 bad = cl.simulate_put("/sgd", json={**body, "algkwargs": {"nope": 1}}).json["model-key"]
 wait(bad)
 answer = cl.simulate_post("/sgd", json={"x": x, "orient": "split", "model-key": k}).json
-first = cl.simulate_post("/sgd", json={"x": x, "orient": "split", "model-key": k, "version": 1}).json
+first = cl.simulate_post(
+    "/sgd", json={"x": x, "orient": "split", "model-key": k, "version": 1}
+).json
 with open(facts_path, "w") as recorded:
     facts = {
         "key": k,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from mlserver.cli.logs import PROG, reader_gone, say
 from mlserver.cli.options import SERVE_OPTIONS, add_flags
+from mlserver.cli.refit import add_parser as add_refit
 from mlserver.cli.serve import serve
 from mlserver.cli.versions import add_parser as add_versions
 from mlserver.config import settings_options
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.set_defaults(run=_list_catalog)
     add_versions(commands)
+    add_refit(commands)
     return parser
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlserver.config import Settings
 from mlserver.errors import ConfigurationError, StoreError
 from mlserver.store import SQLStore
 
-__all__ = ["open_store", "public_url"]
+__all__ = ["check_file", "open_store", "public_url"]
 
 
 def public_url(url: str) -> str:
@@ -32,3 +34,11 @@ def open_store(url: str, settings: Settings) -> SQLStore:
         detail = " ".join(str(cause).split()) if cause else str(exc)
         raise ConfigurationError(f"store {shown} is not usable: {detail}") from exc
     return store
+
+
+def check_file(url: str) -> None:
+    """A SQLite file that is not there is a typo: refuse it instead of creating it."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+        if not path.is_file():
+            raise ConfigurationError(f"store {public_url(url)}: no such file {str(path)!r}")

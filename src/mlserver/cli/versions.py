@@ -9,13 +9,12 @@ import os
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, TextIO
 
 from mlserver.cli.logs import say
-from mlserver.cli.store import open_store, public_url
+from mlserver.cli.store import check_file, open_store, public_url
 from mlserver.config import ENV_PREFIX, Settings
-from mlserver.errors import ConfigurationError, InvalidPayload, StoreError
+from mlserver.errors import InvalidPayload, StoreError
 from mlserver.http.answers import version_body
 from mlserver.store import SQLStore
 from mlserver.store.base import Version
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     """List the versions; exit 1 if the key has none, 2 for a store that cannot be opened
     or a MODEL or KEY no store can hold."""
     url = args.store or os.environ.get(ENV_PREFIX + "STORE") or DEFAULT_STORE
-    _check_file(url)
+    check_file(url)
     store = open_store(url, Settings())
     try:
         return _show(store, url, args)
@@ -103,14 +102,6 @@ def _show(store: SQLStore, url: str, args: argparse.Namespace) -> int:
     if more:
         print(f"(older versions not shown: --limit {args.limit})")
     return 0
-
-
-def _check_file(url: str) -> None:
-    """A SQLite file that is not there is a typo: refuse it instead of creating it."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
-        if not path.is_file():
-            raise ConfigurationError(f"store {public_url(url)}: no such file {str(path)!r}")
 
 
 def _read(store: SQLStore, model: str, key: str, limit: int | None) -> tuple[list[Version], bool]:
