@@ -1,7 +1,7 @@
 """Lineage as `ModelClient` methods: the rows a version learnt from, and refits.
 
-    x, y = client.data(key, 3)          # what version 3 was trained or updated on (admin)
-    client.refit(key)                   # a new version from the served one's history
+x, y = client.data(key, 3)          # what version 3 was trained or updated on (admin)
+client.refit(key)                   # a new version from the served one's history
 """
 
 from __future__ import annotations

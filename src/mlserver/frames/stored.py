@@ -117,6 +117,9 @@ def _part(pa: Any, frame: pd.DataFrame, prefix: str, arrays: dict[str, Any]) -> 
     """Put `frame`'s columns (and index) into `arrays`; the metadata to rebuild it."""
     what = "x" if prefix == "x" else "y"
     meta: dict[str, Any] = {"columns": [], "dtypes": []}
+    if isinstance(frame.columns, pd.RangeIndex):
+        columns = frame.columns
+        meta["columns_range"] = [columns.start, columns.stop, columns.step]
     for i, (name, series) in enumerate(frame.items()):
         where = f"{what} column {name!r}"
         meta["columns"].append(_tag(name, where))
@@ -145,7 +148,10 @@ def _rebuild(table: Any, meta: dict[str, Any], prefix: str) -> pd.DataFrame:
         index = pd.Index(values, dtype=values.dtype)
     index.name = _untag(meta["index_name"])
     frame = pd.DataFrame({i: s.set_axis(index) for i, s in columns.items()}, index=index)
-    frame.columns = pd.Index([_untag(c) for c in meta["columns"]])
+    if "columns_range" in meta:
+        frame.columns = pd.RangeIndex(*meta["columns_range"])
+    else:
+        frame.columns = pd.Index([_untag(c) for c in meta["columns"]])
     return frame
 
 
@@ -180,6 +186,8 @@ def encode(x: pd.DataFrame, y: Target) -> Encoded:
         frame = y.to_frame() if isinstance(y, pd.Series) else y
         meta["y"] = _part(pa, frame, "y", arrays)
         meta["y"]["series"] = isinstance(y, pd.Series)
+        if isinstance(y, pd.Series):
+            meta["y"]["name"] = _tag(y.name, "y's name")
     table = pa.table(arrays) if arrays else pa.table({"x.none": pa.nulls(len(x))})
     table = table.replace_schema_metadata({_META: orjson.dumps(meta)})
     sink = pa.BufferOutputStream()
@@ -218,7 +226,7 @@ def decode(blob: bytes) -> tuple[pd.DataFrame, Target]:
         return x, None
     y = _rebuild(table, meta["y"], "y")
     if meta["y"]["series"]:
-        return x, y.iloc[:, 0].rename(y.columns[0])
+        return x, y.iloc[:, 0].rename(_untag(meta["y"]["name"]))
     return x, y
 
 
