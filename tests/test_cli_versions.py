@@ -125,13 +125,13 @@ def test_bad_limit_is_a_usage_error(capsys):
 def test_a_newer_schema_is_refused_naming_both_versions(history, capsys):
     """A database written by a newer mlserver is refused with exit 2 and both versions."""
     url, key, _ = history
-    raw_sql(url, "UPDATE mlserver_schema SET version = 3")
+    raw_sql(url, "UPDATE mlserver_schema SET version = 4")
     try:
         assert main(["versions", "logreg", key, "--store", url]) == 2
     finally:  # NOTE: the PostgreSQL database outlives the test
-        raw_sql(url, "UPDATE mlserver_schema SET version = 2")
+        raw_sql(url, "UPDATE mlserver_schema SET version = 3")
     err = capsys.readouterr().err
-    assert "3" in err and "(2)" in err and "upgrade" in err
+    assert "4" in err and "(3)" in err and "upgrade" in err
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from sklearn.metrics import get_scorer
 from sklearn.model_selection import train_test_split
 
 from mlserver import Registry
+from mlserver.frames import stored
 from mlserver.frames.keys import name_key
 from mlserver.http.auth import hash_token
 from mlserver.pool import ProcessPool
@@ -105,8 +106,9 @@ def test_the_history_pages_newest_first_with_every_field(client):
     assert newest["aliases"] == ["served"] and newest["attempts"] == 1
     assert newest["serializer"] == "joblib" and newest["size"] > 0 and len(newest["sha256"]) == 64
     assert newest["metrics"]["promoted"] is True
+    x5, y5 = shifted(x, y, 4)
     assert newest["lineage"] == {
-        "data": None,
+        "data": stored.content_digest(x5, y5),
         "rows": len(x),
         "columns": 2,
         "parent": None,
@@ -613,7 +615,7 @@ def test_a_server_refuses_a_database_from_a_newer_release_at_start_up(tmp_path):
     store.prepare()
     store.close()
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE mlserver_schema SET version = 3")
+        db.execute("UPDATE mlserver_schema SET version = 4")
     done = subprocess.run(
         [*ML_SERVER, "serve", "--store", f"sqlite:///{path}", "--port", "0"],
         capture_output=True,
@@ -621,6 +623,6 @@ def test_a_server_refuses_a_database_from_a_newer_release_at_start_up(tmp_path):
         timeout=120,
         env=server_environment(),
     )
-    assert_startup_error(done, "database schema version 3 is newer than this mlserver's (2)")
+    assert_startup_error(done, "database schema version 4 is newer than this mlserver's (3)")
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version FROM mlserver_schema").fetchall() == [(3,)]
