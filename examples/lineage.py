@@ -44,8 +44,8 @@ def main() -> None:
 
     with ModelClient(base, "demand") as client:
         key = client.fit(*weeks[0], name="weekly", modkwargs={"random_state": 0})
-        client.update(key, *weeks[1])
-        client.update(key, *weeks[2])
+        client.update(*weeks[1], key)
+        client.update(*weeks[2], key)
         for v in client.versions(key):
             lineage = v["lineage"]
             print(f"version {v['version']}: {lineage['kind']} of {lineage['rows']} rows, "

@@ -291,6 +291,16 @@ def raw_sql(store_url: str, sql: str, params: tuple = ()) -> list[tuple]:
         connection.close()
 
 
+def inputs_stored(store_url: str, model: str, key: str, number: int = 1) -> bool:
+    """Whether version `number` of a key has its inputs stored (so that it can run again)."""
+    store = SQLStore(store_url)
+    try:
+        version = store.version(model, key, number)
+        return version is not None and bool(version.job)
+    finally:
+        store.close()
+
+
 def drop_tables(url: str) -> None:
     """Drop every table a store creates, for tests that need a database without a store."""
     db = db_url.connect(url)

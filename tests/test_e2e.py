@@ -12,10 +12,10 @@ import pytest
 import requests
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from mlserver.store import SQLStore
 from support import (
     ServerProcess,
     classification,
+    inputs_stored,
     predict,
     predict_body,
     predictions,
@@ -64,15 +64,6 @@ def test_restart_keeps_models(sqlite_url):
         assert status(second, "logreg", key)["version"] == 1
     finally:
         second.stop()
-
-
-def inputs_stored(store_url: str, model: str, key: str) -> bool:
-    store = SQLStore(store_url)
-    try:
-        version = store.version(model, key, 1)
-        return version is not None and bool(version.job)
-    finally:
-        store.close()
 
 
 def test_killed_training_runs_again_after_the_restart(sqlite_url):

@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 from mlserver import Registry
 from mlserver.frames import stored
 from mlserver.frames.keys import name_key
+from mlserver.frames.orients import decode_training
 from mlserver.http.auth import hash_token
 from mlserver.pool import ProcessPool
 from mlserver.scoring import seed_of
@@ -107,8 +108,12 @@ def test_the_history_pages_newest_first_with_every_field(client):
     assert newest["serializer"] == "joblib" and newest["size"] > 0 and len(newest["sha256"]) == 64
     assert newest["metrics"]["promoted"] is True
     x5, y5 = shifted(x, y, 4)
+    rows, target = decode_training(
+        x5.to_json(orient="split"), y5.to_json(orient="split"), "split", max_rows=100,
+        max_columns=10,
+    )  # fmt: skip
     assert newest["lineage"] == {
-        "data": stored.content_digest(x5, y5),
+        "data": stored.content_digest(rows.frame, target),
         "rows": len(x),
         "columns": 2,
         "parent": None,

@@ -17,6 +17,7 @@ from mlserver.store import SQLStore
 from support import (
     ServerProcess,
     fit_body,
+    inputs_stored,
     predict,
     predictions,
     put,
@@ -118,22 +119,13 @@ def test_the_same_put_on_both_replicas_starts_one_job(replicas):
         assert {r.json()["status"] for r in answers} == {"RUNNING"}
 
 
-def stored_inputs(store_url: str, key: str) -> bool:
-    store = SQLStore(store_url)
-    try:
-        version = store.version("slow", key, 1)
-        return version is not None and bool(version.job)
-    finally:
-        store.close()
-
-
 def test_a_killed_replicas_job_runs_again_on_the_other(postgres_url):
     """SIGKILL A mid-training: B runs the same job again (same version, attempt 2), once."""
     a, b = replica(postgres_url), replica(postgres_url)
     try:
         x, y = regression()
         key = put(a, "slow", x, y, name="rerun", algkwargs={"seconds": 2})
-        wait_until(lambda: stored_inputs(postgres_url, key), timeout=10)
+        wait_until(lambda: inputs_stored(postgres_url, "slow", key), timeout=10)
         a.stop(signal.SIGKILL)
         state = settled(b, "slow", key, timeout=30)
         assert state["status"] == "FINISHED" and state["version"] == 1, state

@@ -535,7 +535,9 @@ class Jobs:
                 job.version.version,
                 "left RUNNING for the lease rules",
             )
-        self._recorder.shutdown(wait=False, cancel_futures=True)
+        # NOTE: a recording under way ends first (it is one bounded write): the store it
+        # writes to may be closed right after this returns.
+        self._recorder.shutdown(wait=True, cancel_futures=True)
         self._stop.set()
         with self._starting:  # a `start` under way has its thread by now; a later one is a no-op
             thread = self._thread

@@ -11,7 +11,7 @@ import pandas as pd
 
 from mlserver.frames.labels import label_text
 
-__all__ = ["hash_frames", "name_key", "training_key"]
+__all__ = ["name_key", "training_key"]
 
 
 def training_key(
@@ -22,14 +22,6 @@ def training_key(
 ) -> str:
     """A URL-safe key that is equal exactly when decoded data and kwargs are equal."""
     digest = hashlib.sha256(b"mlserver-data-v1\0")
-    hash_frames(digest, x, y)
-    kwargs = [dict(modkwargs), dict(algkwargs)]
-    digest.update(orjson.dumps(kwargs, option=orjson.OPT_SORT_KEYS))
-    return digest.hexdigest()[:32]
-
-
-def hash_frames(digest: Any, x: pd.DataFrame, y: pd.Series | pd.DataFrame | None) -> None:
-    """Feed x and y into `digest`: values, labels with their types, dtypes, index names."""
     for part in (x, y):
         if part is None:
             digest.update(b"\0none\0")
@@ -45,6 +37,9 @@ def hash_frames(digest: Any, x: pd.DataFrame, y: pd.Series | pd.DataFrame | None
         digest.update(orjson.dumps(header, default=str))
         hashes = pd.util.hash_pandas_object(frame, index=True)
         digest.update(hashes.to_numpy().tobytes())
+    kwargs = [dict(modkwargs), dict(algkwargs)]
+    digest.update(orjson.dumps(kwargs, option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()[:32]
 
 
 def name_key(name: str) -> str:
