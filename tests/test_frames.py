@@ -598,3 +598,10 @@ def test_nested_cells_are_named_plainly() -> None:
     """A cell holding a list is refused with a message naming its column in plain words."""
     with pytest.raises(InvalidPayload, match=r"column 1 holds lists"):
         decode_frame([[1.0, [2.0]]], "values")
+
+
+def test_the_training_key_of_given_data_is_pinned():
+    """Keys of stored versions must stay what they were across releases."""
+    x = pd.DataFrame({"a": [1.0, 2.0], "b": [3, 4]})
+    y = pd.Series([0, 1], name="t")
+    assert training_key(x, y, {"C": 1}, {}) == "814ae3ff9c2611dbcaa176ad27cb6d81"
