@@ -41,6 +41,20 @@ def load_postgres_dump(url: str, path: Path) -> None:
         conn.close()
 
 
+def copied(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Iterator[str]:
+    """A copy of the database `name` in tests/data (`.db` on SQLite, `.postgres.sql`
+    loaded into the emptied test database on PostgreSQL); its URL."""
+    if request.param == "sqlite":
+        shutil.copy(DATA / f"{name}.db", tmp_path / "models.db")
+        yield f"sqlite:///{tmp_path / 'models.db'}"
+        return
+    url = request.getfixturevalue("postgres_url")
+    drop_tables(url)
+    load_postgres_dump(url, DATA / f"{name}.postgres.sql")
+    yield url
+    drop_tables(url)
+
+
 def recorded(url: str) -> dict:
     name = "release-0.1.0.db.json" if url.startswith("sqlite") else "release-0.1.0.postgres.json"
     return json.loads((DATA / name).read_text())
@@ -80,15 +94,7 @@ def execute(url: str, sql: str) -> None:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def old_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database release 0.1.0 wrote: a key trained twice and a key whose fit FAILED."""
-    if request.param == "sqlite":
-        shutil.copy(DATA / "release-0.1.0.db", tmp_path / "models.db")
-        yield f"sqlite:///{tmp_path / 'models.db'}"
-        return
-    url = request.getfixturevalue("postgres_url")
-    drop_tables(url)
-    load_postgres_dump(url, DATA / "release-0.1.0.postgres.sql")
-    yield url
-    drop_tables(url)
+    yield from copied(request, tmp_path, "release-0.1.0")
 
 
 @pytest.fixture
@@ -272,15 +278,7 @@ def test_aliases_left_by_a_dropped_versions_table_are_forgotten(fresh_url):
 def v2_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database at schema 2 (the release before stored training data): an online key fitted
     and updated twice with an alias on version 1, and a key whose fit FAILED."""
-    if request.param == "sqlite":
-        shutil.copy(DATA / "schema-2.db", tmp_path / "models.db")
-        yield f"sqlite:///{tmp_path / 'models.db'}"
-        return
-    url = request.getfixturevalue("postgres_url")
-    drop_tables(url)
-    load_postgres_dump(url, DATA / "schema-2.postgres.sql")
-    yield url
-    drop_tables(url)
+    yield from copied(request, tmp_path, "schema-2")
 
 
 def test_a_schema_2_database_migrates_to_3_and_answers_as_before(v2_url):

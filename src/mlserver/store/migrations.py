@@ -114,10 +114,8 @@ def _write_version(schema: type[peewee.Model], version: int = SCHEMA_VERSION) ->
     schema.create(version=version)
 
 
-def _migrate_1_to_2(db: peewee.Database, tables: list[type[peewee.Model]]) -> None:
-    """0.1.0 -> 2: the new columns, the aliases table, every key's `served` at its newest
-    FINISHED version (what 0.1.0 predicted with), and the schema version."""
-    rows, aliases, schema, _, _ = tables
+def _add_columns(db: peewee.Database, rows: type[peewee.Model]) -> None:
+    """The columns of ADDED_COLUMNS the versions table lacks, in the migration's transaction."""
     present = {column.name for column in db.get_columns(TABLE_NAME)}
     migrator = SchemaMigrator.from_database(db)
     migrate(
@@ -127,6 +125,13 @@ def _migrate_1_to_2(db: peewee.Database, tables: list[type[peewee.Model]]) -> No
             if name not in present
         )
     )
+
+
+def _migrate_1_to_2(db: peewee.Database, tables: list[type[peewee.Model]]) -> None:
+    """0.1.0 -> 2: the new columns, the aliases table, every key's `served` at its newest
+    FINISHED version (what 0.1.0 predicted with), and the schema version."""
+    rows, aliases, schema, _, _ = tables
+    _add_columns(db, rows)
     db.create_tables([aliases, schema], safe=True)
     newest = (
         rows.select(
@@ -152,14 +157,6 @@ def _migrate_2_to_3(db: peewee.Database, tables: list[type[peewee.Model]]) -> No
     """2 -> 3: the datasets and links tables and the `lineage` and `job` columns; versions
     stored before have no stored data (their lineage is read from their metadata)."""
     rows, aliases, schema, datasets, links = tables
-    present = {column.name for column in db.get_columns(TABLE_NAME)}
-    migrator = SchemaMigrator.from_database(db)
-    migrate(
-        *(
-            migrator.add_column(TABLE_NAME, name, rows._meta.fields[name])
-            for name in ADDED_COLUMNS
-            if name not in present
-        )
-    )
+    _add_columns(db, rows)
     db.create_tables([aliases, datasets, links], safe=True)
     _write_version(schema)
