@@ -18,6 +18,7 @@ from sklearn.linear_model import LinearRegression, SGDRegressor
 from mlserver.config import Settings
 from mlserver.errors import Conflict, KeyNotFound
 from mlserver.frames import stored
+from mlserver.frames.keys import name_key
 from mlserver.frames.orients import decode_training
 from mlserver.inputs import record
 from mlserver.leases import worker_id
@@ -260,4 +261,53 @@ def test_a_job_that_ran_max_attempts_times_fails_interrupted(store_url):
     finally:
         service.close()
         service.store.close()
+        store.close()
+
+
+def test_a_dataset_goes_with_the_last_version_that_learnt_from_it(store_url):
+    """Shared by two keys and a refit, a dataset outlives each of them but the last: deleted
+    with a key, with one version, and by keep_versions' pruning."""
+    service = make_service(store_url, keep_versions=2)
+    store = service.store
+    try:
+        x, y = regression()
+        a = fit(service, x, y, key_name="a")
+        fit(service, x, y, key_name="b")
+        other_x, other_y = regression(rows=30, seed=5)
+        fit(service, other_x, other_y, key_name="c")
+        assert store.data_usage()[0] == 2
+        service.delete("linreg", key=a.key)
+        assert store.data_usage()[0] == 2  # b still learnt from it
+
+        b_key = name_key("b")
+        b = store.newest("linreg", b_key)
+        refit = service.lineage.refit("linreg", key=b_key)
+        settle(service, "linreg", b_key, refit.version.version)
+        store.set_alias("linreg", b_key, "served", 2)
+        store.delete_version("linreg", b_key, 1)
+        assert store.data_usage()[0] == 2  # the refit learnt from it too
+        assert store.load_dataset(b.lineage["data"]).rows == len(x)
+
+        # keep_versions=2: each new version of c prunes the oldest, and its data with it.
+        c_key = name_key("c")
+        c1 = store.version("linreg", c_key, 1)
+        claim = service.fit(
+            "linreg", x=x.to_json(orient="split"), y=y.to_json(orient="split"), orient="split",
+            key_name="c", retrain=True,
+        )  # fmt: skip
+        settle(service, "linreg", c_key, claim.version.version)
+        again = service.fit(
+            "linreg", x=x.to_json(orient="split"), y=y.to_json(orient="split"), orient="split",
+            key_name="c", retrain=True,
+        )  # fmt: skip
+        settle(service, "linreg", c_key, again.version.version)
+        assert store.version("linreg", c_key, 1) is None
+        assert c1.lineage["data"] not in store.stored_datasets((c1.lineage["data"],))
+        assert store.data_usage()[0] == 1
+
+        service.delete("linreg", key=b_key)
+        service.delete("linreg", key=c_key)
+        assert store.data_usage() == (0, 0, 0)
+    finally:
+        service.close()
         store.close()

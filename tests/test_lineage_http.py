@@ -16,7 +16,10 @@ import pytest
 
 import support
 from mlserver.cli import main
+from mlserver.config import Settings
 from mlserver.http.auth import hash_token
+from mlserver.inputs import Inputs, record
+from mlserver.leases import worker_id
 from mlserver.store import SQLStore
 from support import (
     ML_SERVER,
@@ -206,3 +209,33 @@ def test_the_console_script_refits_from_the_store_it_is_given(sqlite_url):
     assert sorted(done.stdout.splitlines()) == sorted(
         f"linreg {k} v1 -> v2 FINISHED" for k in keys[:2]
     )
+
+
+def test_refit_skewed_goes_on_after_an_interrupted_run(sqlite_url, capsys):
+    """A refit an interrupted run left RUNNING (its process gone) is run again when the next
+    run starts, and that run waits for it instead of starting another."""
+    keys = skewed_store(sqlite_url)
+    store = SQLStore(sqlite_url)
+    try:
+        served = store.version("linreg", keys[0], 1)
+        child = subprocess.Popen(["true"])
+        child.wait()
+        host, namespace = worker_id().split(":")[:2]
+        gone = f"{host}:{namespace}:{child.pid}:0ff1ce00"
+        left = store.claim("linreg", keys[0], worker=gone, lease_seconds=60, retrain=True)
+        job = {**served.job, "kind": "refit", "promote": "always"}
+        lineage = {**served.lineage, "kind": "refit", "source": 1}
+        inputs = Inputs("refit", lineage, job, steps=store.steps(served.id))
+        record(store, Settings(), left.version, inputs)
+
+        assert main(["refit", "--skewed", TARGET, "--store", sqlite_url]) == 0
+        out, _ = capsys.readouterr()
+        # keys[0] is listed only if its re-run had not finished when the run looked.
+        lines = set(out.splitlines())
+        assert f"linreg {keys[1]} v1 -> v2 FINISHED" in lines
+        assert lines <= {f"linreg {k} v1 -> v2 FINISHED" for k in keys[:2]}
+        again = store.version("linreg", keys[0], 2)
+        assert (again.id, again.attempts) == (left.version.id, 2)
+        assert store.newest("linreg", keys[0]).version == 2  # no third version was started
+    finally:
+        store.close()
