@@ -130,11 +130,12 @@ class Load:
                 update = {**SPLIT, "model-key": self.sgd_key}
                 try:
                     answer = session.put(f"{self.url}/slow", json=new, timeout=30)
-                    self._note("PUT new key", answer, (202,))
+                    # 503: the queue is full (jobs a kill cut short run again after it)
+                    self._note("PUT new key", answer, (202, 503))
                     answer = session.put(f"{self.url}/slow", json=shared, timeout=30)
-                    self._note("PUT shared", answer, (200, 202))  # 200: still RUNNING
+                    self._note("PUT shared", answer, (200, 202, 503))  # 200: still RUNNING
                     answer = session.patch(f"{self.url}/sgd", json=update, timeout=30)
-                    self._note("PATCH sgd", answer, (202, 409))  # 409: one still RUNNING
+                    self._note("PATCH sgd", answer, (202, 409, 503))  # 409: one RUNNING
                 except BROKEN:
                     return
                 with self._lock:

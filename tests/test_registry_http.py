@@ -630,4 +630,4 @@ def test_a_server_refuses_a_database_from_a_newer_release_at_start_up(tmp_path):
     )
     assert_startup_error(done, "database schema version 4 is newer than this mlserver's (3)")
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM mlserver_schema").fetchall() == [(3,)]
+        assert db.execute("SELECT version FROM mlserver_schema").fetchall() == [(4,)]

@@ -295,6 +295,8 @@ def _operations() -> list[tuple[str, str]]:
             ("GET", f"{history}/aliases"),
             ("PUT", f"{history}/aliases/{{alias}}"),
             ("DELETE", f"{history}/aliases/{{alias}}"),
+            ("GET", f"{history}/versions/{{n}}/data"),
+            ("POST", f"{history}/refit"),
         ]
     return found
 

@@ -151,8 +151,8 @@ class Jobs:
             self.start()  # runs without its heartbeat
         return self._reserve()
 
-    def _reserve(self) -> Place:
-        limit = self.settings.max_queued_jobs
+    def _reserve(self, limit: int | None = None) -> Place:
+        limit = self.settings.max_queued_jobs if limit is None else limit
         with self._lock:
             if self._closing:
                 raise Overloaded("the server is shutting down", RETRY_AFTER_SECONDS)
@@ -446,10 +446,11 @@ class Jobs:
         return expired
 
     def _adopt(self, dead: tuple[str, ...]) -> None:
-        """Take over lost jobs that can run again, one per free place."""
+        """Take over lost jobs that can run again, one per free place, leaving half the
+        queue to new requests (the rest wait for a later sweep, or another process)."""
         for lost in self.store.lost(dead_workers=dead, max_attempts=self.settings.max_attempts):
             try:
-                place = self._reserve()
+                place = self._reserve(self.settings.max_queued_jobs // 2)
             except Overloaded:
                 return  # no room here: another process (or a later sweep) takes them
             with place:
