@@ -225,7 +225,7 @@ def test_refit_skewed_goes_on_after_an_interrupted_run(sqlite_url, capsys):
         left = store.claim("linreg", keys[0], worker=gone, lease_seconds=60, retrain=True)
         job = {**served.job, "kind": "refit", "promote": "always"}
         lineage = {**served.lineage, "kind": "refit", "source": 1}
-        inputs = Inputs("refit", lineage, job, steps=store.steps(served.id))
+        inputs = Inputs(lineage, job, steps=store.steps(served.id))
         record(store, Settings(), left.version, inputs)
 
         assert main(["refit", "--skewed", TARGET, "--store", sqlite_url]) == 0

@@ -29,9 +29,8 @@ log = logging.getLogger("mlserver.lineage")
 class Inputs:
     """A job's lineage and re-run recipe, before its datasets are stored."""
 
-    #: "fit", "update" or "refit".
-    kind: str
-    #: What `V["lineage"]` shows, but "data" (known once the data is stored).
+    #: What `V["lineage"]` shows ("kind": fit, update or refit), but "data" (known once
+    #: the data is stored).
     lineage: Mapping[str, Any]
     #: The re-run recipe (Version.job), without "chain" (set here).
     job: Mapping[str, Any]

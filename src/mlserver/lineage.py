@@ -16,11 +16,9 @@ import pandas as pd
 from mlserver.arguments import model_key, promote_policy, whole_number
 from mlserver.errors import Conflict, KeyNotFound, MLServerError, Overloaded, StoreError
 from mlserver.frames import stored
-from mlserver.frames.schema import Schema
 from mlserver.inputs import Inputs
 from mlserver.job_places import Place
-from mlserver.loaded import serializer_for, verified_blob
-from mlserver.scoring import seed_of
+from mlserver.loaded import verified_blob
 from mlserver.store.base import Claim, Status, Version
 from mlserver.training import TrainingTask
 from mlserver.wrapper import ModelWrapper
@@ -53,14 +51,14 @@ def _shape(x: pd.DataFrame) -> dict[str, int]:
 def fit_inputs(x: pd.DataFrame, y: Any, job: Mapping[str, Any]) -> Inputs:
     """What a fit records: its data and how to fit it again."""
     lineage = {**_shape(x), "parent": None, "kind": "fit", "source": None}
-    return Inputs("fit", lineage, {**job, "kind": "fit", "base": None}, x=x, y=y)
+    return Inputs(lineage, {**job, "kind": "fit", "base": None}, x=x, y=y)
 
 
 def update_inputs(x: pd.DataFrame, y: Any, base: Version, promote: str) -> Inputs:
     """What an update records: its data, after its base's history."""
     lineage = {**_shape(x), "parent": base.version, "kind": "update", "source": None}
     job = {**_recipe(base), "kind": "update", "promote": promote, "base": base.version}
-    return Inputs("update", lineage, job, x=x, y=y, base=base)
+    return Inputs(lineage, job, x=x, y=y, base=base)
 
 
 def _recipe(version: Version) -> dict[str, Any]:
@@ -139,9 +137,8 @@ class Lineage:
         key = model_key(key)
         promote = promote_policy(promote)
         source = self.service.lifecycle.select(name, key, version, cached=False)
-        steps = self._history(source)
+        steps, frames = self._history(source)
         recipe = _recipe(source)
-        frames = [self._frames(sha) for sha in steps]
         job = {**recipe, "kind": "refit", "promote": promote, "base": None}
         task, metadata = self._fit_task(wrapper, key, job, frames)
         try:
@@ -168,14 +165,15 @@ class Lineage:
                     "kind": "refit",
                     "source": source.version,
                 }
-                inputs = Inputs("refit", lineage, job, steps=steps)
+                inputs = Inputs(lineage, job, steps=steps)
                 self.service.jobs.submit(
                     claim.version, task, metadata, place, promote=promote, inputs=inputs
                 )
         return claim
 
-    def _history(self, version: Version) -> tuple[str, ...]:
-        """The datasets a version learnt from, in order; Conflict when any is not stored."""
+    def _history(self, version: Version) -> tuple[tuple[str, ...], list[Frames]]:
+        """The datasets a version learnt from, in order, and their frames; Conflict when
+        any is not stored."""
         steps = self.store.steps(version.id) if version.job.get("chain") else ()
         if not steps:
             raise Conflict(
@@ -183,13 +181,13 @@ class Lineage:
                 "it learnt from is not stored (trained before lineage, too large, or with "
                 "store_training_data off)"
             )
-        missing = set(steps) - self.store.stored_datasets(steps)
-        if missing:
+        try:
+            return steps, [self._frames(sha) for sha in steps]
+        except KeyNotFound:
             raise Conflict(
-                f"version {version.version} of {version.key!r} cannot be refitted: "
-                f"{len(missing)} of its datasets are no longer stored"
-            )
-        return steps
+                f"version {version.version} of {version.key!r} cannot be refitted: one of "
+                "its datasets is no longer stored"
+            ) from None
 
     def _frames(self, sha: str) -> Frames:
         return stored.decode(self.store.load_dataset(sha).blob)
@@ -199,33 +197,26 @@ class Lineage:
     ) -> tuple[TrainingTask, dict[str, Any]]:
         """A fit of stored frames (a refit's: the fit, then its updates), and its metadata."""
         modkwargs = dict(job.get("modkwargs") or {})
-        algkwargs = dict(job.get("algkwargs") or {})
-        (x, y), updates = frames[0], tuple(frames[1:])
-        schema = Schema.of(x)
         try:
             model = wrapper.make_model(**modkwargs)
         except Exception as exc:  # e.g. a keyword the running scikit-learn no longer takes
             raise Conflict(
                 f"{wrapper.name} no longer takes the kwargs it was fitted with: {exc}"
             ) from None
-        task = TrainingTask(
+        (x, y), updates = frames[0], tuple(frames[1:])
+        return self.service.fit_job(
             wrapper,
+            key,
             x,
             y,
             model=model,
-            algkwargs=algkwargs,
-            schema=schema,
+            modkwargs=modkwargs,
+            algkwargs=dict(job.get("algkwargs") or {}),
             validation=job.get("validation"),
             scoring=job.get("scoring"),
-            seed=seed_of(key),
+            name=job.get("name"),
             updates=updates,
         )
-        metadata = self.service.training_metadata(wrapper, x, y, schema)
-        metadata["kwargs"] = {"modkwargs": modkwargs, "algkwargs": algkwargs}
-        metadata["scoring"] = job.get("scoring")
-        if job.get("name") is not None:
-            metadata["name"] = job["name"]
-        return task, metadata
 
     # -- re-runs ---------------------------------------------------------------------------
 
@@ -264,22 +255,6 @@ class Lineage:
         if base is None or base.status is not Status.FINISHED:
             raise KeyNotFound(f"its base, version {job['base']}, is gone")
         x, y = self._frames(steps[-1])
-        schema = Schema.from_json(base.metadata["features"])
-        scoring = job.get("scoring")
-        task = TrainingTask(
-            wrapper,
-            x,
-            y,
-            base_blob=verified_blob(self.store, self.service.signer, base),
-            schema=schema,
-            base_serializer=serializer_for(wrapper, base),
-            scoring=scoring,
-            prequential=y is not None,
-        )
-        metadata = self.service.training_metadata(wrapper, x, y, schema)
-        metadata["base_version"] = base.version
-        metadata["kwargs"] = base.metadata.get("kwargs", {})
-        metadata["scoring"] = scoring
-        if job.get("name") is not None:
-            metadata["name"] = job["name"]
+        blob = verified_blob(self.store, self.service.signer, base)
+        task, metadata = self.service.update_job(wrapper, base, blob, x, y)
         self.service.jobs.submit(version, task, metadata, place, promote=promote)

@@ -203,23 +203,18 @@ class Service:
                 retrain=retrain,
             )
             if claim.created:
-                schema = Schema.of(table.frame)
-                task = TrainingTask(
+                task, metadata = self.fit_job(
                     wrapper,
+                    key,
                     table.frame,
                     target,
                     model=estimator,
+                    modkwargs=modkwargs,
                     algkwargs=algkwargs,
-                    schema=schema,
                     validation=validation,
                     scoring=scoring,
-                    seed=seed_of(key),
+                    name=key_name,
                 )
-                metadata = self.training_metadata(wrapper, table.frame, target, schema)
-                metadata["kwargs"] = {"modkwargs": modkwargs, "algkwargs": algkwargs}
-                metadata["scoring"] = scoring
-                if key_name is not None:
-                    metadata["name"] = key_name
                 job = {
                     "modkwargs": modkwargs,
                     "algkwargs": algkwargs,
@@ -327,25 +322,7 @@ class Service:
                 except StaleBase:
                     if attempt == _UPDATE_ATTEMPTS - 1:
                         raise
-            metadata = self.training_metadata(wrapper, frame, target, schema)
-            metadata["base_version"] = base.version
-            metadata["kwargs"] = base.metadata.get("kwargs", {})
-            metadata["scoring"] = base.metadata.get("scoring")
-            if "name" in base.metadata:
-                metadata["name"] = base.metadata["name"]
-            # The base loads with the serializer it was stored with; the update is stored
-            # with the wrapper's own.
-            base_serializer = serializer_for(wrapper, base)
-            task = TrainingTask(
-                wrapper,
-                frame,
-                target,
-                base_blob=blob,
-                schema=schema,
-                base_serializer=base_serializer,
-                scoring=base.metadata.get("scoring"),
-                prequential=target is not None,
-            )
+            task, metadata = self.update_job(wrapper, base, blob, frame, target, schema)
             inputs = update_inputs(frame, target, base, promote)
             self.jobs.submit(version, task, metadata, place, promote=promote, inputs=inputs)
         return version
@@ -471,7 +448,76 @@ class Service:
             )
         return warnings
 
-    def training_metadata(
+    def fit_job(
+        self,
+        wrapper: ModelWrapper,
+        key: str,
+        x: pd.DataFrame,
+        y: pd.Series | pd.DataFrame | None,
+        *,
+        model: Any,
+        modkwargs: dict[str, Any],
+        algkwargs: dict[str, Any],
+        validation: float | None,
+        scoring: str | None,
+        name: str | None,
+        updates: tuple[tuple[pd.DataFrame, Any], ...] = (),
+    ) -> tuple[TrainingTask, dict[str, Any]]:
+        """The task and metadata of a fit of `key` (a PUT's, a refit's or its re-run)."""
+        schema = Schema.of(x)
+        task = TrainingTask(
+            wrapper,
+            x,
+            y,
+            model=model,
+            algkwargs=algkwargs,
+            schema=schema,
+            validation=validation,
+            scoring=scoring,
+            seed=seed_of(key),
+            updates=updates,
+        )
+        metadata = self._metadata(wrapper, x, y, schema)
+        metadata["kwargs"] = {"modkwargs": modkwargs, "algkwargs": algkwargs}
+        metadata["scoring"] = scoring
+        if name is not None:
+            metadata["name"] = name
+        return task, metadata
+
+    def update_job(
+        self,
+        wrapper: ModelWrapper,
+        base: Version,
+        blob: bytes,
+        x: pd.DataFrame,
+        y: pd.Series | pd.DataFrame | None,
+        schema: Schema | None = None,
+    ) -> tuple[TrainingTask, dict[str, Any]]:
+        """The task and metadata of an update of `base` (a PATCH's or its re-run), x
+        conformed to its schema (`schema`, when the caller has it already)."""
+        schema = schema or Schema.from_json(base.metadata["features"])
+        scoring = base.metadata.get("scoring")
+        # The base loads with the serializer it was stored with; the update is stored with
+        # the wrapper's own.
+        task = TrainingTask(
+            wrapper,
+            x,
+            y,
+            base_blob=blob,
+            schema=schema,
+            base_serializer=serializer_for(wrapper, base),
+            scoring=scoring,
+            prequential=y is not None,
+        )
+        metadata = self._metadata(wrapper, x, y, schema)
+        metadata["base_version"] = base.version
+        metadata["kwargs"] = base.metadata.get("kwargs", {})
+        metadata["scoring"] = scoring
+        if "name" in base.metadata:
+            metadata["name"] = base.metadata["name"]
+        return task, metadata
+
+    def _metadata(
         self,
         wrapper: ModelWrapper,
         x: pd.DataFrame,
