@@ -221,7 +221,7 @@ def served_names(server: Server) -> list[str]:
 def test_serves_the_catalog_by_default(serve, sqlite_url):
     """Without TARGET, the catalog is served: a PUT, GET, POST round trip matches sklearn."""
     server = serve("--port", "0", "--store", sqlite_url)
-    assert server.models == [entry.name for entry in ENTRIES]
+    assert server.models == [*(entry.name for entry in ENTRIES), "imported"]
     assert server.store == sqlite_url
     x, y = classification()
     key = put(server, "logistic-regression", x, y, expect=(202,))
@@ -280,7 +280,7 @@ def test_flags_win_over_the_environment(serve, models_file, tmp_path, busy_port)
         env=env,
     )
     assert server.store == store
-    assert server.models == [entry.name for entry in ENTRIES]
+    assert server.models == [*(entry.name for entry in ENTRIES), "imported"]
     x, y = regression()
     key = put(server, "linear-regression", x, y, expect=(202,))
     assert settled(server, "linear-regression", key)["status"] == "FINISHED"
@@ -501,7 +501,8 @@ def test_catalog_command_lists_every_entry(capsys):
     header, *rows = capsys.readouterr().out.splitlines()
     assert header.split() == ["NAME", "ESTIMATOR", "KIND", "PATCH"]
     assert [row.split() for row in rows] == [
-        [e.name, e.import_path, e.kind, e.update or "-"] for e in ENTRIES
+        *([e.name, e.import_path, e.kind, e.update or "-"] for e in ENTRIES),
+        ["imported", "(imported)", "any", "-"],
     ]
 
 

@@ -191,8 +191,8 @@ def test_refit_skewed_says_which_keys_it_could_not_refit(sqlite_url, capsys):
     out, err = capsys.readouterr()
     assert sorted(out.splitlines()) == sorted(
         f"linreg {k} v1: not refitted: version 1 of {k!r} cannot be refitted: the data it "
-        "learnt from is not stored (trained before lineage, too large, or with "
-        "store_training_data off)"
+        "learnt from is not stored (trained before lineage, too large, with "
+        "store_training_data off, or updated from an imported version)"
         for k in keys[:2]
     )
     assert "refitted 0 of 2 key(s), 2 not" in err

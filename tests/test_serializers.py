@@ -43,6 +43,7 @@ from mlserver.frames.schema import Schema
 from mlserver.serializers import (
     JoblibSerializer,
     OnnxSerializer,
+    PickleSerializer,
     SkopsSerializer,
     resolve_serializer,
 )
@@ -201,8 +202,9 @@ def test_resolver_knows_every_backend():
     assert isinstance(resolve_serializer(JoblibSerializer), JoblibSerializer)
     instance = OnnxSerializer(intra_op_threads=2)
     assert resolve_serializer(instance) is instance
-    with pytest.raises(ConfigurationError, match="joblib, onnx, skops"):
-        resolve_serializer("pickle")
+    assert isinstance(resolve_serializer("pickle"), PickleSerializer)
+    with pytest.raises(ConfigurationError, match="joblib, onnx, pickle, skops"):
+        resolve_serializer("cloudpickle")
 
 
 def test_library_versions_name_what_each_backend_needs():

@@ -1,14 +1,17 @@
 """The built-in catalog: common scikit-learn estimators under stable route names.
 
-`ml-server serve` without a TARGET serves `catalog()`. Every entry is built with
-`wrap_estimator`, so a PUT can construct only the estimators listed here, and only with their
-own constructor arguments of valid types (anything else is a 400 before training). The names
-are part of the HTTP contract: add entries, never rename or remove one.
+`ml-server serve` without a TARGET serves `catalog()`: these, and `imported`, a route that
+trains nothing and serves any model imported into it (`PUT /imported/import`).
+
+Every entry is built with `wrap_estimator`, so a PUT can construct only the estimators listed
+here, and only with their own constructor arguments of valid types (anything else is a 400
+before training). The names are part of the HTTP contract: add entries, never rename or
+remove one.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sklearn.base import ClassifierMixin, ClusterMixin, RegressorMixin
 from sklearn.cluster import KMeans, MiniBatchKMeans
@@ -38,7 +41,10 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from mlserver.registry import Registry
 from mlserver.wrapper import ModelWrapper, wrap_estimator
 
-__all__ = ["ENTRIES", "SERIALIZER", "CatalogEntry", "catalog"]
+__all__ = ["ENTRIES", "IMPORTED", "SERIALIZER", "CatalogEntry", "ImportedModels", "catalog"]
+
+#: The route of models trained elsewhere.
+IMPORTED = "imported"
 
 #: Serializer of every entry that does not name its own.
 SERIALIZER = "joblib"
@@ -117,6 +123,17 @@ ENTRIES: tuple[CatalogEntry, ...] = (
 )
 
 
+class ImportedModels(ModelWrapper):
+    """Any scikit-learn estimator or ONNX graph trained elsewhere, imported as it is."""
+
+    name = IMPORTED
+    fits = False
+
+    def make_model(self, **modkwargs: Any) -> Any:
+        raise TypeError(f"{IMPORTED!r} trains nothing: import a fitted model into it")
+
+
 def catalog() -> Registry:
-    """A fresh Registry of every built-in model (a new one per call: apps never share it)."""
-    return Registry(entry.wrapper() for entry in ENTRIES)
+    """A fresh Registry of every built-in model and the `imported` route (a new one per
+    call: apps never share it)."""
+    return Registry([*(entry.wrapper() for entry in ENTRIES), ImportedModels()])

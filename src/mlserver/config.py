@@ -152,11 +152,24 @@ class Settings:
     #: Times a job may start in all: a RUNNING version whose process died runs again on a
     #: live server while it has stored inputs and fewer attempts; then it is FAILED.
     max_attempts: int = 3
+    #: Largest artifact `PUT /{model}/import` takes, in bytes (413 above it, refused from
+    #: its Content-Length before it is read).
+    max_import_bytes: int = 1024 * 1024 * 1024
+    #: Take joblib and pickle artifacts over HTTP (`PUT /{model}/import`). Loading one runs
+    #: whatever code its sender put in it: only for senders as trusted as the server itself.
+    allow_pickle_import: bool = False
+    #: Types a skops artifact may hold beyond those skops itself trusts, for imports and for
+    #: loading skops versions; nothing an artifact names widens it.
+    trusted_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        trusted = self.trusted_types
+        if isinstance(trusted, str) or not all(isinstance(t, str) for t in trusted):
+            raise ConfigurationError(f"setting trusted_types must be type names, got {trusted!r}")
+        object.__setattr__(self, "trusted_types", tuple(sorted(set(trusted))))
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or (value == 0 and field.name in _MAY_BE_ZERO):
+            if isinstance(value, (bool, tuple)) or (value == 0 and field.name in _MAY_BE_ZERO):
                 continue
             if value <= 0:
                 raise ConfigurationError(f"setting {field.name} must be positive, got {value!r}")
@@ -188,14 +201,25 @@ def settings_options() -> tuple[Option, ...]:
         options.append(
             Option(
                 field.name,
-                {"int": int, "float": float, "bool": boolean}[kind],
+                _PARSERS[kind],
                 getattr(defaults, field.name),
                 _SETTING_HELP.get(field.name, f"Settings.{field.name}"),
-                metavar="SECONDS" if field.name.endswith("_seconds") else "N",
-                env_error=f"{{env}} must be a {kind}, got {{raw!r}}",
+                metavar=_metavar(field.name, kind),
+                env_error=f"{{env}} must be {_KINDS[kind]}, got {{raw!r}}",
             )
         )
     return tuple(options)
+
+
+def _metavar(name: str, kind: str) -> str:
+    if name.endswith("_seconds"):
+        return "SECONDS"
+    return "NAMES" if kind == "tuple[str, ...]" else "N"
+
+
+def names(raw: str) -> tuple[str, ...]:
+    """Comma-separated names (e.g. `mymodule.MyTransformer,other.Type`), blanks dropped."""
+    return tuple(sorted({part.strip() for part in raw.split(",") if part.strip()}))
 
 
 # Help for the Settings fields, as `ml-server serve --help` shows it.
@@ -218,6 +242,9 @@ _SETTING_HELP = {
     "store_training_data": "store each fit's and update's data, for refits and re-runs",
     "max_stored_data_bytes": "largest training dataset stored, in bytes once encoded",
     "max_attempts": "times a job whose process died may start in all",
+    "max_import_bytes": "largest artifact PUT /{model}/import takes, in bytes (413 above it)",
+    "allow_pickle_import": "take joblib and pickle artifacts over HTTP: runs the sender's code",
+    "trusted_types": "types skops artifacts may hold beyond skops' own trusted ones",
 }
 _MAY_BE_ZERO = frozenset({"freshness_seconds", "max_queued_jobs", "keep_versions"})
 
@@ -230,3 +257,17 @@ def boolean(raw: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "bool": boolean,
+    "tuple[str, ...]": names,
+}
+_KINDS = {
+    "int": "an int",
+    "float": "a float",
+    "bool": "a bool",
+    "tuple[str, ...]": "comma-separated names",
+}

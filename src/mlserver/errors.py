@@ -12,6 +12,7 @@ MLServerError
 │   └── UntrustedModel      it holds types the server does not trust
 ├── UnsupportedOperation    the wrapper does not offer the operation (e.g. update)
 ├── NotExportable           a serializer cannot store this model so it answers as the model does
+├── NotImportable           an artifact that does not load, has no known schema or fails its sample
 ├── PayloadTooLarge         the request body is above the configured limit
 ├── Overloaded              too many training jobs wait already; try again later
 ├── UnsupportedMediaType    the request body is not JSON
@@ -36,6 +37,7 @@ __all__ = [
     "MLServerError",
     "ModelNotFound",
     "NotExportable",
+    "NotImportable",
     "NotReady",
     "NotServable",
     "NotStorable",
@@ -103,6 +105,12 @@ class UnsupportedOperation(MLServerError):
 class NotExportable(MLServerError):
     """A serializer cannot store this model so that it answers as the model does (e.g. its
     ONNX graph gives other answers on the training rows); the version becomes FAILED."""
+
+
+class NotImportable(MLServerError):
+    """An artifact from elsewhere that cannot become a version: it does not load with its
+    serializer, its input schema is unknown, or it fails to predict on its sample. Nothing
+    was stored."""
 
 
 class NotStorable(MLServerError):

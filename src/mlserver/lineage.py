@@ -174,12 +174,17 @@ class Lineage:
     def _history(self, version: Version) -> tuple[tuple[str, ...], list[Frames]]:
         """The datasets a version learnt from, in order, and their frames; Conflict when
         any is not stored."""
+        if version.lineage.get("kind") == "import":
+            raise Conflict(
+                f"version {version.version} of {version.key!r} cannot be refitted: it was "
+                "imported, trained elsewhere on data this server never had"
+            )
         steps = self.store.steps(version.id) if version.job.get("chain") else ()
         if not steps:
             raise Conflict(
                 f"version {version.version} of {version.key!r} cannot be refitted: the data "
-                "it learnt from is not stored (trained before lineage, too large, or with "
-                "store_training_data off)"
+                "it learnt from is not stored (trained before lineage, too large, with "
+                "store_training_data off, or updated from an imported version)"
             )
         try:
             return steps, [self._frames(sha) for sha in steps]

@@ -150,9 +150,13 @@ def verified_blob(store: Store, signer: Signer | None, version: Version) -> byte
     return blob
 
 
-def serializer_for(wrapper: ModelWrapper, version: Version) -> Serializer:
-    """The serializer a version was stored with: the wrapper's own, or the one it names."""
+def serializer_for(
+    wrapper: ModelWrapper, version: Version, trusted: tuple[str, ...] = ()
+) -> Serializer:
+    """The serializer a version was stored with: the wrapper's own, or the one it names;
+    trusting the server's `trusted` types too, where it loads only trusted ones."""
     own = wrapper.get_serializer()
-    if version.serializer in (None, own.name):
-        return own
-    return resolve_serializer(version.serializer)
+    found = (
+        own if version.serializer in (None, own.name) else resolve_serializer(version.serializer)
+    )
+    return found.trusting(trusted) if trusted else found

@@ -45,7 +45,8 @@ def library_skew(
     found = []
     for library in libraries:
         then, now = trained.get(library), serving.get(library)
-        if then and now and _major_minor(then) != _major_minor(now):
+        # NOTE: an imported artifact that declares no version ("unknown") has no skew to tell.
+        if then and now and then != "unknown" and _major_minor(then) != _major_minor(now):
             found.append(f"trained with {library} {then}, served with {library} {now}")
     return found
 

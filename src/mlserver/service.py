@@ -38,6 +38,7 @@ from mlserver.frames.keys import name_key, training_key
 from mlserver.frames.orients import decode_training, orient_of
 from mlserver.frames.rows import Rows
 from mlserver.frames.schema import Schema
+from mlserver.importing import Imports
 from mlserver.jobs import Jobs, TrainingTask
 from mlserver.lifecycle import Lifecycle
 from mlserver.lineage import Lineage, fit_inputs, update_inputs
@@ -52,6 +53,7 @@ from mlserver.scoring import (
     checked_validation,
     seed_of,
 )
+from mlserver.serializers.base import Serializer
 from mlserver.signing import Signer
 from mlserver.store.base import Claim, Status, Store, Version
 from mlserver.version import mlserver_version
@@ -72,7 +74,9 @@ OPERATIONS = ("status", "fit", "predict", "update", "delete")
 def operations_of(wrapper: ModelWrapper) -> tuple[str, ...]:
     """The operations a model supports, in OPERATIONS order."""
     can_update = wrapper.supports_update and wrapper.get_serializer().can_update
-    return tuple(op for op in OPERATIONS if op != "update" or can_update)
+    return tuple(
+        op for op in OPERATIONS if (op != "update" or can_update) and (op != "fit" or wrapper.fits)
+    )
 
 
 class Service:
@@ -111,6 +115,8 @@ class Service:
         #: Stored training data, refits, and the keys a library upgrade affects.
         self.lineage = Lineage(self)
         self.jobs.rerun = self.lineage.rerun
+        #: Models trained elsewhere, imported as versions; any version's bytes exported.
+        self.imports = Imports(self)
         self.version = mlserver_version()
         self._libraries = {
             "python": platform.python_version(),
@@ -274,7 +280,7 @@ class Service:
     def version_warnings(self, name: str, version: Version, *, update: bool = False) -> list[str]:
         """Library-version skew between the version's training and this process (for
         serving it, or with `update` for loading it to update)."""
-        serializer = serializer_for(self.registry.get(name), version)
+        serializer = self.serializer_for(self.registry.get(name), version)
         serving = {**self._libraries, **serializer.library_versions()}
         libraries = serializer.skew_libraries
         if update and serializer.update_skew_libraries is not None:
@@ -345,7 +351,13 @@ class Service:
         self._skew(wrapper, base, update=True)
         schema = Schema.from_json(base.metadata["features"])
         frame = schema.conform(table.frame, positional=orient == "values")
-        return base, frame, schema, verified_blob(self.store, self.signer, base)
+        blob = verified_blob(self.store, self.signer, base)
+        if not self.serializer_for(wrapper, base).updatable(blob):
+            raise UnprocessableData(
+                f"{name} {key!r} (version {base.version}) cannot be updated: its "
+                f"{base.serializer} artifact keeps no model that learns further"
+            )
+        return base, frame, schema, blob
 
     def delete(self, name: str, *, key: Any) -> int:
         """Delete every version of a key; a job still training it is discarded when it ends."""
@@ -413,6 +425,10 @@ class Service:
             self.executor.shutdown(wait=not self.jobs.busy, cancel_futures=True)
         return left
 
+    def serializer_for(self, wrapper: ModelWrapper, version: Version) -> Serializer:
+        """The serializer `version` loads with, trusting the `trusted_types` setting."""
+        return serializer_for(wrapper, version, self.settings.trusted_types)
+
     # -- helpers ---------------------------------------------------------------------------
 
     def _load(self, wrapper: ModelWrapper, version: Version) -> Loaded:
@@ -426,7 +442,7 @@ class Service:
                     version.version,
                     "; ".join(warnings),
                 )
-            serializer = serializer_for(wrapper, version)
+            serializer = self.serializer_for(wrapper, version)
             model = serializer.loads(verified_blob(self.store, self.signer, version))
             schema = Schema.from_json(version.metadata["features"])
             targets = tuple(version.metadata.get("targets") or (DEFAULT_TARGET,))
@@ -505,7 +521,7 @@ class Service:
             y,
             base_blob=blob,
             schema=schema,
-            base_serializer=serializer_for(wrapper, base),
+            base_serializer=self.serializer_for(wrapper, base),
             scoring=scoring,
             prequential=y is not None,
         )

@@ -30,6 +30,8 @@ class ModelWrapper(ABC):
     name: ClassVar[str]
     #: How fitted models become bytes: an alias ("joblib", "onnx", "skops") or a Serializer.
     serializer: ClassVar[str | Serializer] = "joblib"
+    #: Whether PUT trains new versions; a route that serves imported models only says False.
+    fits: ClassVar[bool] = True
     #: Prediction methods a client may ask for (POST `method`), where the fitted model has them.
     methods: ClassVar[tuple[str, ...]] = (
         "predict",

@@ -38,7 +38,10 @@ def listen(app: App, host: str, port: int, threads: int) -> dict[int, Any]:
         # limit refuses one whose Content-Length is above max_body_bytes before reading it,
         # and a chunked one as soon as that much has arrived. It refuses at the limit
         # itself: hence the 1.
-        limit = app.service.settings.max_body_bytes
+        # An import's artifact may be larger (max_import_bytes): the app refuses other
+        # bodies above max_body_bytes from their Content-Length, before reading them.
+        settings = app.service.settings
+        limit = settings.max_body_bytes
         waitress.create_server(
             app,
             map=socket_map,
@@ -46,7 +49,7 @@ def listen(app: App, host: str, port: int, threads: int) -> dict[int, Any]:
             port=port,
             threads=threads,
             inbuf_overflow=limit,
-            max_request_body_size=limit + 1,
+            max_request_body_size=max(limit, settings.max_import_bytes) + 1,
             recv_bytes=256 * 1024,
         )
     except OSError as exc:

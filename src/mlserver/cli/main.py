@@ -81,10 +81,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list_catalog(args: argparse.Namespace) -> int:
-    from mlserver.catalog import ENTRIES
+    from mlserver.catalog import ENTRIES, IMPORTED
 
     rows = [("NAME", "ESTIMATOR", "KIND", "PATCH")]
     rows += [(e.name, e.import_path, e.kind, e.update or "-") for e in ENTRIES]
+    rows.append((IMPORTED, "(imported)", "any", "-"))
     name, estimator, kind = (max(len(row[i]) for row in rows) for i in range(3))
     for row in rows:
         print(f"{row[0]:<{name}}  {row[1]:<{estimator}}  {row[2]:<{kind}}  {row[3]}")

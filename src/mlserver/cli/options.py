@@ -171,7 +171,7 @@ def add_flags(parser: argparse.ArgumentParser, options: Iterable[Option]) -> Non
                 f"default {str(option.default).lower()}]",
             )
         else:
-            shown = "none" if option.default is None else option.default
+            shown = "none" if option.default in (None, ()) else option.default
             parser.add_argument(
                 option.flag,
                 dest=option.name,

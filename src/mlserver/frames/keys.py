@@ -11,7 +11,7 @@ import pandas as pd
 
 from mlserver.frames.labels import label_text
 
-__all__ = ["name_key", "training_key"]
+__all__ = ["artifact_key", "name_key", "training_key"]
 
 
 def training_key(
@@ -45,3 +45,9 @@ def training_key(
 def name_key(name: str) -> str:
     """The key a `name` stands for: deterministic, URL-safe, never equal to a data key."""
     return hashlib.sha256(b"mlserver-name-v1\0" + name.encode()).hexdigest()[:32]
+
+
+def artifact_key(sha256: str) -> str:
+    """The key an imported artifact gets without a name: from its sha256 (hex), never equal
+    to a data key or a name's key."""
+    return hashlib.sha256(b"mlserver-artifact-v1\0" + sha256.encode()).hexdigest()[:32]

@@ -18,6 +18,7 @@ from mlserver.http.history import (
     VersionResource,
     VersionsResource,
 )
+from mlserver.http.imports import ArtifactResource, ImportResource
 from mlserver.http.lineage import RefitResource, VersionDataResource
 from mlserver.http.metrics import Metrics, MetricsResource, RequestObserver
 from mlserver.http.openapi import OpenAPIDocument
@@ -122,4 +123,6 @@ def create_app(
     app.add_route("/{model}/{key}/aliases/{alias}", AliasResource(service))
     app.add_route("/{model}/{key}/versions/{n}/data", VersionDataResource(service))
     app.add_route("/{model}/{key}/refit", RefitResource(service))
+    app.add_route("/{model}/import", ImportResource(service))
+    app.add_route("/{model}/{key}/versions/{n}/artifact", ArtifactResource(service))
     return app

@@ -12,6 +12,8 @@ and compares the hash of a presented token with every stored hash in constant ti
 | `DELETE /{model}`, `GET /{model}` (the key list), `/models`, `/openapi.json`, `/metrics` | admin |
 | `GET /{model}/{key}/versions[/{n}]`, `GET /{model}/{key}/aliases` | predict or train |
 | `PUT`/`DELETE /{model}/{key}/aliases/{alias}`, `DELETE /{model}/{key}/versions/{n}` | train |
+| `GET /{model}/{key}/versions/{n}/data`, `/artifact`; `PUT /{model}/import` | admin |
+| `POST /{model}/{key}/refit` | train |
 | `OPTIONS /{model}` | any valid token |
 """
 
@@ -59,8 +61,11 @@ _HISTORY_ROUTES = frozenset(
         "/{model}/{key}/aliases/{alias}",
     }
 )
-#: Reading the rows a version learnt from is admin's; a refit is training.
-_DATA_ROUTE = "/{model}/{key}/versions/{n}/data"
+#: Reading the rows a version learnt from, a version's bytes, and importing models trained
+#: elsewhere are admin's; a refit is training.
+_ADMIN_MODEL_ROUTES = frozenset(
+    {"/{model}/{key}/versions/{n}/data", "/{model}/{key}/versions/{n}/artifact", "/{model}/import"}
+)
 _REFIT_ROUTE = "/{model}/{key}/refit"
 _HASH = re.compile(r"[0-9a-f]{64}")
 _ANY = frozenset[str]()
@@ -78,7 +83,7 @@ def required_scopes(method: str, route: str | None, *, has_key: bool) -> frozens
         return None
     if route in _ADMIN_ROUTES:
         return frozenset({"admin"})
-    if route == _DATA_ROUTE:
+    if route in _ADMIN_MODEL_ROUTES:
         return frozenset({"admin"})
     if route == _REFIT_ROUTE:
         return frozenset({"train"}) if method == "POST" else _ANY

@@ -51,13 +51,14 @@ def loads_body(raw: bytes, lazy: bool = False) -> Any:
     }
 
 
-def read_body(req: falcon.Request, max_bytes: int) -> bytes:
-    """The raw body, refused (413) as soon as it is known to be above `max_bytes`: before
-    reading when its Content-Length says so, else once `max_bytes + 1` bytes have come."""
+def read_body(req: falcon.Request, max_bytes: int, setting: str = "max_body_bytes") -> bytes:
+    """The raw body, refused (413) as soon as it is known to be above `max_bytes` (the
+    `setting` named in the answer): before reading when its Content-Length says so, else
+    once `max_bytes + 1` bytes have come."""
     length = req.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(
-            f"request body of {length} bytes is above the {max_bytes}-byte limit (max_body_bytes)"
+            f"request body of {length} bytes is above the {max_bytes}-byte limit ({setting})"
         )
     stream: Any = req.bounded_stream
     if length is None and "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
@@ -67,7 +68,7 @@ def read_body(req: falcon.Request, max_bytes: int) -> bytes:
         stream = req.stream
     raw = stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"request body is above the {max_bytes}-byte limit (max_body_bytes)")
+        raise PayloadTooLarge(f"request body is above the {max_bytes}-byte limit ({setting})")
     return raw
 
 

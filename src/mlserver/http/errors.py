@@ -19,6 +19,7 @@ log = logging.getLogger("mlserver.http")
 # Most specific first is not needed: the lookup walks each exception's MRO.
 _CODES: dict[type[errors.MLServerError], tuple[str, str]] = {
     errors.InvalidPayload: (falcon.HTTP_400, "Invalid parameter"),
+    errors.NotImportable: (falcon.HTTP_400, "Artifact not importable"),
     errors.ModelNotFound: (falcon.HTTP_404, "Unknown model"),
     errors.KeyNotFound: (falcon.HTTP_404, "Unknown model-key"),
     errors.UnsupportedOperation: (falcon.HTTP_405, "Method not allowed"),

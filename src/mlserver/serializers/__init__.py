@@ -14,11 +14,13 @@ from mlserver.serializers.base import Serializer, resolve_serializer
 if TYPE_CHECKING:
     from mlserver.serializers.joblib import JoblibSerializer
     from mlserver.serializers.onnx import OnnxSerializer
+    from mlserver.serializers.pickled import PickleSerializer
     from mlserver.serializers.skops import SkopsSerializer
 
 __all__ = [
     "JoblibSerializer",
     "OnnxSerializer",
+    "PickleSerializer",
     "Serializer",
     "SkopsSerializer",
     "resolve_serializer",
@@ -27,6 +29,7 @@ __all__ = [
 _BACKENDS = {
     "JoblibSerializer": "mlserver.serializers.joblib",
     "OnnxSerializer": "mlserver.serializers.onnx",
+    "PickleSerializer": "mlserver.serializers.pickled",
     "SkopsSerializer": "mlserver.serializers.skops",
 }
 

@@ -54,6 +54,16 @@ class Serializer(ABC):
         """Versions of the libraries the bytes depend on, recorded with each version."""
         return {}
 
+    def trusting(self, types: tuple[str, ...]) -> Serializer:
+        """This serializer, also trusting `types` where it loads only trusted types (skops);
+        the server's `trusted_types` setting reaches it this way."""
+        return self
+
+    def updatable(self, data: bytes) -> bool:
+        """Whether `loads_for_update` can give a model that learns further from these bytes
+        (an ONNX graph imported from elsewhere keeps no native model)."""
+        return self.can_update
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -62,6 +72,7 @@ class Serializer(ABC):
 _ALIASES = {
     "joblib": "mlserver.serializers.joblib:JoblibSerializer",
     "onnx": "mlserver.serializers.onnx:OnnxSerializer",
+    "pickle": "mlserver.serializers.pickled:PickleSerializer",
     "skops": "mlserver.serializers.skops:SkopsSerializer",
 }
 

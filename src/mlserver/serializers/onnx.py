@@ -31,6 +31,7 @@ from sklearn.base import is_classifier, is_clusterer, is_outlier_detector, is_re
 
 from mlserver.errors import NotExportable
 from mlserver.serializers.base import Serializer, has_method
+from mlserver.serializers.onnx_foreign import describe
 from mlserver.serializers.onnx_model import METHODS, OnnxModel, brief
 from mlserver.serializers.onnx_parity import (
     ABSOLUTE_TOLERANCE,
@@ -142,16 +143,23 @@ class OnnxSerializer(Serializer):
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = self.inter_op_threads
         session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        return OnnxModel(session, session.get_modelmeta().custom_metadata_map)
+        meta = session.get_modelmeta().custom_metadata_map
+        if "mlserver.inputs" not in meta:  # a graph exported elsewhere, imported as it is
+            meta = {**meta, **describe(graph, session)}
+        return OnnxModel(session, meta)
 
     def loads_for_update(self, data: bytes) -> Any:
         _, native = _unpack(data)
         if not native:
             raise ValueError(
                 "this ONNX artifact keeps no native model, so it cannot be updated "
-                "(OnnxSerializer(keep_native=True) keeps one)"
+                "(OnnxSerializer(keep_native=True) keeps one; a graph imported from "
+                "elsewhere has none)"
             )
         return joblib.load(io.BytesIO(native))
+
+    def updatable(self, data: bytes) -> bool:
+        return bool(_unpack(data)[1])
 
     def library_versions(self) -> dict[str, str]:
         import onnx
@@ -172,9 +180,11 @@ class OnnxSerializer(Serializer):
 
 
 def _unpack(data: bytes) -> tuple[bytes, bytes]:
-    magic, length = _HEADER.unpack_from(data)
-    if magic != _MAGIC:
-        raise ValueError("not an mlserver ONNX artifact")
+    """The graph and the native model of an artifact; a plain graph (exported elsewhere,
+    imported as it is) has no native model."""
+    if data[: len(_MAGIC)] != _MAGIC:
+        return data, b""
+    _, length = _HEADER.unpack_from(data)
     start = _HEADER.size
     return data[start : start + length], data[start + length :]
 

@@ -55,9 +55,16 @@ class OnnxModel:
             self.classes_ = np.asarray(orjson.loads(meta["mlserver.classes"]))
         if "mlserver.feature_names_out" in meta:
             self._names_out = np.asarray(orjson.loads(meta["mlserver.feature_names_out"]))
-        self.feature_names_in_ = np.asarray([c for spec in self.inputs for c in spec["columns"]])
-        self._names = [str(c) for c in self.feature_names_in_]
-        self._single = len(self.inputs) == 1 and self.inputs[0]["type"] == "float"
+        #: None for a graph of one positional input (exported elsewhere): it takes x's
+        #: columns in the order the service conformed them to.
+        self._names: list[str] | None = None
+        if all(spec["columns"] is not None for spec in self.inputs):
+            self.feature_names_in_ = np.asarray(
+                [c for spec in self.inputs for c in spec["columns"]]
+            )
+            self._names = [str(c) for c in self.feature_names_in_]
+        self._single = len(self.inputs) == 1 and self.inputs[0]["type"] in _FLOATS
+        self._dtype = _FLOATS.get(self.inputs[0]["type"], np.float32)
         self._model_name = meta.get("mlserver.name", "the model")
         self._allow_nan = orjson.loads(meta.get("mlserver.allow_nan", "false"))
 
@@ -69,7 +76,7 @@ class OnnxModel:
     @property
     def labels(self) -> bool:
         """Whether `predict` gives labels (compared exactly) rather than values."""
-        return self.kind in ("classifier", "clusterer", "outlier")
+        return self.kind in ("classifier", "clusterer", "outlier", "labels")
 
     @property
     def takes_arrays(self) -> bool:
@@ -89,6 +96,8 @@ class OnnxModel:
     def _call(self, method: str, x: Any) -> np.ndarray:
         spec = self._methods[method]
         values = self._run(spec["output"], x)
+        if spec.get("zipmap"):  # a list of {class: probability} dicts, one per row
+            values = np.asarray([[row[c] for c in self.classes_.tolist()] for row in values])
         if method == "predict" and self.labels:
             return np.ravel(values)
         if spec.get("binary") and values.ndim == 2 and values.shape[1] == 2:
@@ -104,19 +113,23 @@ class OnnxModel:
 
     def _tensors(self, x: pd.DataFrame | np.ndarray) -> dict[str, np.ndarray]:
         if isinstance(x, np.ndarray) and self._single:
-            return {"input": self._finite(np.ascontiguousarray(x, dtype=np.float32))}
-        if self._single and [str(c) for c in x.columns] == self._names:
+            name = self.inputs[0]["name"]
+            return {name: self._finite(np.ascontiguousarray(x, dtype=self._dtype))}
+        if self._single and (self._names is None or [str(c) for c in x.columns] == self._names):
             # PERF: the service hands over frames already in training order: no column lookup.
-            return {"input": self._finite(x.to_numpy(dtype=np.float32))}
+            return {self.inputs[0]["name"]: self._finite(x.to_numpy(dtype=self._dtype))}
         feed = {}
         for spec in self.inputs:
-            columns = _labels(x, spec)
-            if spec["type"] == "float":
-                values = self._finite(x[columns].to_numpy(dtype=np.float32))
-            elif spec["type"] == "int64":
-                values = x[columns].to_numpy(dtype=np.int64)
+            part = x if spec["columns"] is None else x[_labels(x, spec)]
+            kind = spec["type"]
+            if kind in _FLOATS:
+                values = self._finite(part.to_numpy(dtype=_FLOATS[kind]))
+            elif kind == "string":
+                values = part.astype(str).to_numpy(dtype=object)
             else:
-                values = x[columns].astype(str).to_numpy(dtype=object)
+                values = part.to_numpy(dtype=_OTHERS[kind])
+            if spec.get("rank") == 1:
+                values = values[:, 0]
             feed[spec["name"]] = values
         return feed
 
@@ -148,6 +161,10 @@ class OnnxModel:
             if type(exc).__module__.startswith("onnxruntime"):
                 raise ValueError(f"onnxruntime cannot run the graph: {brief(exc)}") from None
             raise
+
+
+_FLOATS = {"float": np.float32, "double": np.float64}
+_OTHERS = {"int64": np.int64, "int32": np.int32, "bool": np.bool_}
 
 
 def _labels(x: pd.DataFrame, spec: dict[str, Any]) -> list[Any]:

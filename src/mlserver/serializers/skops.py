@@ -44,6 +44,11 @@ class SkopsSerializer(Serializer):
             )
         return skops.io.loads(data, trusted=list(self.trusted) or None)
 
+    def trusting(self, types: tuple[str, ...]) -> SkopsSerializer:
+        if set(types) <= set(self.trusted):
+            return self
+        return SkopsSerializer((*self.trusted, *types))
+
     def library_versions(self) -> dict[str, str]:
         import skops
 
