@@ -65,6 +65,7 @@ from mlserver.client_errors import (
     server_error,
 )
 from mlserver.client_history import HistoryCalls
+from mlserver.client_imports import ExportedArtifact, ImportCalls
 from mlserver.client_lineage import LineageCalls
 from mlserver.frames.encode import dumps, encode_frame
 
@@ -74,6 +75,7 @@ __all__ = [
     "ClientError",
     "Conflict",
     "ConnectionFailed",
+    "ExportedArtifact",
     "Forbidden",
     "MethodNotAllowed",
     "ModelClient",
@@ -131,7 +133,7 @@ def _encode_y(y: pd.Series | pd.DataFrame) -> Any:
 # The client
 
 
-class ModelClient(HistoryCalls, LineageCalls):
+class ModelClient(HistoryCalls, LineageCalls, ImportCalls):
     """One model of an mlserver, used like an estimator: `fit` returns a key, `predict` uses it.
 
     Args:
@@ -350,7 +352,7 @@ class ModelClient(HistoryCalls, LineageCalls):
         method: str,
         url: str,
         params: Mapping[str, str] | None,
-        body: Mapping[str, Any] | None,
+        body: Mapping[str, Any] | bytes | None,
     ) -> Answer:
         """Send one request and read the whole answer.
 
@@ -359,7 +361,9 @@ class ModelClient(HistoryCalls, LineageCalls):
         `close()` (urllib3 2.8 closes pools when they are garbage collected).
         """
         headers = None if body is None else {"Content-Type": "application/json"}
-        data = None if body is None else dumps(body)
+        data = None if body is None else body if isinstance(body, bytes) else dumps(body)
+        if isinstance(body, bytes):  # an artifact's bytes, as they are
+            headers = {"Content-Type": "application/octet-stream"}
         try:
             with self._session.request(
                 method,

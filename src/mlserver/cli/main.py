@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mlserver.cli.imports import add_parsers as add_imports
 from mlserver.cli.logs import PROG, reader_gone, say
 from mlserver.cli.options import SERVE_OPTIONS, add_flags
 from mlserver.cli.refit import add_parser as add_refit
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.set_defaults(run=_list_catalog)
     add_versions(commands)
     add_refit(commands)
+    add_imports(commands)
     return parser
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "add_flags",
     "read",
     "security",
+    "signer",
     "warn_if_unsigned",
 ]
 
@@ -234,6 +235,20 @@ def security(options: Mapping[str, Any]) -> dict[str, Any]:
         "off" if signer is None else f"on signing_key={signer.signing_key}",
     )
     return {"tokens": tokens, "signing_keys": signer}
+
+
+def signer(keys_file: str | None, environ: Mapping[str, str]) -> Signer | None:
+    """The signer of a command that writes to the store besides the server (`import`):
+    its --signing-keys-file, else the variables `serve` reads; None when unsigned."""
+    options = {o.name: o for o in SERVE_OPTIONS if o.name in ("signing_keys", "signing_keys_file")}
+    given = {}
+    if keys_file is not None:
+        try:
+            given["signing_keys_file"] = options["signing_keys_file"].parse(keys_file)
+        except ValueError as exc:
+            raise ConfigurationError(f"--signing-keys-file: {exc}") from None
+    values = read_options(options.values(), given, environ)
+    return security({**values, "token_file": None, "tokens": None})["signing_keys"]
 
 
 def warn_if_unsigned(options: Mapping[str, Any]) -> None:

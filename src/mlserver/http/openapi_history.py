@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlserver.artifacts import FORMATS
 from mlserver.http.parameters import key_schema
+from mlserver.store.base import PROMOTE
 
 __all__ = ["history_paths", "history_schemas"]
 
@@ -36,7 +38,13 @@ _ERRORS = {
     "400": "A parameter is missing or malformed; `parameter` names it.",
     "404": "Unknown model, model-key, version or alias.",
     "409": "The version is not FINISHED (`status`), an alias points at it, or it is `served`.",
-    "409-refit": "The version is not FINISHED, or the data it learnt from is not stored.",
+    "409-refit": "The version is not FINISHED, or the data it learnt from is not stored "
+    "(an imported version has none).",
+    "409-import": "The key has a RUNNING version.",
+    "400-import": "The artifact does not load with its serializer, its input schema is "
+    "unknown, or it fails to predict on rows made from its schema; nothing was stored.",
+    "415-import": "joblib or pickle to a server without --allow-pickle-import, or a body "
+    "that is not application/octet-stream.",
     "413": "The request body is above the configured limit.",
     "415": "The request body is not JSON.",
     "503": "The store (database) is unreachable, or (refit) training jobs are full: see "
@@ -248,6 +256,73 @@ def history_paths(name: str) -> dict[str, Any]:
                     **_errors("400", "404", "503"),
                 },
             ),
+        },
+        f"{base}/versions/{{n}}/artifact": {
+            "get": _operation(
+                name,
+                "artifact",
+                "A version's stored bytes, exactly as stored (scope admin)",
+                ("key", "n"),
+                responses={
+                    "200": {
+                        "description": "The bytes; `X-Serializer` names their format and "
+                        "`X-Sha256` is their sha256.",
+                        "headers": {
+                            "X-Serializer": {"schema": {"type": "string"}},
+                            "X-Sha256": {"schema": {"type": "string"}},
+                        },
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            }
+                        },
+                    },
+                    **_errors("400", "404", "409", "503"),
+                },
+            ),
+        },
+        f"/{name}/import": {
+            "put": {
+                "operationId": f"import_{name}",
+                "summary": "Store a model trained elsewhere as a FINISHED version, once it "
+                "loads, has a known input schema and predicts (scope admin)",
+                "tags": [name],
+                "parameters": [
+                    {
+                        "name": "serializer",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": list(FORMATS)},
+                        "description": "The artifact's format; guessed from its bytes when absent.",
+                    },
+                    {
+                        "name": "name",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1},
+                        "description": "Name the key; default: one from the artifact's sha256.",
+                    },
+                    {
+                        "name": "promote",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": list(PROMOTE)},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _answer("Version", "Stored as a new version."),
+                    "200": _answer("Version", "The key's newest version already is it."),
+                    **_errors("400-import", "404", "409-import", "413", "415-import", "503"),
+                },
+            },
         },
         f"{base}/refit": {
             "post": _operation(
