@@ -125,6 +125,7 @@ class Imports:
         version), StoreError.
         """
         wrapper = self.registry.get(name)
+        self.check_parameters(name, serializer=serializer, key_name=key_name, promote=promote)
         key_name = checked_name(key_name)
         promote = promote_policy(promote)
         fmt = self._format(serializer, blob, filename)
@@ -174,6 +175,17 @@ class Imports:
             len(blob),
         )
         return Imported(version, created=True)
+
+    def check_parameters(
+        self, name: str, *, serializer: Any = None, key_name: Any = None, promote: Any = None
+    ) -> None:
+        """Refuse an import's parameters before its artifact is read (ModelNotFound,
+        InvalidPayload, UnsupportedMediaType for a pickle the caller may not send)."""
+        self.registry.get(name)
+        checked_name(key_name)
+        promote_policy(promote)
+        if serializer is not None:
+            self._format(serializer, b"", None)
 
     def export(self, name: str, *, key: Any, version: Any = None, alias: Any = None) -> Exported:
         """The stored bytes of version `version` of a key (or the one `alias` names, else

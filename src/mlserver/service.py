@@ -349,14 +349,14 @@ class Service:
             )
         # NOTE: an update unpickles its base as a predict would: the same skew policy.
         self._skew(wrapper, base, update=True)
-        schema = Schema.from_json(base.metadata["features"])
-        frame = schema.conform(table.frame, positional=orient == "values")
         blob = verified_blob(self.store, self.signer, base)
         if not self.serializer_for(wrapper, base).updatable(blob):
             raise UnprocessableData(
                 f"{name} {key!r} (version {base.version}) cannot be updated: its "
                 f"{base.serializer} artifact keeps no model that learns further"
             )
+        schema = Schema.from_json(base.metadata["features"])
+        frame = schema.conform(table.frame, positional=orient == "values")
         return base, frame, schema, blob
 
     def delete(self, name: str, *, key: Any) -> int:
