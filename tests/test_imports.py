@@ -330,7 +330,7 @@ def test_import_and_export_need_the_admin_scope_and_signed_stores_sign_imports(s
     ridge = Ridge().fit(x, y)
     blob = skops.io.dumps(ridge)
     tokens = {hash_token("ops"): ["admin"], hash_token("trainer"): ["train", "predict"]}
-    keys = {"k1": "a secret of enough length"}
+    keys = {"k1": "0123456789abcdef0123456789abcdef"}
     with in_process(catalog(), sqlite_url, tokens=tokens, signing_keys=keys) as client:
         trainer = {"Authorization": "Bearer trainer", **OCTET}
         ops = {"Authorization": "Bearer ops", **OCTET}

@@ -1,0 +1,107 @@
+"""Imports end to end: `ml-server serve` (the catalog) behind waitress on each backend, the
+Python client importing and exporting, `ml-server import` writing to the store a server
+reads, pickles only with --allow-pickle-import, and a 2 GB upload refused as it arrives."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+import socket
+import subprocess
+import time
+from urllib.parse import urlsplit
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from skl2onnx import to_onnx
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from mlserver.client import ModelClient, UnsupportedMedia
+from support import ML_SERVER, ServerProcess, classification, regression, server_environment
+
+pytestmark = pytest.mark.slow
+
+CATALOG = "mlserver.catalog:catalog"
+
+
+def test_the_client_imports_onnx_and_exports_it_and_the_cli_imports_joblib(store_url, tmp_path):
+    x, y = classification()
+    model = LogisticRegression(max_iter=500).fit(x.to_numpy(), y)
+    graph = to_onnx(model, x.to_numpy()[:1].astype(np.float32)).SerializeToString()
+    path = tmp_path / "model.onnx"
+    path.write_bytes(graph)
+    server = ServerProcess(store_url, target=CATALOG)
+    try:
+        with ModelClient(server.url, "imported") as client:
+            v = client.import_model(path)
+            assert (v["serializer"], v["lineage"]["kind"]) == ("onnx", "import")
+            key = v["model-key"]
+            positional = pd.DataFrame(x.to_numpy())  # the graph's columns: 0..k-1
+            labels = client.predict(positional, key)
+            np.testing.assert_array_equal(labels.to_numpy(), model.predict(x.to_numpy()))
+            exported = client.export(key)
+            assert exported.data == graph
+            assert exported.sha256 == hashlib.sha256(graph).hexdigest()
+            assert (exported.serializer, exported.version) == ("onnx", 1)
+            buffer = io.BytesIO()
+            joblib.dump(model, buffer)
+            with pytest.raises(UnsupportedMedia, match="--allow-pickle-import"):
+                client.import_model(buffer.getvalue(), serializer="joblib")
+
+        # the CLI writes to the store the server reads; the server serves it at once
+        rx, ry = regression()
+        ridge = Ridge().fit(rx, ry)
+        joblib.dump(ridge, tmp_path / "ridge.joblib")
+        done = subprocess.run(
+            [*ML_SERVER, "import", "ridge", str(tmp_path / "ridge.joblib"), "--store", store_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=server_environment(),
+        )
+        assert done.returncode == 0, done.stderr
+        stored = json.loads(done.stdout.splitlines()[-1])
+        assert "imported ridge" in done.stderr
+        with ModelClient(server.url, "ridge") as client:
+            got = client.predict(rx, stored["model-key"])
+        np.testing.assert_array_equal(got.to_numpy(), ridge.predict(rx))
+    finally:
+        server.stop()
+
+
+def test_a_server_started_with_allow_pickle_import_takes_pickles(sqlite_url):
+    x, y = regression()
+    ridge = Ridge(alpha=2).fit(x, y)
+    server = ServerProcess(sqlite_url, "--allow-pickle-import", target=CATALOG)
+    try:
+        with ModelClient(server.url, "ridge") as client:
+            v = client.import_model(pickle.dumps(ridge), serializer="pickle", name="p")
+            assert v["serializer"] == "pickle"
+            got = client.predict(x, v["model-key"])
+        np.testing.assert_array_equal(got.to_numpy(), ridge.predict(x))
+    finally:
+        server.stop()
+
+
+def test_a_2_gb_upload_is_refused_as_it_arrives(sqlite_url):
+    server = ServerProcess(sqlite_url, target=CATALOG)
+    try:
+        where = urlsplit(server.url)
+        with socket.create_connection((where.hostname, where.port), timeout=30) as connection:
+            head = (
+                "PUT /imported/import HTTP/1.1\r\n"
+                f"Host: {where.netloc}\r\n"
+                "Content-Type: application/octet-stream\r\n"
+                f"Content-Length: {2 * 1024**3}\r\n\r\n"
+            )
+            connection.sendall(head.encode() + b"\x08" * 1024 * 1024)
+            started = time.monotonic()
+            answer = connection.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+            assert time.monotonic() - started < 10  # not after 2 GB arrived
+    finally:
+        server.stop()
