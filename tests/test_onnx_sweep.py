@@ -24,8 +24,9 @@ from sklearn.base import clone, is_regressor
 
 from estimators import Case, cases
 from mlserver import ModelWrapper, Registry, create_app
+from mlserver.catalog import ImportedModels
 from mlserver.serializers import OnnxSerializer
-from mlserver.serializers.onnx import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE
+from mlserver.serializers.onnx import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE, _unpack
 from mlserver.store import SQLStore
 from support import settled
 
@@ -206,3 +207,64 @@ def test_no_onnx_version_answers_hostile_rows_with_a_500(sweep, rows):
             json={"x": _body(x), "orient": "split", "model-key": key, "method": method},
         )
         assert response.status_code < 500, (name, response.json)
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    """An app serving only the `imported` route, where bare graphs are imported."""
+    store = SQLStore(f"sqlite:///{tmp_path_factory.mktemp('foreign') / 'models.db'}")
+    app = create_app(Registry([ImportedModels()]), store)
+    yield falcon.testing.TestClient(app)
+    app.close()
+    store.close()
+
+
+def _bare_graph(store: SQLStore, case: Case, key: str) -> bytes:
+    """A version's graph without the metadata this server writes: as another exporter
+    would leave it."""
+    import onnx
+
+    version = store.newest(case.route, key, finished=True)
+    graph, _ = _unpack(store.load_blob(version))
+    model = onnx.load_from_string(graph)
+    del model.metadata_props[:]
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_graph_exported_elsewhere_answers_as_its_estimator(sweep, foreign, name):
+    """Every FINISHED version's bare graph, imported without a sample, serves its first
+    output as `predict` (the estimator's predict, or transform without one) and a
+    classifier's probabilities as `predict_proba`, equal to the estimator's own; or the
+    import is a 400 saying why."""
+    _, store, keys, status = sweep
+    if status[name]["status"] != "FINISHED":
+        return
+    case, key = CASES[name], keys[name]
+    answer = foreign.simulate_put(
+        "/imported/import",
+        params={"serializer": "onnx"},
+        body=_bare_graph(store, case, key),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert answer.status_code in (201, 400), (name, answer.text)
+    if answer.status_code == 400:
+        assert answer.json["title"] == "Artifact not importable", answer.json
+        return
+    native = _native(store, case, key)
+    features = [f["name"] for f in answer.json["metadata"]["features"]]
+    x = case.x.set_axis(features, axis=1) if features != list(case.x.columns) else case.x
+    body = {"x": _body(x), "orient": "split", "model-key": answer.json["model-key"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        predicted = foreign.simulate_post("/imported", json=body)
+    assert predicted.status_code == 200, (name, predicted.text)
+    primary = "predict" if callable(getattr(native, "predict", None)) else "transform"
+    exact = primary == "predict" and not is_regressor(native)
+    expected = _expected(native, primary, case.x)
+    _assert_equal(expected, predicted.json["y"]["data"], exact, f"{name}.{primary}")
+    proba = foreign.simulate_post("/imported", json={**body, "method": "predict_proba"})
+    assert proba.status_code in (200, 400), (name, proba.text)
+    if proba.status_code == 200:
+        expected = _expected(native, "predict_proba", case.x)
+        _assert_equal(expected, proba.json["y"]["data"], False, f"{name}.predict_proba")

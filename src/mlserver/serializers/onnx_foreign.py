@@ -7,8 +7,9 @@ enough to serve it as `OnnxModel` does ours:
 - One input of shape `[N, k]` takes the k columns of x in training order; several inputs of
   shape `[N, 1]` (or `[N]`) take one column each, named after the input.
 - A classifier graph (a label output and a probability output, as skl2onnx writes them,
-  with or without ZipMap, its class labels in the graph) serves `predict` and
-  `predict_proba`; any other graph serves its first output as `predict`.
+  with or without ZipMap, its class labels in the graph) serves `predict`, and
+  `predict_proba` where that output gives a distribution over the classes (checked on a
+  probe row, and on every answer); any other graph serves its first output as `predict`.
 - NaN in x is refused: how the graph treats missing values is unknown.
 
 Nothing here guesses further than that; a graph it cannot map is refused when imported.
@@ -18,7 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
+
+from mlserver.serializers.onnx_model import is_distribution
 
 __all__ = ["describe"]
 
@@ -30,6 +34,13 @@ INPUT_TYPES = {
     "tensor(int32)": "int32",
     "tensor(bool)": "bool",
     "tensor(string)": "string",
+}
+_NUMPY = {
+    "float": np.float32,
+    "double": np.float64,
+    "int64": np.int64,
+    "int32": np.int32,
+    "bool": np.bool_,
 }
 _LABEL_TYPES = ("tensor(int64)", "tensor(int32)", "tensor(string)")
 _SCORE_TYPES = ("tensor(float)", "tensor(double)")
@@ -70,10 +81,15 @@ def describe(graph: bytes, session: Any) -> dict[str, str]:
         None,
     )
     if classes is not None and label is not None and scores is not None:
-        proba: dict[str, Any] = {"output": scores[0]}
+        methods: dict[str, Any] = {"predict": {"output": label}}
+        proba: dict[str, Any] = {"output": scores[0], "distribution": True}
         if scores[1].startswith("seq(map("):
             proba["zipmap"] = True
-        methods = {"predict": {"output": label}, "predict_proba": proba}
+        # NOTE: skl2onnx names a classifier's second output "probabilities" even where
+        # it holds decision scores (LinearSVC, RidgeClassifier, SVC without probability):
+        # only an output that gives a distribution over the classes is predict_proba.
+        if _distribution(session, inputs, proba, classes):
+            methods["predict_proba"] = proba
         meta["mlserver.kind"] = "classifier"
         meta["mlserver.classes"] = orjson.dumps(classes).decode()
     else:
@@ -84,6 +100,26 @@ def describe(graph: bytes, session: Any) -> dict[str, str]:
         meta["mlserver.kind"] = "labels" if kind in _LABEL_TYPES else "regressor"
     meta["mlserver.methods"] = orjson.dumps(methods).decode()
     return meta
+
+
+def _distribution(
+    session: Any, inputs: list[dict[str, Any]], spec: dict[str, Any], classes: list[Any]
+) -> bool:
+    """Whether the score output gives a distribution on a probe row (zeros, empty strings)."""
+    feed = {}
+    for node, entry in zip(session.get_inputs(), inputs, strict=True):
+        shape = (1,) if entry["rank"] == 1 else (1, entry["width"])
+        if entry["type"] == "string":
+            feed[node.name] = np.full(shape, "", dtype=object)
+        else:
+            feed[node.name] = np.zeros(shape, dtype=_NUMPY[entry["type"]])
+    try:
+        values = session.run([spec["output"]], feed)[0]
+    except Exception:  # onnxruntime's own errors: a graph this probe cannot run
+        return False
+    if spec.get("zipmap"):
+        values = [[row.get(c, np.nan) for c in classes] for row in values]
+    return is_distribution(np.asarray(values))
 
 
 def _input(node: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-__all__ = ["METHODS", "OnnxModel", "brief"]
+__all__ = ["METHODS", "OnnxModel", "brief", "is_distribution"]
 
 #: The methods a graph can serve, as the service names them.
 METHODS = ("predict", "predict_proba", "decision_function", "transform")
@@ -98,6 +98,11 @@ class OnnxModel:
         values = self._run(spec["output"], x)
         if spec.get("zipmap"):  # a list of {class: probability} dicts, one per row
             values = np.asarray([[row[c] for c in self.classes_.tolist()] for row in values])
+        if spec.get("distribution") and not is_distribution(values):
+            raise ValueError(
+                f"the graph's {spec['output']!r} output does not give probabilities on these "
+                "rows (each in [0, 1], summing to 1), so it is not served as predict_proba"
+            )
         if method == "predict" and self.labels:
             return np.ravel(values)
         if spec.get("binary") and values.ndim == 2 and values.shape[1] == 2:
@@ -165,6 +170,15 @@ class OnnxModel:
 
 _FLOATS = {"float": np.float32, "double": np.float64}
 _OTHERS = {"int64": np.int64, "int32": np.int32, "bool": np.bool_}
+
+
+def is_distribution(values: np.ndarray) -> bool:
+    """Rows of probabilities: each in [0, 1], summing to 1 (float32's precision)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or not np.isfinite(values).all():
+        return False
+    in_range = (values >= -1e-6).all() and (values <= 1 + 1e-6).all()
+    return bool(in_range and np.allclose(values.sum(axis=1), 1.0, atol=1e-4))
 
 
 def _labels(x: pd.DataFrame, spec: dict[str, Any]) -> list[Any]:
