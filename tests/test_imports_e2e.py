@@ -17,7 +17,9 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from skl2onnx import to_onnx
+from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from mlserver.client import ModelClient, UnsupportedMedia
@@ -73,16 +75,29 @@ def test_the_client_imports_onnx_and_exports_it_and_the_cli_imports_joblib(store
         server.stop()
 
 
-def test_a_server_started_with_allow_pickle_import_takes_pickles(sqlite_url):
+def test_a_server_started_with_allow_pickle_import_takes_pickles_above_the_body_limit(
+    sqlite_url,
+):
     x, y = regression()
-    ridge = Ridge(alpha=2).fit(x, y)
-    server = ServerProcess(sqlite_url, "--allow-pickle-import", target=CATALOG)
+    forest = RandomForestRegressor(n_estimators=20, random_state=0).fit(x, y)
+    blob = pickle.dumps(forest)
+    limit = 20_000
+    assert len(blob) > limit  # an artifact larger than any other body may be
+    server = ServerProcess(
+        sqlite_url, "--allow-pickle-import", "--max-body-bytes", str(limit), target=CATALOG
+    )
     try:
-        with ModelClient(server.url, "ridge") as client:
-            v = client.import_model(pickle.dumps(ridge), serializer="pickle", name="p")
+        with ModelClient(server.url, "random-forest-regressor") as client:
+            v = client.import_model(blob, serializer="pickle", name="p")
             assert v["serializer"] == "pickle"
             got = client.predict(x, v["model-key"])
-        np.testing.assert_array_equal(got.to_numpy(), ridge.predict(x))
+            np.testing.assert_array_equal(got.to_numpy(), forest.predict(x))
+        # other bodies keep their limit, refused by waitress as they arrive
+        refused = requests.post(
+            f"{server.url}/random-forest-regressor", data=b"{" + b" " * limit + b"}", timeout=30
+        )
+        assert refused.status_code == 413
+        assert "max_body_bytes" in refused.json()["description"]
     finally:
         server.stop()
 
@@ -102,6 +117,7 @@ def test_a_2_gb_upload_is_refused_as_it_arrives(sqlite_url):
             started = time.monotonic()
             answer = connection.recv(65536)
             assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+            assert b"max_import_bytes" in answer
             assert time.monotonic() - started < 10  # not after 2 GB arrived
     finally:
         server.stop()

@@ -4,6 +4,7 @@ refusals in the app's error shape, the signal handler, and the drain of in-fligh
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from typing import Any
 import waitress
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
 from waitress.utilities import RequestEntityTooLarge
@@ -38,8 +40,6 @@ def listen(app: App, host: str, port: int, threads: int) -> dict[int, Any]:
         # limit refuses one whose Content-Length is above max_body_bytes before reading it,
         # and a chunked one as soon as that much has arrived. It refuses at the limit
         # itself: hence the 1.
-        # An import's artifact may be larger (max_import_bytes): the app refuses other
-        # bodies above max_body_bytes from their Content-Length, before reading them.
         settings = app.service.settings
         limit = settings.max_body_bytes
         waitress.create_server(
@@ -49,7 +49,7 @@ def listen(app: App, host: str, port: int, threads: int) -> dict[int, Any]:
             port=port,
             threads=threads,
             inbuf_overflow=limit,
-            max_request_body_size=max(limit, settings.max_import_bytes) + 1,
+            max_request_body_size=limit + 1,
             recv_bytes=256 * 1024,
         )
     except OSError as exc:
@@ -59,7 +59,11 @@ def listen(app: App, host: str, port: int, threads: int) -> dict[int, Any]:
         raise ConfigurationError(f"cannot listen on {host}:{port}: {exc}") from exc
     for dispatcher in socket_map.values():
         if isinstance(dispatcher, BaseWSGIServer):
-            dispatcher.channel_class = _Channel
+            # An import's artifact has a limit of its own (max_import_bytes), refused the
+            # same way; above max_body_bytes it is spooled to a temporary file as it comes.
+            imports = copy.copy(dispatcher.adj)
+            imports.max_request_body_size = settings.max_import_bytes + 1
+            dispatcher.channel_class = type("Channel", (_Channel,), {"import_adj": imports})
     return socket_map
 
 
@@ -76,11 +80,15 @@ class _ErrorAnswer(ErrorTask):
         error = self.request.error
         title, description = error.reason, str(error.body)
         if isinstance(error, RequestEntityTooLarge):
-            limit = self.channel.adj.max_request_body_size - 1
+            limit = self.request.adj.max_request_body_size - 1
+            setting = "max_import_bytes" if self.request.adj is not self.channel.adj else None
             length = self.request.content_length
             size = f"of {length} bytes " if length > limit else ""
             title = "Payload too large"
-            description = f"request body {size}is above the {limit}-byte limit (max_body_bytes)"
+            description = (
+                f"request body {size}is above the {limit}-byte limit "
+                f"({setting or 'max_body_bytes'})"
+            )
         body = json.dumps({"title": title, "description": description}).encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
@@ -89,10 +97,30 @@ class _ErrorAnswer(ErrorTask):
         self.write(body)
 
 
+class _Parser(HTTPRequestParser):
+    """waitress' request parser, with the body limit of imports for `PUT /{model}/import`."""
+
+    def __init__(self, adj: Any, imports: Any) -> None:
+        super().__init__(adj)
+        self._imports = imports
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        # NOTE: waitress checks the body limit right after this, from `self.adj`.
+        if self.command == "PUT" and self.path.endswith("/import"):
+            self.adj = self._imports
+
+
 class _Channel(HTTPChannel):
-    """A waitress connection whose own refusals answer JSON."""
+    """A waitress connection whose own refusals answer JSON, and whose imports may be
+    larger than other bodies."""
 
     error_task_class = _ErrorAnswer
+    #: waitress' adjustments with the body limit of imports (set per server by `listen`).
+    import_adj: Any = None
+
+    def parser_class(self, adj: Any) -> _Parser:
+        return _Parser(adj, self.import_adj)
 
 
 class Stopper:
