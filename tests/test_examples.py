@@ -136,3 +136,17 @@ def test_lineage_reads_a_versions_data_back_and_refits_its_history():
     assert "version 2 learnt from 200 rows, the ones sent: True" in out
     assert re.search(r"^refit: version 4 FINISHED, refit of version 3$", out, re.M)
     assert "refit answers as the history did: True" in out
+
+
+def test_import_model_serves_and_exports_models_trained_elsewhere():
+    """A skops file and an ONNX graph imported over HTTP answer as their estimator, the
+    export gives the same bytes, junk and pickles are refused and store nothing."""
+    out = run("import_model.py")
+    assert re.search(r"^imported skops: version 1, lineage import, scikit-learn \S+$", out, re.M)
+    assert "skops answers as the estimator: True" in out
+    assert re.search(
+        r"^onnx labels as the estimator: True; probabilities within 1e-0[6-9]$", out, re.M
+    )
+    assert "exported version 1: the same bytes: True" in out
+    assert "junk refused: 400; keys stored: 2" in out
+    assert "pickle refused over HTTP: 415" in out
