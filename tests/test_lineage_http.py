@@ -239,3 +239,30 @@ def test_refit_skewed_goes_on_after_an_interrupted_run(sqlite_url, capsys):
         assert store.newest("linreg", keys[0]).version == 2  # no third version was started
     finally:
         store.close()
+
+
+def test_refit_skewed_signs_what_it_stores_in_a_signed_store(sqlite_url, tmp_path, capsys):
+    """A signed server serves the versions `ml-server refit` stored with its keys."""
+    secret = "0123456789abcdef0123456789abcdef"
+    x, y = regression()
+    with in_process(registry(), sqlite_url, signing_keys={"k1": secret}) as client:
+        key, state = train(client, "linreg", x, y, name="signed")
+        assert state["status"] == "FINISHED"
+    store = SQLStore(sqlite_url)
+    try:
+        first = store.version("linreg", key, 1)
+    finally:
+        store.close()
+    metadata, row = dict(first.metadata), first.id
+    metadata["libraries"] = {**metadata["libraries"], "scikit-learn": "0.24.2"}
+    raw_sql(sqlite_url, "UPDATE {table} SET metadata = ? WHERE id = ?", (json.dumps(metadata), row))
+    keys = tmp_path / "keys"
+    keys.write_text(f"k1:{secret}\n")
+    args = ["refit", "--skewed", TARGET, "--store", sqlite_url, "--signing-keys-file", str(keys)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert f"linreg {key} v1 -> v2 FINISHED" in capsys.readouterr().out
+    with in_process(registry(), sqlite_url, signing_keys={"k1": secret}) as client:
+        body = {"model-key": key, "x": x.to_json(orient="split"), "orient": "split"}
+        answer = client.simulate_post("/linreg", json=body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json["version"] == 2

@@ -22,7 +22,7 @@ MLServerError                   (mlserver.errors)
     │   ├── Conflict            409: the key's state forbids it (not ready, not servable, an
     │   │                            alias points at the version); `status` says which
     │   ├── RequestTooLarge     413: the body is above the server's limit
-    │   ├── UnsupportedMedia    415: the body is not JSON
+    │   ├── UnsupportedMedia    415: the body is not JSON (or an import's format is refused)
     │   ├── Unprocessable       422: x does not fit the model (e.g. other columns)
     │   └── ServerFailure       5xx: a bug, or the server's database is unreachable
     ├── TrainingFailed          the version being waited for ended FAILED

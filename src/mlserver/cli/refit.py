@@ -13,6 +13,7 @@ import time
 from typing import IO, Any
 
 from mlserver.cli.logs import say
+from mlserver.cli.options import signer
 from mlserver.cli.store import check_file, open_store
 from mlserver.cli.target import registry
 from mlserver.cli.versions import DEFAULT_STORE
@@ -65,6 +66,13 @@ def add_parser(commands: Any) -> None:
         metavar="URL",
         help=f"database URL of the model store [env {ENV_PREFIX}STORE; default {DEFAULT_STORE}]",
     )
+    refit.add_argument(
+        "--signing-keys-file",
+        metavar="PATH",
+        help="file of signing keys, one 'id:secret' per line, the first signs: a signed "
+        "store's server refuses unsigned versions [env MLSERVER_SIGNING_KEYS_FILE, or the "
+        "keys themselves in MLSERVER_SIGNING_KEYS]",
+    )
     refit.set_defaults(run=run)
 
 
@@ -74,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
     check_file(url)
     settings = Settings.from_env()
     models = registry(args.target or os.environ.get(ENV_PREFIX + "TARGET"))
+    keys = signer(args.signing_keys_file, os.environ)
     store = open_store(url, settings)
-    service = Service(models, store, settings=settings)
+    service = Service(models, store, settings=settings, signer=keys)
     try:
         service.start()  # NOTE: also runs again the refits an interrupted run left behind
         found = list(service.lineage.skewed(tuple(args.model) if args.model else None))
