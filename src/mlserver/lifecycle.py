@@ -97,6 +97,17 @@ class Lifecycle:
             raise KeyNotFound(f"model-key {key!r} has no versions of {name!r}")
         return page
 
+    def finished_numbers(self, name: str, key: str) -> list[int]:
+        """The numbers of a key's FINISHED versions, ascending (what V2 lists as versions)."""
+        numbers: list[int] = []
+        before = None
+        while True:
+            page = self.store.versions(name, key, limit=1000, before=before)
+            numbers += [v.version for v in page.items if v.status is Status.FINISHED]
+            if page.next is None:
+                return sorted(numbers)
+            before = page.next
+
     def version(self, name: str, *, key: Any, number: Any) -> Version:
         """Version `number` of a key, with its aliases."""
         key = self._key(name, key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import platform
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -259,23 +260,69 @@ class Service:
         asked = asked_method(wrapper, method)
         if x is None:
             raise InvalidPayload("missing parameter 'x'", "x")
-        version = self.lifecycle.select(name, key, version, alias)
-        try:
-            loaded = self._load(wrapper, version)
-        except KeyNotFound:  # deleted by another process since we last looked
-            self.served.forget(name, key)
-            raise
+        version, loaded = self._loaded(wrapper, name, key, version, alias)
         method = loaded.method(asked, wrapper.methods, f"{name} (version {version.version})")
         # NOTE: x is decoded once the training schema is known, so numeric tables go
         # straight into the array a model's array form takes (see Schema.rows).
         rows = loaded.schema.rows(
             x, orient, max_rows=self.settings.max_rows, max_columns=self.settings.max_columns
         )
+        return self._predicted(wrapper, loaded, version, method, rows)
+
+    def predict_rows(
+        self,
+        name: str,
+        *,
+        key: Any,
+        rows: Callable[[Schema], Rows],
+        methods: Sequence[Any] | None = None,
+        version: Any = None,
+        alias: Any = None,
+    ) -> list[Prediction]:
+        """`predict` for inputs that need the training schema to become rows (V2 tensors):
+        `rows(schema)` gives them, then they are conformed and limited as any x; one
+        Prediction per method of `methods` (None: the default method), in that order."""
+        wrapper = self.registry.get(name)
+        key = model_key(key)
+        asked = [asked_method(wrapper, m) for m in (methods or [None])]
+        version, loaded = self._loaded(wrapper, name, key, version, alias)
+        what = f"{name} (version {version.version})"
+        chosen = [loaded.method(m, wrapper.methods, what) for m in asked]
+        made = rows(loaded.schema)
+        given = loaded.schema.rows(
+            made,
+            made.orient,
+            max_rows=self.settings.max_rows,
+            max_columns=self.settings.max_columns,
+        )
+        return [self._predicted(wrapper, loaded, version, m, given) for m in chosen]
+
+    def loaded(
+        self, name: str, *, key: Any, version: Any = None, alias: Any = None
+    ) -> tuple[Version, Loaded]:
+        """The FINISHED version a predict would run (`served`, or `version` or `alias`) and
+        its loaded model, schema and methods (V2's model metadata describes them)."""
+        return self._loaded(self.registry.get(name), name, model_key(key), version, alias)
+
+    def _loaded(
+        self, wrapper: ModelWrapper, name: str, key: str, version: Any, alias: Any
+    ) -> tuple[Version, Loaded]:
+        """The version a predict runs (see Lifecycle.select) and its loaded model."""
+        found = self.lifecycle.select(name, key, version, alias)
+        try:
+            return found, self._load(wrapper, found)
+        except KeyNotFound:  # deleted by another process since we last looked
+            self.served.forget(name, key)
+            raise
+
+    def _predicted(
+        self, wrapper: ModelWrapper, loaded: Loaded, version: Version, method: str, rows: Rows
+    ) -> Prediction:
         raw = loaded.run(wrapper, method, rows, version)
         output = model_output(
             raw, rows, loaded.model, method, loaded.targets, self.settings.max_output_cells
         )
-        return Prediction(key, version.version, output, loaded.warnings, method=method)
+        return Prediction(version.key, version.version, output, loaded.warnings, method=method)
 
     def version_warnings(self, name: str, version: Version, *, update: bool = False) -> list[str]:
         """Library-version skew between the version's training and this process (for

@@ -10,7 +10,7 @@ from typing import Any
 import falcon
 
 from mlserver.config import Settings
-from mlserver.http import errors
+from mlserver.http import errors, v2
 from mlserver.http.auth import Authenticator, Tokens
 from mlserver.http.history import (
     AliasesResource,
@@ -124,5 +124,7 @@ def create_app(
     app.add_route("/{model}/{key}/versions/{n}/data", VersionDataResource(service))
     app.add_route("/{model}/{key}/refit", RefitResource(service))
     app.add_route("/{model}/import", ImportResource(service))
+    for template, resource, suffix in v2.routes(service):
+        app.add_route(template, resource, suffix=suffix)
     app.add_route("/{model}/{key}/versions/{n}/artifact", ArtifactResource(service))
     return app

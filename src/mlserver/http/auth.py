@@ -14,6 +14,9 @@ and compares the hash of a presented token with every stored hash in constant ti
 | `PUT`/`DELETE /{model}/{key}/aliases/{alias}`, `DELETE /{model}/{key}/versions/{n}` | train |
 | `GET /{model}/{key}/versions/{n}/data`, `/artifact`; `PUT /{model}/import` | admin |
 | `POST /{model}/{key}/refit` | train |
+| `GET /v2`, `/v2/health/live`, `/v2/health/ready` | none: always open |
+| `GET /v2/models/{name}[/versions/{v}][/ready]` | predict or train |
+| `POST /v2/models/{name}[/versions/{v}]/infer` | predict |
 | `OPTIONS /{model}` | any valid token |
 """
 
@@ -43,7 +46,17 @@ __all__ = [
 #: Every scope a token can hold.
 SCOPES = ("predict", "train", "admin")
 
-_OPEN_ROUTES = frozenset({"/health", "/ready"})
+_OPEN_ROUTES = frozenset({"/health", "/ready", "/v2", "/v2/health/live", "/v2/health/ready"})
+#: V2's model metadata and readiness are reading (predict's or train's), its infer predict's.
+_V2_INFER = frozenset({"/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"})
+_V2_MODEL = frozenset(
+    {
+        "/v2/models/{name}",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/versions/{version}/ready",
+    }
+)
 _ADMIN_ROUTES = frozenset({"/models", "/openapi.json", "/metrics"})
 _MODEL_SCOPES = {
     "POST": frozenset({"predict"}),
@@ -85,6 +98,10 @@ def required_scopes(method: str, route: str | None, *, has_key: bool) -> frozens
         return frozenset({"admin"})
     if route in _ADMIN_MODEL_ROUTES:
         return frozenset({"admin"})
+    if route in _V2_INFER:
+        return frozenset({"predict"}) if method == "POST" else _ANY
+    if route in _V2_MODEL:
+        return frozenset({"predict", "train"}) if method in ("GET", "HEAD") else _ANY
     if route == _REFIT_ROUTE:
         return frozenset({"train"}) if method == "POST" else _ANY
     if route in _HISTORY_ROUTES:

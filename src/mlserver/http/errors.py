@@ -119,6 +119,9 @@ def _unexpected_error(
 def _serialize(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     body = exc.to_dict()
     body.setdefault("description", body.get("title", ""))
+    if req.path == "/v2" or req.path.startswith("/v2/"):
+        # The Open Inference Protocol's error shape, whatever answered (auth included).
+        body = {"error": body["description"]}
     resp.data = orjson.dumps(body)
     resp.content_type = falcon.MEDIA_JSON
 
