@@ -46,7 +46,9 @@ __all__ = [
 #: Every scope a token can hold.
 SCOPES = ("predict", "train", "admin")
 
-_OPEN_ROUTES = frozenset({"/health", "/ready", "/v2", "/v2/health/live", "/v2/health/ready"})
+_OPEN_ROUTES = frozenset(
+    {"/health", "/ready", "/v2", "/v2/", "/v2/health/live", "/v2/health/ready"}
+)
 #: V2's model metadata and readiness are reading (predict's or train's), its infer predict's.
 _V2_INFER = frozenset({"/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"})
 _V2_MODEL = frozenset(

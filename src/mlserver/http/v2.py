@@ -32,8 +32,10 @@ def routes(service: Service) -> list[tuple[str, object, str | None]]:
     model = ModelResource(service)
     ready = ModelReadyResource(service)
     infer = InferResource(service)
+    server = ServerResource()
     return [
-        ("/v2", ServerResource(), None),
+        ("/v2", server, None),
+        ("/v2/", server, None),  # as the protocol's own OpenAPI document writes it
         ("/v2/health/live", LiveResource(), None),
         ("/v2/health/ready", ReadyResource(service), None),
         ("/v2/models/{name}", model, None),
