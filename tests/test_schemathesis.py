@@ -288,6 +288,9 @@ def _operations() -> list[tuple[str, str]]:
     `/openapi.json` itself is left out: schemathesis skips the document it was loaded from.
     """
     found = [("GET", path) for path in ("/health", "/ready", "/models", "/metrics")]
+    found += [("GET", path) for path in ("/v2", "/v2/health/live", "/v2/health/ready")]
+    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        found += [("GET", base), ("GET", f"{base}/ready"), ("POST", f"{base}/infer")]
     for wrapper in registry():
         found += [(verb, f"/{wrapper.name}") for verb in verbs_of(operations_of(wrapper))]
         history = f"/{wrapper.name}/{{key}}"

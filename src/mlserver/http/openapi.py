@@ -11,6 +11,7 @@ from mlserver.http.auth import required_scopes
 from mlserver.http.body import ARROW_STREAM, BULK_MEDIA
 from mlserver.http.openapi_history import history_paths
 from mlserver.http.openapi_schemas import REQUESTS, error, errors, json_content, ref, schemas
+from mlserver.http.openapi_v2 import v2_paths
 from mlserver.http.parameters import QUERY, TABLE, TABLE_QUERY, operation_of, taken_by, verbs_of
 from mlserver.service import Service
 
@@ -202,6 +203,7 @@ def openapi(service: Service, *, secured: bool = False) -> dict[str, Any]:
             name, described["description"], verbs_of(described["operations"])
         )
         paths.update(history_paths(name))
+    paths.update(v2_paths())
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -260,7 +262,7 @@ def _secure(document: dict[str, Any]) -> None:
 def _route(path: str, service_paths: set[str]) -> str:
     """The URI template a documented path is routed by: `/linreg/{key}/aliases` is
     `/{model}/{key}/aliases`."""
-    if path in service_paths:
+    if path in service_paths or path == "/v2" or path.startswith("/v2/"):
         return path
     _, slash, rest = path[1:].partition("/")
     return "/{model}" + slash + rest

@@ -7,6 +7,7 @@ from typing import Any
 
 from mlserver.frames.orients import ORIENTS
 from mlserver.http.openapi_history import history_schemas
+from mlserver.http.openapi_v2 import v2_schemas
 from mlserver.http.parameters import BODY, key_schema, taken_by
 from mlserver.wrapper import ModelWrapper
 
@@ -187,6 +188,7 @@ def schemas() -> dict[str, Any]:
         "description",
     )
     found.update(history_schemas())
+    found.update(v2_schemas())
     found["ServiceState"] = _object({"status": {"type": "string"}}, "status")
     model = _object(
         {
