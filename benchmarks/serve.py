@@ -9,7 +9,9 @@ req/s, p50 and p99 per case, and ratios, all measured in this run:
 - seed way: pandas.read_json + deserialize the model per request + predict on a DataFrame;
 - mlserver with the joblib backend (scikit-learn on a DataFrame) and the ONNX backend.
 
-Then a 10k-row predict as Arrow against JSON, for both backends, end to end and in process;
+The V2 rows are the same predict through the Open Inference Protocol (joblib backend): JSON
+tensors, and Triton's binary tensors both ways. Then a 10k-row predict as Arrow and V2
+(JSON and binary) against JSON, for both backends, end to end and in process;
 the fit ingest of 1M x 10 rows as JSON and as Arrow (server time until the 202); and the RSS of
 a server holding 100 small cached models.
 
@@ -134,8 +136,7 @@ def _client(url: str, body: bytes, deadline: float, out: list, headers: dict) ->
     out.append((latencies, failures))
 
 
-def _load(url: str, body: bytes, seconds: float, concurrency: int, queue) -> None:
-    headers = {"Content-Type": "application/json"}
+def _load(url: str, body: bytes, seconds: float, concurrency: int, queue, headers) -> None:
     _client(url, body, time.perf_counter() + 0.3, [], headers)  # warm up
     deadline = time.perf_counter() + seconds
     out: list = []
@@ -150,11 +151,14 @@ def _load(url: str, body: bytes, seconds: float, concurrency: int, queue) -> Non
     queue.put(([lat for lats, _ in out for lat in lats], sum(f for _, f in out)))
 
 
-def load(url: str, body: bytes, seconds: float, concurrency: int) -> dict:
+def load(
+    url: str, body: bytes, seconds: float, concurrency: int, headers: dict | None = None
+) -> dict:
     """req/s, p50 and p99 (ms) of `concurrency` connections posting `body` for `seconds`."""
+    headers = headers or {"Content-Type": "application/json"}
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_load, args=(url, body, seconds, concurrency, queue))
+    process = context.Process(target=_load, args=(url, body, seconds, concurrency, queue, headers))
     process.start()
     latencies, failures = queue.get()
     process.join()
@@ -223,6 +227,36 @@ def floor_ms(model, x: pd.DataFrame, seconds: float = 1.0) -> float:
         model.predict(x)
         samples.append(time.perf_counter() - start)
     return float(np.median(samples)) * 1e3
+
+
+def v2_json(frame: pd.DataFrame) -> bytes:
+    """A V2 inference request of `frame` as one FP64 tensor, JSON data."""
+    tensor = {
+        "name": "x",
+        "shape": list(frame.shape),
+        "datatype": "FP64",
+        "data": frame.to_numpy().ravel().tolist(),
+    }
+    return orjson.dumps({"inputs": [tensor], "outputs": [{"name": "predict"}]})
+
+
+def v2_binary(frame: pd.DataFrame) -> tuple[bytes, dict]:
+    """The same request with Triton's binary tensors both ways (tritonclient's default)."""
+    raw = np.ascontiguousarray(frame.to_numpy(), dtype=np.float64).tobytes()
+    tensor = {
+        "name": "x",
+        "shape": list(frame.shape),
+        "datatype": "FP64",
+        "parameters": {"binary_data_size": len(raw)},
+    }
+    head = orjson.dumps(
+        {"inputs": [tensor], "outputs": [{"name": "predict", "parameters": {"binary_data": True}}]}
+    )
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(head)),
+    }
+    return head + raw, headers
 
 
 def arrow_bytes(frame: pd.DataFrame) -> bytes:
@@ -302,10 +336,16 @@ def main() -> None:
                     {"x": split, "orient": "split", "model-key": keys["onnx"]},
                 ),
             }
+            cases = {
+                name: (url, json.dumps(body).encode(), None) for name, (url, body) in bodies.items()
+            }
+            infer = f"{server.base}/v2/models/joblib:{keys['joblib']}/infer"
+            cases["mlserver v2 json"] = (infer, v2_json(batch), None)
+            cases["mlserver v2 binary"] = (infer, *v2_binary(batch))
             for concurrency in (1, 8):
                 results = {
-                    name: load(url, json.dumps(body).encode(), args.seconds, concurrency)
-                    for name, (url, body) in bodies.items()
+                    name: load(url, body, args.seconds, concurrency, headers)
+                    for name, (url, body, headers) in cases.items()
                 }
                 for name, result in results.items():
                     ratios = (
@@ -353,21 +393,23 @@ def bulk(workdir: Path, base: str, yardstick: str, keys: dict[str, str], x: pd.D
         for url in (base, yardstick)
     }
 
-    def over_http(url: str, path: str, body: bytes, media: str) -> int:
+    def over_http(url: str, path: str, body: bytes, media: str, extra: dict | None = None) -> int:
         connection = connections[url]
         connection.request(
-            "POST", path, body=body, headers={"Content-Type": media, "Accept": media}
+            "POST",
+            path,
+            body=body,
+            headers={"Content-Type": media, "Accept": media, **(extra or {})},
         )
         response = connection.getresponse()
         answer = response.read()
         assert response.status == 200, answer
         return len(answer)
 
-    def in_process(path: str, body: bytes, media: str) -> None:
+    def in_process(path: str, body: bytes, media: str, extra: dict | None = None) -> None:
         route, _, query = path.partition("?")
-        environ = create_environ(
-            route, query, method="POST", body=body, headers={"Content-Type": media, "Accept": media}
-        )
+        headers = {"Content-Type": media, "Accept": media, **(extra or {})}
+        environ = create_environ(route, query, method="POST", body=body, headers=headers)
         status = []
         b"".join(app(environ, lambda s, h, e=None: status.append(s)))
         assert status[0].startswith("200"), status
@@ -392,26 +434,37 @@ def bulk(workdir: Path, base: str, yardstick: str, keys: dict[str, str], x: pd.D
                     "application/json",
                 ),
                 "Arrow": (f"/{backend}?model-key={key}", arrow_bytes(x), ARROW),
+                "V2 JSON": (f"/v2/models/{backend}:{key}/infer", v2_json(x), "application/json"),
             }
+            binary, headers = v2_binary(x)
+            cases["V2 binary"] = (
+                f"/v2/models/{backend}:{key}/infer",
+                binary,
+                "application/octet-stream",
+                {"Inference-Header-Content-Length": headers["Inference-Header-Content-Length"]},
+            )
             served = medians_ms(over_http, {n: (base, *case) for n, case in cases.items()})
             floor = medians_ms(
                 over_http,
                 {
-                    name: (yardstick, f"/transport?size={over_http(base, *case)}", *case[1:])
+                    name: (yardstick, f"/transport?size={over_http(base, *case)}", *case[1:3])
                     for name, case in cases.items()
                 },
             )
             inside = medians_ms(in_process, cases)
+            for where, times in (("end to end", served), ("in process", inside)):
+                shown = ", ".join(f"{name} {ms:.2f} ms" for name, ms in times.items())
+                print(
+                    f"10k-row predict, {backend}, {where}: {shown}; x JSON: "
+                    + ", ".join(
+                        f"{name} {times['JSON'] / ms:.1f}"
+                        for name, ms in times.items()
+                        if name != "JSON"
+                    )
+                )
             print(
-                f"10k-row predict, {backend}, end to end: JSON {served['JSON']:.2f} ms, "
-                f"Arrow {served['Arrow']:.2f} ms, Arrow x JSON "
-                f"{served['JSON'] / served['Arrow']:.1f}; transport floor: JSON "
-                f"{floor['JSON']:.2f} ms, Arrow {floor['Arrow']:.2f} ms"
-            )
-            print(
-                f"10k-row predict, {backend}, in process: JSON {inside['JSON']:.2f} ms, "
-                f"Arrow {inside['Arrow']:.2f} ms, Arrow x JSON "
-                f"{inside['JSON'] / inside['Arrow']:.1f}"
+                f"10k-row predict, {backend}, transport floor: "
+                + ", ".join(f"{name} {ms:.2f} ms" for name, ms in floor.items())
             )
     finally:
         for connection in connections.values():

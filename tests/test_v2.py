@@ -423,3 +423,37 @@ def test_v2_requests_have_their_own_route_label_in_the_metrics(served):
     text = client.simulate_get("/metrics").text
     labels = 'method="POST",model="logreg",route="/v2/models/{name}/infer",status="200"'
     assert f"mlserver_http_requests_total{{{labels}}} 1.0" in text
+
+
+def test_large_json_tensors_read_straight_into_arrays_answer_the_same(store_url):
+    """Above 64 KiB the body is read by simdjson (float data straight into an array): the
+    answers equal the estimator's, nested data and nulls included."""
+    rng = np.random.default_rng(4)
+    # NOTE: rounded, so that the training JSON (pandas' to_json: 10 digits) keeps them exactly
+    x = pd.DataFrame(rng.normal(size=(5000, 4)).round(6), columns=["p", "q", "r", "s"])
+    y = (x["p"] + x["q"] > 0).astype(int)
+    holes = x.copy()
+    holes.iloc[::7, 1] = np.nan
+    with in_process(models(), store_url) as client:
+        key, _ = train(client, "logreg", x, y)
+        hgb, _ = train(client, "hgb", holes, y)
+        model = LogisticRegression().fit(x, y)
+        flat = tensor(x)
+        nested = {**flat, "data": x.to_numpy().tolist()}
+        for body in (flat, nested, {**flat, "datatype": "FP32"}):
+            assert len(orjson.dumps(body)) > 64 * 1024
+            answer = infer(
+                client, f"logreg:{key}", {"inputs": [body], "outputs": [{"name": "predict_proba"}]}
+            )
+            assert answer.status_code == 200, answer.text
+            rows = x.astype(np.float32).astype(np.float64) if body["datatype"] == "FP32" else x
+            np.testing.assert_array_equal(
+                output(answer.json, "predict_proba"), model.predict_proba(rows)
+            )
+        gaps = tensor(holes)
+        gaps["data"] = [None if v != v else v for v in gaps["data"]]
+        answer = infer(client, f"hgb:{hgb}", {"inputs": [gaps]})
+        expected = HistGradientBoostingClassifier().fit(holes, y).predict(holes)
+        np.testing.assert_array_equal(output(answer.json, "predict"), expected)
+        short = {**flat, "shape": [5001, 4]}
+        assert infer(client, f"logreg:{key}", {"inputs": [short]}).status_code == 400
