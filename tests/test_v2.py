@@ -366,6 +366,9 @@ def test_binary_bytes_tensors(store_url):
         (b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}], "outputs": [{"name": "transform"}]}', 400, "transform"),
         (b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}], "color": 1}', 400, "unknown fields"),
         (b'{"inputs": [{"name": "x", "shape": [1, 2, 3, 4], "datatype": "FP64", "data": [1]}]}', 400, "dimensions"),
+        (b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "BYTES", "data": ["1", "2", "3"]}]}', 422, "BYTES"),
+        (b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}], "outputs": [{"name": "predict"}, {"name": "predict"}]}', 400, "unique"),
+        (b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "parameters": {"binary_data_size": 24}}]}', 400, "past the end"),
     ],
 )  # fmt: skip
 def test_bad_requests_are_4xx_errors_and_change_nothing(served, body, status, says):

@@ -399,6 +399,10 @@ def _rows(inputs: Sequence[Tensor], schema: Schema, content_type: str | None) ->
                     f"input {tensor.name!r} has {tensor.shape[1]} columns; the model was "
                     f"trained on {len(columns)} ({names(list(columns))})"
                 )
+            if schema.numeric and tensor.datatype == "BYTES":
+                raise SchemaMismatch(
+                    f"input {tensor.name!r} is BYTES; the model was trained on numbers"
+                )
             return Rows(_plain(tensor.values, schema), list(columns), orient="values")
     return _columns(inputs, schema)
 
