@@ -150,3 +150,15 @@ def test_import_model_serves_and_exports_models_trained_elsewhere():
     assert "exported version 1: the same bytes: True" in out
     assert "junk refused: 400; keys stored: 2" in out
     assert "pickle refused over HTTP: 415" in out
+
+
+def test_v2_clients_serves_a_pipeline_to_tritonclient():
+    """tritonclient reads the metadata (a BYTES and an FP64 input), predicts with binary
+    tensors as the pipeline does, and version pins and aliases pick what answers."""
+    out = run("v2_clients.py")
+    assert "inputs: plan BYTES, usage FP64" in out
+    assert "outputs: predict, predict_proba, decision_function" in out
+    assert re.search(r"^version 1: labels as the pipeline's: True, probabilities within", out, re.M)
+    assert "model_version '1' answered version 1" in out
+    assert "model_version 'candidate' answered version 2" in out
+    assert "model_version '(served)' answered version 1" in out
