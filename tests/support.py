@@ -291,6 +291,15 @@ def raw_sql(store_url: str, sql: str, params: tuple = ()) -> list[tuple]:
         connection.close()
 
 
+def stored_keys(store_url: str, model: str) -> list[str]:
+    """The keys a store holds versions of for `model`, read with a store of their own."""
+    store = SQLStore(store_url)
+    try:
+        return [v.key for v in store.keys(model).items]
+    finally:
+        store.close()
+
+
 def inputs_stored(store_url: str, model: str, key: str, number: int = 1) -> bool:
     """Whether version `number` of a key has its inputs stored (so that it can run again)."""
     store = SQLStore(store_url)

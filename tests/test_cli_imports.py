@@ -19,7 +19,7 @@ from mlserver.catalog import catalog
 from mlserver.cli import main
 from mlserver.frames.keys import artifact_key, name_key
 from mlserver.store import SQLStore
-from support import classification, in_process, predict, predictions, regression
+from support import classification, in_process, predict, predictions, regression, stored_keys
 
 TREE = "sklearn.tree._tree.Tree"
 
@@ -39,14 +39,6 @@ def imported(capsys, *arguments: str) -> tuple[int, dict | None, str]:
     out, err = capsys.readouterr()
     lines = out.splitlines()
     return code, json.loads(lines[-1]) if lines else None, err
-
-
-def stored_keys(url: str, model: str) -> list[str]:
-    store = SQLStore(url)
-    try:
-        return [v.key for v in store.keys(model).items]
-    finally:
-        store.close()
 
 
 def test_a_joblib_file_with_a_csv_sample_is_served_as_the_estimator(store_url, tmp_path, capsys):

@@ -28,7 +28,14 @@ from mlserver.catalog import catalog
 from mlserver.frames.keys import artifact_key, name_key
 from mlserver.http.auth import hash_token
 from mlserver.store import SQLStore
-from support import classification, in_process, predictions, regression, settled
+from support import (
+    classification,
+    in_process,
+    predictions,
+    regression,
+    settled,
+    stored_keys,
+)
 
 OCTET = {"Content-Type": "application/octet-stream"}
 TREE = "sklearn.tree._tree.Tree"
@@ -46,14 +53,6 @@ def predict(client, model: str, key: str, x: pd.DataFrame, **params):
 def probabilities(response) -> np.ndarray:
     assert response.status_code == 200, response.text
     return np.array(json.loads(response.json["y"])["data"])
-
-
-def keys_of(store_url: str, model: str) -> list[str]:
-    store = SQLStore(store_url)
-    try:
-        return [v.key for v in store.keys(model).items]
-    finally:
-        store.close()
 
 
 def joblib_bytes(model) -> bytes:
@@ -121,7 +120,7 @@ def test_skops_types_the_server_does_not_trust_are_refused_and_nothing_is_stored
         assert refused.status_code == 400
         assert TREE in refused.json["description"]
         assert "trusted_types" in refused.json["description"]
-    assert keys_of(store_url, "imported") == []
+    assert stored_keys(store_url, "imported") == []
     # trusted by the server's configuration (never by the artifact): imported and served
     with in_process(catalog(), store_url, trusted_types=(TREE,)) as client:
         answer = put_artifact(client, "imported", blob)  # skops guessed from the bytes
@@ -209,7 +208,7 @@ def test_pickles_are_refused_over_http_unless_the_server_allows_them(store_url):
             assert "--allow-pickle-import" in refused.json["description"]
             # guessed as joblib from its first bytes: refused the same
             assert put_artifact(client, "ridge", blob).status_code == 415
-        assert keys_of(store_url, "ridge") == []
+        assert stored_keys(store_url, "ridge") == []
     with in_process(catalog(), store_url, allow_pickle_import=True) as client:
         for serializer, blob in (("joblib", joblib_bytes(ridge)), ("pickle", pickle.dumps(ridge))):
             answer = put_artifact(client, "ridge", blob, serializer=serializer)
@@ -229,7 +228,7 @@ def test_junk_bytes_are_a_400_and_nothing_is_stored(store_url, serializer):
         assert refused.json["title"] == "Artifact not importable"
         empty = put_artifact(client, "imported", b"", **params)
         assert empty.status_code == 400
-    assert keys_of(store_url, "imported") == []
+    assert stored_keys(store_url, "imported") == []
 
 
 def test_a_model_without_a_known_schema_or_that_cannot_predict_is_refused(store_url):
@@ -245,7 +244,7 @@ def test_a_model_without_a_known_schema_or_that_cannot_predict_is_refused(store_
         failing = put_artifact(client, "ridge", joblib_bytes(broken))
         assert failing.status_code == 400
         assert "cannot predict on rows made from its schema" in failing.json["description"]
-    assert keys_of(store_url, "ridge") == []
+    assert stored_keys(store_url, "ridge") == []
 
 
 class Predictor:
@@ -322,7 +321,7 @@ def test_what_the_import_route_refuses_before_reading_the_artifact(store_url):
         assert put_artifact(client, "ridge", blob, promote="sometimes").status_code == 400
         assert put_artifact(client, "ridge", blob, color="red").status_code == 400
         assert client.simulate_put("/imported", json={"x": [[1]]}).status_code == 405
-    assert keys_of(store_url, "ridge") == []
+    assert stored_keys(store_url, "ridge") == []
 
 
 def test_import_and_export_need_the_admin_scope_and_signed_stores_sign_imports(sqlite_url):

@@ -10,8 +10,9 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -28,6 +29,8 @@ from mlserver.service import Service
 from mlserver.store.base import PROMOTE
 
 __all__ = ["add_parsers"]
+
+T = TypeVar("T")
 
 #: Exit code of an artifact that fails its checks (nothing stored), as for usage errors.
 EXIT_REFUSED = 2
@@ -125,8 +128,10 @@ def run_import(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"cannot read {str(args.file)!r}: {exc.strerror}") from None
     sample = _sample(args.sample) if args.sample is not None else None
     service, url = _service(args, create=True)
-    try:
-        imported = service.imports.import_artifact(
+    imported, code = _against_store(
+        service,
+        url,
+        lambda: service.imports.import_artifact(
             args.model,
             blob,
             serializer=args.serializer,
@@ -136,16 +141,11 @@ def run_import(args: argparse.Namespace) -> int:
             allow_pickle=True,
             source="cli",
             filename=str(args.file),
-        )
-    except StoreError as exc:
-        say(sys.stderr, f"error: store {public_url(url)} failed: {exc}")
-        return EXIT_UNKNOWN
-    except MLServerError as exc:
-        say(sys.stderr, f"error: {args.file} not imported: {exc}")
-        return EXIT_REFUSED
-    finally:
-        service.close(timeout=0)
-        service.store.close()
+        ),
+        refused=(f"{args.file} not imported: ", EXIT_REFUSED),
+    )
+    if imported is None:
+        return code
     version = imported.version
     done = "imported" if imported.created else "already stored as"
     say(
@@ -160,17 +160,14 @@ def run_import(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """Write a version's bytes; 0 when written, 1 for a version the store does not have."""
     service, url = _service(args, create=False)
-    try:
-        exported = service.imports.export(args.model, key=args.key, version=args.version)
-    except StoreError as exc:
-        say(sys.stderr, f"error: store {public_url(url)} failed: {exc}")
-        return EXIT_UNKNOWN
-    except MLServerError as exc:
-        say(sys.stderr, f"error: {exc}")
-        return EXIT_UNKNOWN
-    finally:
-        service.close(timeout=0)
-        service.store.close()
+    exported, code = _against_store(
+        service,
+        url,
+        lambda: service.imports.export(args.model, key=args.key, version=args.version),
+        refused=("", EXIT_UNKNOWN),
+    )
+    if exported is None:
+        return code
     path = args.output or Path(exported.filename)
     try:
         path.write_bytes(exported.data)
@@ -185,6 +182,25 @@ def run_export(args: argparse.Namespace) -> int:
     )
     print(f"{sha}  {path}  {version.serializer}", flush=True)
     return 0
+
+
+def _against_store(
+    service: Service, url: str, call: Callable[[], T], *, refused: tuple[str, int]
+) -> tuple[T | None, int]:
+    """`call`'s result, or None and the exit code once its error is said; the service and
+    its store are closed either way."""
+    try:
+        return call(), 0
+    except StoreError as exc:
+        say(sys.stderr, f"error: store {public_url(url)} failed: {exc}")
+        return None, EXIT_UNKNOWN
+    except MLServerError as exc:
+        prefix, code = refused
+        say(sys.stderr, f"error: {prefix}{exc}")
+        return None, code
+    finally:
+        service.close(timeout=0)
+        service.store.close()
 
 
 def _sample(path: Path) -> pd.DataFrame:

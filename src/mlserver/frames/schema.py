@@ -15,7 +15,7 @@ from mlserver.frames.limits import check_shape
 from mlserver.frames.orients import decode_frame
 from mlserver.frames.rows import Rows
 
-__all__ = ["Schema"]
+__all__ = ["Schema", "mismatch"]
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,8 @@ class Schema:
             expected = set(self.columns)
             unexpected = [c for c in frame.columns if c not in expected]
             if missing or unexpected:
-                parts = []
-                if missing:
-                    parts.append(f"missing columns {names(missing)}")
-                if unexpected:
-                    parts.append(f"unexpected columns {names(unexpected)}")
-                raise SchemaMismatch(
-                    "x does not match the training schema: " + "; ".join(parts),
-                    missing=[str(c) for c in missing],
-                    unexpected=[str(c) for c in unexpected],
+                raise mismatch(
+                    "x does not match the training schema", "columns", missing, unexpected
                 )
             if frame.columns.has_duplicates:
                 raise SchemaMismatch("x has duplicate column names")
@@ -118,6 +111,22 @@ class Schema:
         if wrong:
             raise SchemaMismatch("x has columns of the wrong type: " + "; ".join(wrong))
         return frame.astype(casts) if casts else frame
+
+
+def mismatch(
+    what: str, noun: str, missing: Sequence[Hashable], unexpected: Sequence[Hashable]
+) -> SchemaMismatch:
+    """The SchemaMismatch naming what is missing and what is unexpected."""
+    parts = []
+    if missing:
+        parts.append(f"missing {noun} {names(list(missing))}")
+    if unexpected:
+        parts.append(f"unexpected {noun} {names(list(unexpected))}")
+    return SchemaMismatch(
+        f"{what}: " + "; ".join(parts),
+        missing=[str(c) for c in missing],
+        unexpected=[str(c) for c in unexpected],
+    )
 
 
 def _kind(dtype: Any) -> str:

@@ -31,7 +31,7 @@ from mlserver.errors import InvalidPayload, SchemaMismatch
 from mlserver.frames.json import LAZY_BODY_BYTES, distinct_keys, lazy_document, plain
 from mlserver.frames.labels import names
 from mlserver.frames.rows import Rows
-from mlserver.frames.schema import Schema
+from mlserver.frames.schema import Schema, mismatch
 
 __all__ = [
     "DATATYPES",
@@ -420,15 +420,11 @@ def _columns(inputs: Sequence[Tensor], schema: Schema) -> Rows:
     missing = [str(c) for c in schema.columns if str(c) not in given]
     unexpected = [name for name in given if name not in by_name]
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing inputs {', '.join(map(repr, missing))}")
-        if unexpected:
-            parts.append(f"unexpected inputs {', '.join(map(repr, unexpected))}")
-        raise SchemaMismatch(
-            "the inputs are not the training columns, one tensor each: " + "; ".join(parts),
-            missing=missing,
-            unexpected=unexpected,
+        raise mismatch(
+            "the inputs are not the training columns, one tensor each",
+            "inputs",
+            missing,
+            unexpected,
         )
     lengths = set()
     data = {}
