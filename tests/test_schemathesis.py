@@ -146,6 +146,8 @@ def _records(columns: list[str]) -> st.SearchStrategy[list[dict]]:
 def _steered(case, server: Server) -> st.SearchStrategy:
     """The generated case as it is, or with one of the model's keys and/or a frame of its
     trained columns (then with arguments the model takes: a method it has, no kwargs)."""
+    if case.operation.path.startswith("/v2/models/"):
+        return _steered_v2(case, server)
     model = case.operation.path.split("/")[1]
     known = server.keys.get(model)
     method = case.method.upper()
@@ -169,6 +171,48 @@ def _steered(case, server: Server) -> st.SearchStrategy:
             records=drawn[2] if "frame" in drawn[0] else None,
             predict=drawn[3],
         )
+    )
+
+
+_DATATYPES = st.sampled_from(["FP64", "FP32", "FP16", "INT64", "INT8", "UINT8", "BOOL", "BYTES"])
+
+
+def _steered_v2(case, server: Server) -> st.SearchStrategy:
+    """A V2 case as generated, or named after a known key (`{model}:{key}`, a version or
+    alias that may exist), an infer with one tensor of the model's width and any JSON
+    scalars as its data, in any datatype."""
+    pairs = [(model, key) for model, keys in sorted(server.keys.items()) for key in keys]
+    if case.meta.generation.mode.is_negative or not isinstance(case.path_parameters, dict):
+        return st.just(case)
+
+    def apply(drawn: tuple) -> Any:
+        steer, (model, key), version, data, datatype, rows = drawn
+        if not steer:
+            return case
+        case.path_parameters = {**case.path_parameters, "name": f"{model}:{key}"}
+        if "version" in case.path_parameters:
+            case.path_parameters["version"] = version
+        if case.method.upper() == "POST" and isinstance(case.body, dict):
+            shape = [rows, len(_columns(model))]
+            inputs = [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]
+            case.body = {**case.body, "inputs": inputs}
+        return case
+
+    def drawn(pair: tuple[str, str], rows: int) -> st.SearchStrategy:
+        # As many values as the shape says, mostly: a request the model may answer.
+        size = rows * len(_columns(pair[0]))
+        data = st.one_of(
+            st.lists(_SCALARS, min_size=size, max_size=size),
+            st.lists(st.floats(-1e6, 1e6), min_size=size, max_size=size),
+            st.lists(_SCALARS, max_size=9),
+        )
+        versions = st.sampled_from(["1", "2", "served", "champion"])
+        return st.tuples(st.booleans(), st.just(pair), versions, data, _DATATYPES, st.just(rows))
+
+    return (
+        st.tuples(st.sampled_from(pairs), st.integers(min_value=0, max_value=4))
+        .flatmap(lambda chosen: drawn(*chosen))
+        .map(apply)
     )
 
 

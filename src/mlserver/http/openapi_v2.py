@@ -117,7 +117,17 @@ def v2_paths() -> dict[str, Any]:
                     "content": {"application/json": {"schema": _ref("V2InferenceRequest")}},
                 },
                 "responses": {
-                    "200": _answer("V2InferenceResponse", "The outputs."),
+                    "200": {
+                        "description": "The outputs: JSON, or with binary outputs the JSON "
+                        "part (as long as the answer's Inference-Header-Content-Length says) "
+                        "then their data.",
+                        "content": {
+                            "application/json": {"schema": _ref("V2InferenceResponse")},
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
+                        },
+                    },
                     **_errors("400", "404", "409", "413", "415", "422", "503"),
                 },
             }
@@ -125,13 +135,14 @@ def v2_paths() -> dict[str, Any]:
     return paths
 
 
-def _tensor(required: tuple[str, ...]) -> dict[str, Any]:
+def _tensor(required: tuple[str, ...], smallest: int = 0) -> dict[str, Any]:
+    """A tensor; metadata shapes say -1 for a size that varies (`smallest`)."""
     return {
         "type": "object",
         "properties": {
             "name": {"type": "string"},
             "datatype": {"type": "string", "enum": list(DATATYPES)},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": smallest}},
             "parameters": {"type": "object"},
             "data": {"type": "array"},
         },
@@ -158,8 +169,8 @@ def v2_schemas() -> dict[str, Any]:
                 "name": {"type": "string"},
                 "versions": {"type": "array", "items": {"type": "string"}},
                 "platform": {"type": "string"},
-                "inputs": {"type": "array", "items": _tensor(("name", "datatype", "shape"))},
-                "outputs": {"type": "array", "items": _tensor(("name", "datatype", "shape"))},
+                "inputs": {"type": "array", "items": _tensor(("name", "datatype", "shape"), -1)},
+                "outputs": {"type": "array", "items": _tensor(("name", "datatype", "shape"), -1)},
                 "parameters": {"type": "object"},
             },
             "required": ["name", "platform", "versions", "inputs", "outputs"],
