@@ -152,6 +152,13 @@ class Settings:
     #: Times a job may start in all: a RUNNING version whose process died runs again on a
     #: live server while it has stored inputs and fewer attempts; then it is FAILED.
     max_attempts: int = 3
+    #: Most rows one model call stacks from predicts that wait for the same version and
+    #: method while its model is busy (adaptive batching; a larger request runs alone;
+    #: 0: off). Nothing waits when nothing is queued.
+    max_batch_rows: int = 1024
+    #: Milliseconds the request that leads a stacked call waits for more to join it
+    #: (0: none; only requests already queued are stacked).
+    max_batch_delay_ms: float = 0.0
     #: Largest artifact `PUT /{model}/import` takes, in bytes (413 above it, refused from
     #: its Content-Length before it is read).
     max_import_bytes: int = 1024 * 1024 * 1024
@@ -242,11 +249,21 @@ _SETTING_HELP = {
     "store_training_data": "store each fit's and update's data, for refits and re-runs",
     "max_stored_data_bytes": "largest training dataset stored, in bytes once encoded",
     "max_attempts": "times a job whose process died may start in all",
+    "max_batch_rows": "most rows one model call stacks from waiting predicts (0: no batching)",
+    "max_batch_delay_ms": "milliseconds a stacked call waits for more predicts to join it",
     "max_import_bytes": "largest artifact PUT /{model}/import takes, in bytes (413 above it)",
     "allow_pickle_import": "take joblib and pickle artifacts over HTTP: runs the sender's code",
     "trusted_types": "types skops artifacts may hold beyond skops' own trusted ones",
 }
-_MAY_BE_ZERO = frozenset({"freshness_seconds", "max_queued_jobs", "keep_versions"})
+_MAY_BE_ZERO = frozenset(
+    {
+        "freshness_seconds",
+        "max_queued_jobs",
+        "keep_versions",
+        "max_batch_rows",
+        "max_batch_delay_ms",
+    }
+)
 
 
 def boolean(raw: str) -> bool:

@@ -23,6 +23,7 @@ from mlserver.arguments import (
     model_key,
     promote_policy,
 )
+from mlserver.batching import Batches
 from mlserver.cache import ModelCache, ServedCache
 from mlserver.config import Settings
 from mlserver.errors import (
@@ -102,6 +103,10 @@ class Service:
             self.settings.training_threads, thread_name_prefix="mlserver-train"
         )
         self.cache = ModelCache(self.settings.model_cache_size, self.settings.model_cache_bytes)
+        #: Concurrent predicts of one version and method, stacked into one model call.
+        self.batches = Batches(
+            self.settings.max_batch_rows, self.settings.max_batch_delay_ms / 1000
+        )
         #: Which version `served` (or another alias, or a number) names, per key.
         self.served = ServedCache(self.settings.freshness_seconds)
         self.jobs = Jobs(
@@ -318,7 +323,13 @@ class Service:
     def _predicted(
         self, wrapper: ModelWrapper, loaded: Loaded, version: Version, method: str, rows: Rows
     ) -> Prediction:
-        raw = loaded.run(wrapper, method, rows, version)
+        batches = self.batches
+        if batches.enabled and wrapper.batchable and rows.shape[0] <= batches.max_rows:
+            raw = batches.run(
+                (version.id, method), rows, lambda r: loaded.run(wrapper, method, r, version)
+            )
+        else:
+            raw = loaded.run(wrapper, method, rows, version)
         output = model_output(
             raw, rows, loaded.model, method, loaded.targets, self.settings.max_output_cells
         )

@@ -32,6 +32,9 @@ class ModelWrapper(ABC):
     serializer: ClassVar[str | Serializer] = "joblib"
     #: Whether PUT trains new versions; a route that serves imported models only says False.
     fits: ClassVar[bool] = True
+    #: Whether concurrent predicts may be stacked into one call of `apply` (adaptive
+    #: batching): say False if `predict` needs each request's rows on their own.
+    batchable: ClassVar[bool] = True
     #: Prediction methods a client may ask for (POST `method`), where the fitted model has them.
     methods: ClassVar[tuple[str, ...]] = (
         "predict",

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, valu
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from mlserver.batching import Batch
 from mlserver.jobs import JobOutcome
 from mlserver.service import Service
 
@@ -38,6 +39,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=-]{1,128}")
 _PLAIN = re.compile(r"[A-Za-z0-9._:/{}@~+-]+")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _TRAINING_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, float("inf"))
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, float("inf"))
+_WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, float("inf"))
 
 
 def multiprocess_mode() -> bool:
@@ -105,6 +108,25 @@ class Metrics:
             ["operation"],
             registry=registry,
         )
+        self.batch_requests = Histogram(
+            "mlserver_batch_requests",
+            "Predict requests each model call answered (more than 1: stacked while the "
+            "model was busy).",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.batch_rows = Histogram(
+            "mlserver_batch_rows",
+            "Rows of x each model call of a predict took.",
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.batch_wait = Histogram(
+            "mlserver_batch_wait_seconds",
+            "Seconds a model call's longest-waiting request queued for it (0 when alone).",
+            buckets=_WAIT_BUCKETS,
+            registry=registry,
+        )
         self._lock = threading.Lock()
         self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self._synced = 0.0  # time.monotonic() of the last full sync on a request
@@ -113,6 +135,7 @@ class Metrics:
             ("store", operation): count for operation, count in service.store.error_counts().items()
         }
         service.jobs.observers.append(self.job)
+        service.batches.observers.append(self.batch)
 
     def request(self, route: str, model: str, method: str, status: str, seconds: float) -> None:
         """Count one answered request."""
@@ -138,6 +161,12 @@ class Metrics:
         with self._lock:
             for operation, count in self.service.store.error_counts().items():
                 self._seen[("store", operation)] = count
+
+    def batch(self, batch: Batch) -> None:
+        """Observe one model call of predicts (a `Batches` observer)."""
+        self.batch_requests.observe(batch.requests)
+        self.batch_rows.observe(batch.rows)
+        self.batch_wait.observe(batch.waited)
 
     def job(self, outcome: JobOutcome) -> None:
         """Count one recorded job (a `Jobs` observer)."""
