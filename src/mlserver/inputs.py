@@ -17,7 +17,6 @@ import pandas as pd
 
 from mlserver.config import Settings
 from mlserver.errors import KeyNotFound, NotStorable
-from mlserver.frames import stored
 from mlserver.store.base import Store, StoredData, Version
 
 __all__ = ["Inputs", "record"]
@@ -50,6 +49,8 @@ def record(store: Store, settings: Settings, version: Version, inputs: Inputs) -
         return _write(store, version, inputs, inputs.steps, (), chain=True)
     if not settings.store_training_data:
         return _write(store, version, inputs, (), (), chain=False)
+    from mlserver.frames import stored  # PERF: the codec loads with the first fit
+
     sha = stored.content_digest(inputs.x, inputs.y)
     history: tuple[str, ...] = ()
     chain = True
@@ -80,6 +81,8 @@ def record(store: Store, settings: Settings, version: Version, inputs: Inputs) -
 
 
 def _encoded(sha: str, x: pd.DataFrame, y: Any, limit: int) -> StoredData:
+    from mlserver.frames import stored
+
     encoded = stored.encode(x, y)
     if len(encoded.blob) > limit:
         raise NotStorable(

@@ -15,7 +15,6 @@ import pandas as pd
 
 from mlserver.arguments import model_key, promote_policy, whole_number
 from mlserver.errors import Conflict, KeyNotFound, MLServerError, Overloaded, StoreError
-from mlserver.frames import stored
 from mlserver.inputs import Inputs
 from mlserver.job_places import Place
 from mlserver.loaded import verified_blob
@@ -42,6 +41,12 @@ class Skewed:
 
     version: Version
     warnings: tuple[str, ...]
+
+
+def _decoded(blob: bytes) -> Frames:
+    from mlserver.frames import stored  # PERF: the codec loads when data is read back
+
+    return stored.decode(blob)
 
 
 def _shape(x: pd.DataFrame) -> dict[str, int]:
@@ -100,7 +105,7 @@ class Lineage:
         sha = found.lineage.get("data")
         if not sha:
             raise KeyNotFound(f"the training data of version {number} of {key!r} is not stored")
-        return stored.decode(self.store.load_dataset(sha).blob)
+        return _decoded(self.store.load_dataset(sha).blob)
 
     def skewed(self, models: tuple[str, ...] | None = None) -> Iterator[Skewed]:
         """Every key (of `models`, default every registered model) whose served version was
@@ -195,7 +200,7 @@ class Lineage:
             ) from None
 
     def _frames(self, sha: str) -> Frames:
-        return stored.decode(self.store.load_dataset(sha).blob)
+        return _decoded(self.store.load_dataset(sha).blob)
 
     def _fit_task(
         self, wrapper: ModelWrapper, key: str, job: Mapping[str, Any], frames: list[Frames]

@@ -6,11 +6,12 @@ Predictions. Every check that can refuse a request runs before anything is store
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,6 @@ from mlserver.frames.keys import name_key, training_key
 from mlserver.frames.orients import decode_training, orient_of
 from mlserver.frames.rows import Rows
 from mlserver.frames.schema import Schema
-from mlserver.importing import Imports
 from mlserver.jobs import Jobs, TrainingTask
 from mlserver.lifecycle import Lifecycle
 from mlserver.lineage import Lineage, fit_inputs, update_inputs
@@ -60,6 +60,9 @@ from mlserver.signing import Signer
 from mlserver.store.base import Claim, Status, Store, Version
 from mlserver.version import mlserver_version
 from mlserver.wrapper import ModelWrapper
+
+if TYPE_CHECKING:
+    from mlserver.importing import Imports
 
 __all__ = ["OPERATIONS", "Service", "operations_of"]
 
@@ -118,11 +121,7 @@ class Service:
         )
         #: Version history, aliases, cancel and the paged key listing.
         self.lifecycle = Lifecycle(registry, store, self.served, self.jobs)
-        #: Stored training data, refits, and the keys a library upgrade affects.
-        self.lineage = Lineage(self)
-        self.jobs.rerun = self.lineage.rerun
-        #: Models trained elsewhere, imported as versions; any version's bytes exported.
-        self.imports = Imports(self)
+        self.jobs.rerun = lambda version, place: self.lineage.rerun(version, place)
         self.version = mlserver_version()
         self._libraries = {
             "python": platform.python_version(),
@@ -131,6 +130,18 @@ class Service:
             "pandas": pd.__version__,
             "numpy": np.__version__,
         }
+
+    @functools.cached_property
+    def lineage(self) -> Lineage:
+        """Stored training data, refits, and the keys a library upgrade affects."""
+        return Lineage(self)
+
+    @functools.cached_property
+    def imports(self) -> Imports:
+        """Models trained elsewhere, imported as versions; any version's bytes exported."""
+        from mlserver.importing import Imports  # PERF: loaded with the first import or export
+
+        return Imports(self)
 
     # -- use cases -------------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ def serve_workers(options: Mapping[str, Any], settings: Settings, names: list[st
             served = registry(options["target"])
             self.app = create_app(served, store, settings=settings, **security(options))
             self.app.start()
-            gc.collect()
+            gc.collect(1)  # as `serve` does: young garbage only, then freeze the rest
             gc.freeze()
             return self.app
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import falcon
 
-from mlserver.frames import stored
 from mlserver.http.answers import running_body, send, status_body
 from mlserver.http.body import ARROW_STREAM
 from mlserver.http.history import _Resource
@@ -20,6 +19,8 @@ class VersionDataResource(_Resource):
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, model: str, key: str, n: str
     ) -> None:
+        from mlserver.frames import stored  # PERF: the codec loads when data is read back
+
         self._params(req, model, ())
         x, y = self.service.lineage.data(model, key=key, version=n)
         if wants_arrow(req):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlserver.frames.tensors import DATATYPES
-
 __all__ = ["v2_paths", "v2_schemas"]
 
 _REF = "#/components/schemas/"
@@ -135,13 +133,19 @@ def v2_paths() -> dict[str, Any]:
     return paths
 
 
+def _datatypes() -> list[str]:
+    from mlserver.frames.tensors import DATATYPES  # PERF: only when the document is built
+
+    return list(DATATYPES)
+
+
 def _tensor(required: tuple[str, ...], smallest: int = 0) -> dict[str, Any]:
     """A tensor; metadata shapes say -1 for a size that varies (`smallest`)."""
     return {
         "type": "object",
         "properties": {
             "name": {"type": "string"},
-            "datatype": {"type": "string", "enum": list(DATATYPES)},
+            "datatype": {"type": "string", "enum": list(_datatypes())},
             "shape": {"type": "array", "items": {"type": "integer", "minimum": smallest}},
             "parameters": {"type": "object"},
             "data": {"type": "array"},

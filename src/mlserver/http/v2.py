@@ -11,7 +11,6 @@ import falcon
 import orjson
 
 from mlserver.errors import InvalidPayload, ModelNotFound, UnsupportedMediaType
-from mlserver.frames import tensors
 from mlserver.frames.schema import Schema
 from mlserver.http.answers import send
 from mlserver.http.body import read_body
@@ -155,6 +154,8 @@ class InferResource:
     def on_post_version(
         self, req: falcon.Request, resp: falcon.Response, name: str, version: str | None
     ) -> None:
+        from mlserver.frames import tensors  # PERF: loaded with the first V2 request
+
         model, key = split_name(self.service, name)
         req.context.model = model
         media = (req.content_type or "").split(";")[0].strip().lower()
@@ -238,6 +239,8 @@ def _inputs(schema: Schema) -> list[dict[str, Any]]:
 
 def _outputs(loaded: Loaded) -> list[dict[str, Any]]:
     """One output per method the version offers, named after it."""
+    from mlserver.frames import tensors
+
     classes = getattr(loaded.model, "classes_", None)
     labels = None if classes is None else list(orjson.loads(orjson.dumps(classes.tolist())))
     found = []
