@@ -460,3 +460,21 @@ def test_large_json_tensors_read_straight_into_arrays_answer_the_same(store_url)
         np.testing.assert_array_equal(output(answer.json, "predict"), expected)
         short = {**flat, "shape": [5001, 4]}
         assert infer(client, f"logreg:{key}", {"inputs": [short]}).status_code == 400
+
+
+def test_integer_tensors_are_read_exactly_or_refused(served):
+    """numpy reads an integer beyond int64 as a float: integer data is checked value by value."""
+    client, name, _, _ = served
+    cases = {
+        b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "INT64", "data": [9223372036854775808, 2, 3]}]}': "range",
+        b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "INT32", "data": [1.5, 2, 3]}]}': "whole numbers",
+        b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [true, 2, 3]}]}': "numbers",
+        b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "UINT8", "data": [-1, 2, 3]}]}': "range",
+    }  # fmt: skip
+    for body, says in cases.items():
+        answer = client.simulate_post(f"/v2/models/{name}/infer", body=body)
+        assert answer.status_code == 400 and says in answer.json["error"], answer.text
+    exact = (
+        b'{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "INT32", "data": [1.0, 2, 3]}]}'
+    )
+    assert client.simulate_post(f"/v2/models/{name}/infer", body=exact).status_code == 200

@@ -5,6 +5,7 @@ method, pinned versions and aliases, and refusals that change nothing."""
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import pytest
 import requests
@@ -112,7 +113,8 @@ def test_the_open_inference_client(sqlite_url):
         key, _ = train(process, MODEL, x, y)
         model = LogisticRegression().fit(x, y)
         name = f"{MODEL}:{key}"
-        client = OpenInferenceClient(base_url=process.url)
+        connections = httpx.Client(timeout=60)
+        client = OpenInferenceClient(base_url=process.url, httpx_client=connections)
         client.check_server_liveness()
         client.check_server_readiness()
         client.check_model_readiness(name)
@@ -145,5 +147,6 @@ def test_the_open_inference_client(sqlite_url):
         with pytest.raises(Exception, match="trained on 3") as refused:
             client.model_infer(name, request=InferenceRequest(inputs=[bad]))
         assert getattr(refused.value, "status_code", None) == 422
+        connections.close()
     finally:
         process.stop()

@@ -326,28 +326,35 @@ def _from_json(data: Any, datatype: str, count: int, where: str) -> np.ndarray:
         if not all(isinstance(v, bool) for v in flat):
             raise InvalidPayload(f"{where}: BOOL data must be true or false")
         return np.asarray(flat, dtype=dtype)
+    if dtype.kind in "iu":
+        return _integers(flat, dtype, datatype, where)
     # PERF: numpy reads a list of plain numbers in one pass; only nulls (missing values)
     # and anything odd take the checked path.
     array = np.array(flat) if flat else np.empty(0, dtype=dtype)
-    kind = array.dtype.kind
-    if kind == "O":
-        if dtype.kind != "f" or not all(
+    if array.dtype.kind == "O":
+        if not all(
             v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in flat
         ):
             raise InvalidPayload(f"{where}: {datatype} data must be numbers")
         # NOTE: null stands for NaN (a missing value), where the model takes one.
         array = np.array([np.nan if v is None else v for v in flat], dtype=np.float64)
-        kind = "f"
-    if kind not in "iuf":
+    elif array.dtype.kind not in "iuf" or any(type(v) is bool for v in flat):
         raise InvalidPayload(f"{where}: {datatype} data must be numbers")
-    if dtype.kind in "iu":
-        if kind == "f" and not np.all(np.mod(array, 1) == 0):
-            raise InvalidPayload(f"{where}: {datatype} data must be whole numbers")
-        info = np.iinfo(dtype)
-        if array.size and (array.min() < info.min or array.max() > info.max):
-            raise InvalidPayload(f"{where}: a value is out of {datatype}'s range")
     with np.errstate(over="ignore"):
         return array.astype(dtype)
+
+
+def _integers(flat: list[Any], dtype: np.dtype, datatype: str, where: str) -> np.ndarray:
+    """Integer data, exactly: numpy would read an integer above int64's range as a float."""
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat):
+        raise InvalidPayload(f"{where}: {datatype} data must be numbers")
+    if not all(isinstance(v, int) or v.is_integer() for v in flat):
+        raise InvalidPayload(f"{where}: {datatype} data must be whole numbers")
+    values = [int(v) for v in flat]
+    info = np.iinfo(dtype)
+    if values and (min(values) < info.min or max(values) > info.max):
+        raise InvalidPayload(f"{where}: a value is out of {datatype}'s range")
+    return np.array(values, dtype=dtype)
 
 
 def _flatten(data: list[Any]) -> list[Any]:
