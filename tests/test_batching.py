@@ -36,6 +36,31 @@ class SlowLogistic(ModelWrapper):
         return getattr(model, method)(x)
 
 
+class SlowOnnx(SlowLogistic):
+    """The same through an onnxruntime session."""
+
+    name = "slow-onnx"
+    serializer = "onnx"
+
+
+class SlowColours(ModelWrapper):
+    """A pipeline on a text column: its rows stack as frames, not arrays."""
+
+    name = "slow-colours"
+
+    def make_model(self, **modkwargs):
+        from sklearn.compose import make_column_transformer
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import OneHotEncoder
+
+        encode = make_column_transformer((OneHotEncoder(), ["colour"]), remainder="passthrough")
+        return make_pipeline(encode, LogisticRegression())
+
+    def predict(self, model, x):
+        time.sleep(PAUSE)
+        return model.predict(x)
+
+
 class Whole(SlowLogistic):
     """The same, for a predict that needs each request on its own."""
 
@@ -44,7 +69,15 @@ class Whole(SlowLogistic):
 
 
 def models() -> Registry:
-    return Registry([SlowLogistic(), Whole(), wrap_estimator(LogisticRegression, "logreg")])
+    return Registry(
+        [
+            SlowLogistic(),
+            SlowOnnx(),
+            SlowColours(),
+            Whole(),
+            wrap_estimator(LogisticRegression, "logreg"),
+        ]
+    )
 
 
 def _rows(values: np.ndarray) -> Rows:
@@ -180,6 +213,47 @@ def test_stacked_answers_over_http_are_each_requests_own(store_url):
             if line.startswith("mlserver_batch_requests_count")
         ]
         assert calls and stacked and stacked[0] < calls[0] < 40  # some calls answered several
+
+
+def _stacked_calls(client) -> tuple[float, float]:
+    """(model calls, requests they answered) from the metrics."""
+    text = client.simulate_get("/metrics").text
+    found = {}
+    for line in text.splitlines():
+        for name in ("mlserver_batch_requests_count", "mlserver_batch_requests_sum"):
+            if line.startswith(name):
+                found[name] = float(line.split()[-1])
+    return found["mlserver_batch_requests_count"], found["mlserver_batch_requests_sum"]
+
+
+def test_onnx_sessions_and_dataframe_wrappers_stack_too(store_url):
+    rng = np.random.default_rng(6)
+    frames = pd.DataFrame(
+        {"colour": rng.choice(["red", "blue"], 120), "size": rng.normal(size=120)}
+    )
+    labels = pd.Series((frames["colour"] == "red") & (frames["size"] > 0), name="keep")
+    x, y = classification(rows=120)
+    with in_process(models(), store_url) as client:
+        for model, data, target in (("slow-onnx", x, y), ("slow-colours", frames, labels)):
+            key, state = train(client, model, data, target)
+            assert state["status"] == "FINISHED", state
+            fitted = (SlowColours() if model == "slow-colours" else SlowLogistic()).make_model()
+            fitted.fit(data, target)
+
+            def post(start: int, model=model, key=key, data=data):
+                part = data.iloc[start : start + 4]
+                body = {"model-key": key, "x": part.to_json(orient="split"), "orient": "split"}
+                answer = client.simulate_post(f"/{model}", json=body)
+                assert answer.status_code == 200, answer.text
+                return part, predictions(answer)
+
+            before = _stacked_calls(client)
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(post, range(0, 120, 4)))
+            for part, got in results:
+                assert got.tolist() == fitted.predict(part).tolist()
+            calls, answered = (a - b for a, b in zip(_stacked_calls(client), before, strict=True))
+            assert answered == 30 and calls < 30, (model, calls)  # some calls stacked
 
 
 def test_floats_are_the_models_own_on_the_stacked_rows():
