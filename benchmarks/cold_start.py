@@ -111,6 +111,7 @@ def main() -> None:
 
     row = {"x": {"columns": list(x.columns), "data": [x.iloc[0].tolist()]}, "orient": "split"}
     server = str(Path(sys.executable).with_name("ml-server"))
+    options = ["--port", "0", "--store", store]
     cases = {
         "minimal falcon app": (
             [sys.executable, "-c", MINIMAL, str(workdir / "model.joblib")],
@@ -118,13 +119,12 @@ def main() -> None:
             {"x": [x.iloc[0].tolist()]},
         ),
         "ml-server serve TARGET": (
-            [server, "serve", f"{workdir / 'cold_registry.py'}:registry", "--port", "0"]
-            + ["--store", store],
+            [server, "serve", str(workdir / "cold_registry.py") + ":registry", *options],
             "/logistic-regression",
             {**row, "model-key": key},
         ),
         "ml-server serve (catalog)": (
-            [server, "serve", "--port", "0", "--store", store],
+            [server, "serve", *options],
             "/logistic-regression",
             {**row, "model-key": key},
         ),
