@@ -38,7 +38,7 @@ from mlserver.frames.rows import Rows
 from mlserver.frames.schema import Schema
 from mlserver.loaded import Loaded, verified_blob
 from mlserver.predictions import model_output
-from mlserver.provenance import DEFAULT_TARGET
+from mlserver.provenance import DEFAULT_TARGET, UNKNOWN
 from mlserver.serializers.base import Serializer, resolve_serializer
 from mlserver.signing import Placement
 from mlserver.store.base import Artifact, Status, Version
@@ -51,8 +51,6 @@ __all__ = ["Exported", "Imported", "Imports"]
 
 log = logging.getLogger("mlserver.imports")
 
-#: What a library version is recorded as when the artifact does not declare it.
-UNKNOWN = "unknown"
 #: Rows of a sample the check predicts on, at most.
 _SAMPLE_ROWS = 1000
 # Values made for a numeric column when no sample is given: positive, distinct, not all 0.
@@ -125,7 +123,6 @@ class Imports:
         version), StoreError.
         """
         wrapper = self.registry.get(name)
-        self.check_parameters(name, serializer=serializer, key_name=key_name, promote=promote)
         key_name = checked_name(key_name)
         promote = promote_policy(promote)
         fmt = self._format(serializer, blob, filename)
@@ -177,11 +174,10 @@ class Imports:
         return Imported(version, created=True)
 
     def check_parameters(
-        self, name: str, *, serializer: Any = None, key_name: Any = None, promote: Any = None
+        self, *, serializer: Any = None, key_name: Any = None, promote: Any = None
     ) -> None:
-        """Refuse an import's parameters before its artifact is read (ModelNotFound,
-        InvalidPayload, UnsupportedMediaType for a pickle the caller may not send)."""
-        self.registry.get(name)
+        """Refuse an import's parameters before its artifact is read (InvalidPayload), as
+        `import_artifact` would."""
         checked_name(key_name)
         promote_policy(promote)
         if serializer is not None:

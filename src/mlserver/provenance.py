@@ -10,10 +10,12 @@ import pandas as pd
 
 from mlserver.frames.schema import Schema
 
-__all__ = ["DEFAULT_TARGET", "library_skew", "training_metadata"]
+__all__ = ["DEFAULT_TARGET", "UNKNOWN", "library_skew", "training_metadata"]
 
 #: The name of a target given without one (a 1-d y), and of a 1-d output.
 DEFAULT_TARGET = "y"
+#: A library version an imported artifact does not declare: no skew can be told.
+UNKNOWN = "unknown"
 
 
 def training_metadata(
@@ -45,8 +47,7 @@ def library_skew(
     found = []
     for library in libraries:
         then, now = trained.get(library), serving.get(library)
-        # NOTE: an imported artifact that declares no version ("unknown") has no skew to tell.
-        if then and now and then != "unknown" and _major_minor(then) != _major_minor(now):
+        if then and now and then != UNKNOWN and _major_minor(then) != _major_minor(now):
             found.append(f"trained with {library} {then}, served with {library} {now}")
     return found
 

@@ -81,14 +81,12 @@ class _ErrorAnswer(ErrorTask):
         title, description = error.reason, str(error.body)
         if isinstance(error, RequestEntityTooLarge):
             limit = self.request.adj.max_request_body_size - 1
-            setting = "max_import_bytes" if self.request.adj is not self.channel.adj else None
+            imports = self.request.adj is not self.channel.adj
+            setting = "max_import_bytes" if imports else "max_body_bytes"
             length = self.request.content_length
             size = f"of {length} bytes " if length > limit else ""
             title = "Payload too large"
-            description = (
-                f"request body {size}is above the {limit}-byte limit "
-                f"({setting or 'max_body_bytes'})"
-            )
+            description = f"request body {size}is above the {limit}-byte limit ({setting})"
         body = json.dumps({"title": title, "description": description}).encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
@@ -106,8 +104,9 @@ class _Parser(HTTPRequestParser):
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)
-        # NOTE: waitress checks the body limit right after this, from `self.adj`.
-        if self.command == "PUT" and self.path.endswith("/import"):
+        # NOTE: waitress checks the body limit right after this, from `self.adj`. Only
+        # `/{model}/import` (not, say, an alias named "import") has the larger limit.
+        if self.command == "PUT" and self.path.count("/") == 2 and self.path.endswith("/import"):
             self.adj = self._imports
 
 

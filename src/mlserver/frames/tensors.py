@@ -38,6 +38,7 @@ __all__ = [
     "HEADER_LENGTH",
     "InferRequest",
     "Tensor",
+    "column_datatype",
     "datatype_of",
     "encode_response",
     "output_tensor",
@@ -63,20 +64,8 @@ DATATYPES: dict[str, Any] = {
     "FP64": np.dtype("<f8"),
     "BYTES": np.dtype(object),
 }
-_BY_KIND = {
-    ("b", 1): "BOOL",
-    ("u", 1): "UINT8",
-    ("u", 2): "UINT16",
-    ("u", 4): "UINT32",
-    ("u", 8): "UINT64",
-    ("i", 1): "INT8",
-    ("i", 2): "INT16",
-    ("i", 4): "INT32",
-    ("i", 8): "INT64",
-    ("f", 2): "FP16",
-    ("f", 4): "FP32",
-    ("f", 8): "FP64",
-}
+#: (numpy kind, itemsize) -> the V2 datatype of such values.
+_BY_KIND = {(d.kind, d.itemsize): name for name, d in DATATYPES.items() if name != "BYTES"}
 _LENGTH = struct.Struct("<I")
 _FLOATS = frozenset({"FP16", "FP32", "FP64"})
 
@@ -450,6 +439,16 @@ def _columns(inputs: Sequence[Tensor], schema: Schema) -> Rows:
         raise InvalidPayload(f"the inputs have different numbers of rows: {sorted(lengths)}")
     frame = pd.DataFrame(data, columns=schema.column_index)
     return Rows(frame, orient="split")
+
+
+def column_datatype(dtype: str) -> str:
+    """The V2 datatype of a training column's dtype (as a schema names it): BYTES for text,
+    categories, datetimes and anything numpy does not know."""
+    try:
+        found = np.dtype(dtype)
+    except TypeError:  # pandas' own dtypes: "str", "category", "Int64", ...
+        return "BYTES"
+    return _BY_KIND.get((found.kind, found.itemsize), "BYTES")
 
 
 def datatype_of(values: np.ndarray) -> str:

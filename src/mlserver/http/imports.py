@@ -22,7 +22,7 @@ class ImportResource(_Resource):
         self.service.registry.get(model)  # an unknown model is a 404 before anything is read
         p = _params(req, ("serializer", "name", "promote"))
         self.service.imports.check_parameters(
-            model, serializer=p.get("serializer"), key_name=p.get("name"), promote=p.get("promote")
+            serializer=p.get("serializer"), key_name=p.get("name"), promote=p.get("promote")
         )
         media = (req.content_type or "").split(";")[0].strip().lower()
         if media not in ("", OCTET_STREAM):

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import falcon
-import orjson
 
 from mlserver.errors import InvalidPayload, ModelNotFound, UnsupportedMediaType
 from mlserver.frames.schema import Schema
@@ -196,30 +195,13 @@ class InferResource:
             resp.set_header(tensors.HEADER_LENGTH, str(header_length))
 
 
-def _datatype(dtype: str) -> str:
-    """The V2 datatype a training column of `dtype` takes."""
-    known = {
-        "float64": "FP64",
-        "float32": "FP32",
-        "float16": "FP16",
-        "int64": "INT64",
-        "int32": "INT32",
-        "int16": "INT16",
-        "int8": "INT8",
-        "uint64": "UINT64",
-        "uint32": "UINT32",
-        "uint16": "UINT16",
-        "uint8": "UINT8",
-        "bool": "BOOL",
-    }
-    return known.get(dtype, "BYTES")
-
-
 def _inputs(schema: Schema) -> list[dict[str, Any]]:
     """One [-1, 1] input per training column, then (where every column has one datatype
     kind) the tensor form: one [-1, columns] input of every column in order."""
+    from mlserver.frames.tensors import column_datatype
+
     inputs = [
-        {"name": str(c), "datatype": _datatype(t), "shape": [-1, 1]}
+        {"name": str(c), "datatype": column_datatype(t), "shape": [-1, 1]}
         for c, t in zip(schema.columns, schema.dtypes, strict=True)
     ]
     kinds = {"BYTES" if i["datatype"] == "BYTES" else "FP64" for i in inputs}
@@ -242,17 +224,16 @@ def _outputs(loaded: Loaded) -> list[dict[str, Any]]:
     from mlserver.frames import tensors
 
     classes = getattr(loaded.model, "classes_", None)
-    labels = None if classes is None else list(orjson.loads(orjson.dumps(classes.tolist())))
     found = []
     for method in loaded.offered:
         entry: dict[str, Any] = {"name": method, "datatype": "FP64", "shape": [-1]}
         if method == "predict":
-            if labels is not None:
+            if classes is not None:
                 entry["datatype"] = tensors.datatype_of(classes)
             if len(loaded.targets) > 1:
                 entry["shape"] = [-1, len(loaded.targets)]
         elif method in ("predict_proba", "decision_function"):
-            width = len(labels) if labels is not None else -1
+            width = len(classes) if classes is not None else -1
             if method == "predict_proba" or width != 2:
                 entry["shape"] = [-1, width]
         else:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from mlserver.serializers.onnx_model import is_distribution
+from mlserver.serializers.onnx_model import INPUT_DTYPES, is_distribution
 
 __all__ = ["describe"]
 
@@ -34,13 +34,6 @@ INPUT_TYPES = {
     "tensor(int32)": "int32",
     "tensor(bool)": "bool",
     "tensor(string)": "string",
-}
-_NUMPY = {
-    "float": np.float32,
-    "double": np.float64,
-    "int64": np.int64,
-    "int32": np.int32,
-    "bool": np.bool_,
 }
 _LABEL_TYPES = ("tensor(int64)", "tensor(int32)", "tensor(string)")
 _SCORE_TYPES = ("tensor(float)", "tensor(double)")
@@ -112,7 +105,7 @@ def _distribution(
         if entry["type"] == "string":
             feed[node.name] = np.full(shape, "", dtype=object)
         else:
-            feed[node.name] = np.zeros(shape, dtype=_NUMPY[entry["type"]])
+            feed[node.name] = np.zeros(shape, dtype=INPUT_DTYPES[entry["type"]])
     try:
         values = session.run([spec["output"]], feed)[0]
     except Exception:  # onnxruntime's own errors: a graph this probe cannot run

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-__all__ = ["METHODS", "OnnxModel", "brief", "is_distribution"]
+__all__ = ["INPUT_DTYPES", "METHODS", "OnnxModel", "brief", "is_distribution"]
 
 #: The methods a graph can serve, as the service names them.
 METHODS = ("predict", "predict_proba", "decision_function", "transform")
@@ -170,6 +170,8 @@ class OnnxModel:
 
 _FLOATS = {"float": np.float32, "double": np.float64}
 _OTHERS = {"int64": np.int64, "int32": np.int32, "bool": np.bool_}
+#: The numpy dtype of each input type a graph's spec names (but "string": objects).
+INPUT_DTYPES = {**_FLOATS, **_OTHERS}
 
 
 def is_distribution(values: np.ndarray) -> bool:
