@@ -168,6 +168,8 @@ class Settings:
     #: Types a skops artifact may hold beyond those skops itself trusts, for imports and for
     #: loading skops versions; nothing an artifact names widens it.
     trusted_types: tuple[str, ...] = ()
+    #: Serve the dashboard (HTML pages under `/ui`); with auth on it asks for a token.
+    ui: bool = True
 
     def __post_init__(self) -> None:
         trusted = self.trusted_types
@@ -254,6 +256,7 @@ _SETTING_HELP = {
     "max_import_bytes": "largest artifact PUT /{model}/import takes, in bytes (413 above it)",
     "allow_pickle_import": "take joblib and pickle artifacts over HTTP: runs the sender's code",
     "trusted_types": "types skops artifacts may hold beyond skops' own trusted ones",
+    "ui": "serve the dashboard at /ui (--no-ui turns it off)",
 }
 _MAY_BE_ZERO = frozenset(
     {

@@ -160,14 +160,27 @@ class Lifecycle:
             raise KeyNotFound(f"model-key {key!r} of {name!r} has no alias {alias!r}")
         self.served.forget(name, key)
 
-    def keys(self, name: str, *, limit: Any = None, after: Any = None, status: Any = None) -> Page:
-        """A page of a model's keys in ascending order, each with its newest version."""
+    def keys(
+        self,
+        name: str,
+        *,
+        limit: Any = None,
+        after: Any = None,
+        status: Any = None,
+        contains: Any = None,
+    ) -> Page:
+        """A page of a model's keys in ascending order, each with its newest version; with
+        `contains`, only keys holding that text."""
         self.registry.get(name)
         default, most = KEY_PAGE
         limit = default if limit is None else whole_number(limit, "limit", maximum=most)
         if after is not None and not isinstance(after, str):
             raise InvalidPayload("after must be a model-key", "after")
-        return self.store.keys(name, limit=limit, after=after, status=status_filter(status))
+        if contains is not None and not isinstance(contains, str):
+            raise InvalidPayload("contains must be text", "contains")
+        return self.store.keys(
+            name, limit=limit, after=after, status=status_filter(status), contains=contains
+        )
 
     def _key(self, name: str, key: Any) -> str:
         self.registry.get(name)

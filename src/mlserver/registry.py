@@ -11,7 +11,7 @@ from mlserver.wrapper import ModelWrapper
 __all__ = ["RESERVED_NAMES", "Registry"]
 
 #: Routes the service itself answers; no model may take them.
-RESERVED_NAMES = frozenset({"health", "ready", "models", "openapi.json", "metrics", "v2"})
+RESERVED_NAMES = frozenset({"health", "ready", "models", "openapi.json", "metrics", "v2", "ui"})
 
 # Unreserved URL characters only, so a name never needs escaping in a path.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")

@@ -45,6 +45,7 @@ from mlserver.jobs import Jobs, TrainingTask
 from mlserver.lifecycle import Lifecycle
 from mlserver.lineage import Lineage, fit_inputs, update_inputs
 from mlserver.loaded import Loaded, asked_method, serializer_for, verified_blob
+from mlserver.overview import Overview
 from mlserver.predictions import Prediction, model_output
 from mlserver.provenance import DEFAULT_TARGET, library_skew, training_metadata
 from mlserver.registry import Registry
@@ -142,6 +143,11 @@ class Service:
         from mlserver.importing import Imports  # PERF: loaded with the first import or export
 
         return Imports(self)
+
+    @functools.cached_property
+    def overview(self) -> Overview:
+        """What the dashboard shows: models, keys, versions and jobs at a glance."""
+        return Overview(self)
 
     # -- use cases -------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import Any
 import falcon
 
 from mlserver.config import Settings
-from mlserver.http import errors, v2
+from mlserver.http import errors, ui, v2
 from mlserver.http.auth import Authenticator, Tokens
 from mlserver.http.history import (
     AliasesResource,
@@ -87,7 +87,8 @@ def create_app(
     `options` override single settings (`max_body_bytes=...`, `training_threads=...`,
     `model_cache_size=...`, `lease_seconds=...`); `executor` replaces the app's own thread pool.
     `tokens` (sha256 of a token -> its scopes; see `mlserver.http.auth.hash_token`) turns on
-    bearer-token auth; without it every route is open. `signing_keys` (key id -> secret, the
+    bearer-token auth; without it every route is open. The dashboard is served at `/ui`
+    unless `ui=False`. `signing_keys` (key id -> secret, the
     first signs) signs every stored model and refuses to load one whose signature fails.
     """
     settings = (settings or Settings()).replace(**options)
@@ -127,4 +128,8 @@ def create_app(
     for template, resource, suffix in v2.routes(service):
         app.add_route(template, resource, suffix=suffix)
     app.add_route("/{model}/{key}/versions/{n}/artifact", ArtifactResource(service))
+    if settings.ui:
+        tokens_ = authenticator.tokens if authenticator is not None else None
+        for template, resource, suffix in ui.routes(service, metrics, tokens_):
+            app.add_route(template, resource, suffix=suffix)
     return app

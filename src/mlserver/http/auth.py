@@ -18,6 +18,7 @@ and compares the hash of a presented token with every stored hash in constant ti
 | `GET /v2/models/{name}[/versions/{v}][/ready]` | predict or train |
 | `POST /v2/models/{name}[/versions/{v}]/infer` | predict |
 | `OPTIONS /{model}` | any valid token |
+| `/ui`, `/ui/...` (the dashboard) | checked by the dashboard (mlserver.http.ui) |
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ _ADMIN_MODEL_ROUTES = frozenset(
     {"/{model}/{key}/versions/{n}/data", "/{model}/{key}/versions/{n}/artifact", "/{model}/import"}
 )
 _REFIT_ROUTE = "/{model}/{key}/refit"
+#: The dashboard checks its own token (a cookie, or the bearer header) and scopes.
+_UI = "/ui"
 _HASH = re.compile(r"[0-9a-f]{64}")
 _ANY = frozenset[str]()
 
@@ -91,10 +94,14 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _is_ui(route: str | None) -> bool:
+    return route is not None and (route == _UI or route.startswith(_UI + "/"))
+
+
 def required_scopes(method: str, route: str | None, *, has_key: bool) -> frozenset[str] | None:
     """Scopes any one of which admits the request; None for open routes, empty for "any
     valid token". `route` is the matched URI template (e.g. "/{model}")."""
-    if route in _OPEN_ROUTES:
+    if route in _OPEN_ROUTES or _is_ui(route):
         return None
     if route in _ADMIN_ROUTES:
         return frozenset({"admin"})

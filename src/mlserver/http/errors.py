@@ -12,7 +12,7 @@ import orjson
 from mlserver import errors
 from mlserver.http.parameters import verbs_of
 
-__all__ = ["ApiError", "install"]
+__all__ = ["ApiError", "install", "status_of"]
 
 log = logging.getLogger("mlserver.http")
 
@@ -61,7 +61,8 @@ class ApiError(falcon.HTTPError):
         return body
 
 
-def _status_of(exc: errors.MLServerError) -> tuple[str, str]:
+def status_of(exc: errors.MLServerError) -> tuple[str, str]:
+    """The status code and title an error answers with (the dashboard's pages use it too)."""
     for cls in type(exc).__mro__:
         if cls in _CODES:
             return _CODES[cls]
@@ -69,7 +70,7 @@ def _status_of(exc: errors.MLServerError) -> tuple[str, str]:
 
 
 def _domain_error(req: falcon.Request, resp: falcon.Response, exc: Exception, params: dict) -> None:
-    status, title = _status_of(exc)  # type: ignore[arg-type]
+    status, title = status_of(exc)  # type: ignore[arg-type]
     req.context.error = type(exc).__name__  # for the access log
     if isinstance(exc, errors.UnsupportedOperation):
         # The domain names the operation; the client sent, and is told of, its verb.

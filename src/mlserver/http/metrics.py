@@ -27,6 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from mlserver.batching import Batch
+from mlserver.http.live import RecentRequests
 from mlserver.jobs import JobOutcome
 from mlserver.service import Service
 
@@ -127,6 +128,8 @@ class Metrics:
             buckets=_WAIT_BUCKETS,
             registry=registry,
         )
+        #: The last minutes per model, for the dashboard (this process's requests only).
+        self.recent = RecentRequests()
         self._lock = threading.Lock()
         self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
         self._synced = 0.0  # time.monotonic() of the last full sync on a request
@@ -146,6 +149,8 @@ class Metrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+        if model:
+            self.recent.record(model, int(status), seconds)
         # NOTE: a served prediction changes nothing but the cache counts; the rest (store
         # failures of background threads too) is carried over at least once a second.
         now = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -257,10 +257,24 @@ class Store(ABC):
         limit: int | None = None,
         after: str | None = None,
         status: Status | None = None,
+        contains: str | None = None,
     ) -> Page:
         """The newest version of each key of `model`, keys in ascending order: at most
         `limit` (all without), only keys above `after`, only those whose newest version has
-        `status`. `Page.next` is the last key listed when more follow, else None."""
+        `status`, only keys holding the substring `contains`. `Page.next` is the last key
+        listed when more follow, else None."""
+
+    @abstractmethod
+    def key_counts(self, model: str | None = None) -> dict[str, dict[str, int]]:
+        """Model -> status -> how many of its keys have a newest version of that status
+        (every model in the store, or only `model`); models without keys are left out."""
+
+    @abstractmethod
+    def recent(
+        self, status: Status, *, models: Iterable[str] | None = None, limit: int = 50
+    ) -> list[Version]:
+        """The newest `limit` versions with `status` (of `models` only, when given), newest
+        first, without aliases: what a dashboard's job list shows."""
 
     @abstractmethod
     def load_blob(self, version: Version) -> bytes:

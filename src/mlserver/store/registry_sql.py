@@ -45,21 +45,20 @@ class RegistryQueries:
     _watched: bool
     _forget: Any  # from LineageQueries
 
-    _keys_sql: dict[tuple[bool, bool, bool], str]
+    _keys_sql: dict[tuple[bool, bool, bool, bool], str]
 
-    def _compile_keys(self, after: bool, status: bool, limit: bool) -> str:
+    def _q(self, name: str) -> str:
+        open_, close = self._db.quote
+        return f"{open_}{name}{close}"
+
+    def _compile_keys(self, after: bool, status: bool, limit: bool, contains: bool) -> str:
         """The newest row of each key of a model, keys ascending.
 
         PERF: walks the (model, key, version) index in key order, and each row's "is it the
         newest" is one probe of that same index: a page costs its own size, not the
         model's key count (when a `status` filter skips few keys).
         """
-        open_, close = self._db.quote
-        mark = self._db.param
-
-        def q(name: str) -> str:
-            return f"{open_}{name}{close}"
-
+        q, mark = self._q, self._db.param
         table = q(self._rows._meta.table_name)
         columns = ", ".join(f"v.{q(field.column_name)}" for field in self._meta_columns)
         model, key, version = q("model"), q("key"), q("version")
@@ -68,6 +67,10 @@ class RegistryQueries:
             where.append(f"v.{key} > {mark}")
         if status:
             where.append(f"v.{q('status')} = {mark}")
+        if contains:
+            # A plain substring, case-sensitive, with no LIKE wildcards to escape.
+            find = "instr" if isinstance(self._db, peewee.SqliteDatabase) else "strpos"
+            where.append(f"{find}(v.{key}, {mark}) > 0")
         # NOTE: a correlated MAX, not NOT EXISTS: PostgreSQL planned the anti-join as a scan
         # of the model's every row per key listed (3 s a page at 10,000 keys) when its
         # statistics were older than a bulk of new keys; this is one index probe per key
@@ -305,11 +308,13 @@ class RegistryQueries:
         limit: int | None = None,
         after: str | None = None,
         status: Status | None = None,
+        contains: str | None = None,
     ) -> Page:
         names(model)
         _count(limit, "limit", 1)
-        if after is not None and "\x00" in after:
-            raise InvalidPayload("after must not contain NUL characters", "after")
+        for text, parameter in ((after, "after"), (contains, "contains")):
+            if text is not None and "\x00" in text:
+                raise InvalidPayload(f"{parameter} must not contain NUL characters", parameter)
         if status is not None:
             try:
                 status = Status(status)
@@ -318,7 +323,8 @@ class RegistryQueries:
                     f"status must be one of {', '.join(s.value for s in Status)}, got {status!r}",
                     "status",
                 ) from None
-        shape = (after is not None, status is not None, limit is not None)
+        contains = contains or None
+        shape = (after is not None, status is not None, limit is not None, contains is not None)
         sql = self._keys_sql.get(shape) or self._keys_sql.setdefault(
             shape, self._compile_keys(*shape)
         )
@@ -327,6 +333,8 @@ class RegistryQueries:
             params.append(after)
         if status is not None:
             params.append(status.value)
+        if contains is not None:
+            params.append(contains)
         if limit is not None:
             params.append(limit + 1)
         with self._session():
@@ -336,3 +344,39 @@ class RegistryQueries:
         if more:
             found = found[:limit]
         return Page(found, found[-1].key if more else None)
+
+    @guarded
+    def key_counts(self, model: str | None = None) -> dict[str, dict[str, int]]:
+        # PERF: one pass over the (model, key, version) index finds each key's newest
+        # version; 10,000 keys cost a few milliseconds.
+        q, mark = self._q, self._db.param
+        table = q(self._rows._meta.table_name)
+        model_, key, version, status = q("model"), q("key"), q("version"), q("status")
+        where, params = "", []
+        if model is not None:
+            names(model)
+            where, params = f"WHERE {model_} = {mark}", [model]
+        sql = (
+            f"SELECT v.{model_}, v.{status}, COUNT(*) FROM {table} AS v JOIN "
+            f"(SELECT {model_}, {key}, MAX({version}) AS newest FROM {table} {where} "
+            f"GROUP BY {model_}, {key}) AS n ON v.{model_} = n.{model_} AND v.{key} = n.{key} "
+            f"AND v.{version} = n.newest GROUP BY v.{model_}, v.{status}"
+        )
+        counts: dict[str, dict[str, int]] = collections.defaultdict(dict)
+        with self._session():
+            for name, state, count in self._db.execute_sql(sql, params).fetchall():
+                counts[name][state] = count
+        return dict(counts)
+
+    @guarded
+    def recent(
+        self, status: Status, *, models: Iterable[str] | None = None, limit: int = 50
+    ) -> list[Version]:
+        _count(limit, "limit", 1)
+        rows = self._rows
+        where = rows.status == Status(status).value
+        if models is not None:
+            where &= rows.model.in_(list(models))
+        query = self._select().where(where).order_by(rows.id.desc()).limit(limit)
+        with self._session():
+            return [self._version(row) for row in query.dicts()]

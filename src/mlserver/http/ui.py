@@ -1,0 +1,659 @@
+"""The dashboard: HTML pages under `/ui`, rendered on the server from Jinja2 templates shipped
+in the package (no JavaScript, no CDN, no build step).
+
+Pages read through `Service.overview`; actions call the same service methods as their API
+routes and need the same scopes. Security:
+
+- with auth on, a token is entered once at `/ui/login` and kept in an HttpOnly,
+  SameSite=Strict cookie scoped to `/ui` (an `Authorization: Bearer` header works too);
+  pages need the `predict` scope, and nothing but the login form is shown without it;
+- every action is a POST form carrying a CSRF token that must equal the value of a
+  SameSite=Strict cookie (double submit), and a cross-site `Origin` is refused;
+- templates escape every value (model names, keys, errors and metadata are user data), and
+  every answer carries a strict Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import falcon
+
+from mlserver.errors import Conflict, InvalidPayload, MLServerError
+from mlserver.http.answers import lineage
+from mlserver.http.charts import line_chart, sparkline
+from mlserver.http.errors import status_of
+from mlserver.http.metrics import Metrics
+from mlserver.service import Service
+from mlserver.store.base import SERVED, Status, Version
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from mlserver.http.auth import Tokens
+
+__all__ = ["Dashboard", "routes"]
+
+PREFIX = "/ui"
+TOKEN_COOKIE = "mlserver_ui_token"
+CSRF_COOKIE = "mlserver_ui_csrf"
+#: The scope every page needs when auth is on.
+PAGE_SCOPE = "predict"
+#: Largest form body read (a login or an action: a few fields).
+_FORM_BYTES = 16 * 1024
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+_STATIC = os.path.join(os.path.dirname(__file__), "static")
+_EVERY_SCOPE = frozenset({"predict", "train", "admin"})
+#: What a page shows for a value that is not there.
+NONE = "\N{EN DASH}"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: the scopes of their token (every scope when auth is off)."""
+
+    scopes: frozenset[str]
+    signed_in: bool
+    csrf: str
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class _Refused(Exception):
+    """A form the dashboard will not act on: answered with an error page."""
+
+    def __init__(self, status: str, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message = status, title, message
+
+
+class _SignIn(Exception):
+    """Raised by a page that needs a token it was not given: the login form answers."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a dashboard button does: the scope of its API route, and how to run it."""
+
+    title: str
+    scope: str
+    run: Callable[[Service, dict[str, str]], str]
+    confirm: Callable[[dict[str, str]], str]
+
+
+def _version_of(service: Service, p: dict[str, str]) -> Version:
+    return service.lifecycle.version(p["model"], key=p["key"], number=p.get("version"))
+
+
+def _move_alias(service: Service, p: dict[str, str]) -> str:
+    alias = p.get("alias") or SERVED
+    moved = service.lifecycle.set_alias(
+        p["model"], key=p["key"], alias=alias, version=p.get("version")
+    )
+    return f"Alias {alias!r} now points at version {moved.version}."
+
+
+def _cancel(service: Service, p: dict[str, str]) -> str:
+    found = _version_of(service, p)
+    if found.status is not Status.RUNNING:
+        raise Conflict(
+            f"version {found.version} is {found.status}: only a RUNNING job is cancelled"
+        )
+    service.lifecycle.delete_version(p["model"], key=p["key"], number=found.version)
+    return f"Version {found.version} was cancelled: it is FAILED (cancelled)."
+
+
+def _delete_version(service: Service, p: dict[str, str]) -> str:
+    found = _version_of(service, p)
+    if found.status is Status.RUNNING:
+        raise Conflict(f"version {found.version} is RUNNING: cancel it instead")
+    service.lifecycle.delete_version(p["model"], key=p["key"], number=found.version)
+    return f"Version {found.version} was deleted."
+
+
+def _refit(service: Service, p: dict[str, str]) -> str:
+    claim = service.lineage.refit(p["model"], key=p["key"], version=p.get("version") or None)
+    if claim.created:
+        return f"Refit started: version {claim.version.version} is RUNNING."
+    return f"Nothing started: version {claim.version.version} is {claim.version.status}."
+
+
+def _delete_key(service: Service, p: dict[str, str]) -> str:
+    deleted = service.delete(p["model"], key=p["key"])
+    return f"Deleted {deleted} version{'s' if deleted != 1 else ''} of the key."
+
+
+ACTIONS: dict[str, Action] = {
+    "alias": Action(
+        "Move an alias",
+        "train",
+        _move_alias,
+        lambda p: f"Point alias {p.get('alias') or SERVED!r} at version {p.get('version')}?",
+    ),
+    "cancel": Action(
+        "Cancel a job",
+        "train",
+        _cancel,
+        lambda p: f"Cancel the job of version {p.get('version')}? Its result is never stored.",
+    ),
+    "refit": Action(
+        "Refit",
+        "train",
+        _refit,
+        lambda p: f"Train a new version from the stored data of version {p.get('version')}?",
+    ),
+    "delete-version": Action(
+        "Delete a version",
+        "train",
+        _delete_version,
+        lambda p: f"Delete version {p.get('version')} and its stored model for good?",
+    ),
+    "delete-key": Action(
+        "Delete a key",
+        "admin",
+        _delete_key,
+        lambda p: "Delete every version of this key for good?",
+    ),
+}
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return NONE
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _elapsed(moment: datetime | None) -> str:
+    if moment is None:
+        return NONE
+    return _duration((datetime.now(timezone.utc) - moment).total_seconds())
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return NONE
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
+
+
+def _latency(seconds: float | None) -> str:
+    if seconds is None:
+        return NONE
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def _size(count: int | None) -> str:
+    if count is None:
+        return NONE
+    size = float(count)
+    if size < 1024:
+        return f"{count} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+class Dashboard:
+    """Rendering, sessions and CSRF for every page; the templates load on the first page."""
+
+    def __init__(self, service: Service, metrics: Metrics, tokens: Tokens | None) -> None:
+        self.service = service
+        self.metrics = metrics
+        self.tokens = tokens
+        self._env: jinja2.Environment | None = None
+
+    @property
+    def env(self) -> jinja2.Environment:
+        if self._env is None:
+            import jinja2  # PERF: loaded with the first page, not at start-up
+
+            env = jinja2.Environment(
+                loader=jinja2.PackageLoader("mlserver.http", "templates"),
+                autoescape=True,
+                undefined=jinja2.StrictUndefined,
+                trim_blocks=True,
+                lstrip_blocks=True,
+            )
+            env.filters.update(
+                when=_when,
+                elapsed=_elapsed,
+                duration=_duration,
+                latency=_latency,
+                size=_size,
+                pretty=_pretty,
+                first_line=_first_line,
+                lineage=lineage,
+                percent=lambda share: f"{share * 100:.1f} %",
+                q=lambda text: quote(str(text), safe=""),
+            )
+            env.globals.update(PREFIX=PREFIX, Status=Status, urlencode=urlencode)
+            self._env = env
+        return self._env
+
+    # -- who is asking ---------------------------------------------------------------------
+
+    def viewer(self, req: falcon.Request, resp: falcon.Response) -> Viewer:
+        """The viewer of a page (the login form answers instead when a token is needed)."""
+        csrf = req.cookies.get(CSRF_COOKIE) or ""
+        if len(csrf) != 32:
+            csrf = os.urandom(16).hex()
+            self.cookie(req, resp, CSRF_COOKIE, csrf)
+        if self.tokens is None:
+            return Viewer(_EVERY_SCOPE, False, csrf)
+        token = req.cookies.get(TOKEN_COOKIE)
+        scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and given.strip():
+            token = given.strip()
+        if not token:
+            raise _SignIn()
+        scopes = self.tokens.scopes_of(token)
+        if scopes is None:
+            raise _SignIn("That token is not valid (any more): enter a valid one.")
+        if PAGE_SCOPE not in scopes:
+            raise _SignIn(f"That token lacks the {PAGE_SCOPE!r} scope the dashboard needs.")
+        return Viewer(scopes, True, csrf)
+
+    def form(self, req: falcon.Request) -> dict[str, str]:
+        """The fields of a POSTed form, after its CSRF check (403 unless it passes)."""
+        if (req.content_type or "").split(";")[0].strip() != falcon.MEDIA_URLENCODED:
+            raise _Refused(
+                falcon.HTTP_415, "Unsupported media type", "A dashboard form is urlencoded."
+            )
+        origin = req.get_header("Origin")
+        if origin and origin != "null" and urlsplit(origin).netloc != req.host:
+            raise _Refused(falcon.HTTP_403, "Forbidden", "A form from another site is refused.")
+        if (req.content_length or 0) > _FORM_BYTES:
+            raise _Refused(
+                falcon.HTTP_413, "Payload too large", "A dashboard form is a few fields."
+            )
+        raw = req.bounded_stream.read(_FORM_BYTES).decode("utf-8", "replace")
+        fields = {name: values[0] for name, values in parse_qs(raw).items()}
+        expected = req.cookies.get(CSRF_COOKIE) or ""
+        given = fields.pop("csrf", "")
+        if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+            raise _Refused(
+                falcon.HTTP_403,
+                "Forbidden",
+                "The form's CSRF token is missing or stale: reload the page and try again.",
+            )
+        return fields
+
+    def cookie(self, req: falcon.Request, resp: falcon.Response, name: str, value: str) -> None:
+        resp.set_cookie(
+            name,
+            value,
+            path=PREFIX,
+            http_only=True,
+            same_site="Strict",
+            secure=req.forwarded_scheme == "https",
+        )
+
+    # -- answers ---------------------------------------------------------------------------
+
+    def render(
+        self,
+        resp: falcon.Response,
+        template: str,
+        status: str = falcon.HTTP_200,
+        **context: Any,
+    ) -> None:
+        secure(resp)
+        resp.status = status
+        resp.content_type = "text/html; charset=utf-8"
+        resp.text = self.env.get_template(template).render(**context)
+
+    def page(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        template: str,
+        read: Callable[[Viewer], dict[str, Any]],
+    ) -> None:
+        """Render `template` with what `read` returns, or the login or error page instead."""
+        try:
+            viewer = self.viewer(req, resp)
+        except _SignIn as sign_in:
+            self.login_page(req, resp, sign_in.message)
+            return
+        try:
+            context = read(viewer)
+        except MLServerError as exc:
+            self.error_page(resp, viewer, exc)
+            return
+        self.render(resp, template, viewer=viewer, **context)
+
+    def login_page(
+        self, req: falcon.Request, resp: falcon.Response, message: str | None = None
+    ) -> None:
+        csrf = req.cookies.get(CSRF_COOKIE) or ""
+        if len(csrf) != 32:
+            csrf = os.urandom(16).hex()
+            self.cookie(req, resp, CSRF_COOKIE, csrf)
+        viewer = Viewer(frozenset(), False, csrf)
+        self.render(resp, "login.html", falcon.HTTP_401, viewer=viewer, message=message)
+
+    def refused(self, resp: falcon.Response, refused: _Refused) -> None:
+        viewer = Viewer(frozenset(), False, "")
+        self.render(
+            resp,
+            "error.html",
+            refused.status,
+            viewer=viewer,
+            title=refused.title,
+            message=refused.message,
+        )
+
+    def see_other(self, resp: falcon.Response, location: str) -> None:
+        secure(resp)
+        resp.status = falcon.HTTP_303
+        resp.location = location
+
+    def error_page(self, resp: falcon.Response, viewer: Viewer, exc: MLServerError) -> None:
+        status, title = status_of(exc)
+        self.render(resp, "error.html", status, viewer=viewer, title=title, message=str(exc))
+
+
+def secure(resp: falcon.Response) -> None:
+    """The headers every dashboard answer carries."""
+    for name, value in _HEADERS.items():
+        resp.set_header(name, value)
+
+
+class ModelsPage:
+    """`/ui`: every model, what it supports and its keys by status."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        overview = self.dashboard.service.overview
+        self.dashboard.page(req, resp, "models.html", lambda v: {"models": overview.models()})
+
+
+class KeysPage:
+    """`/ui/models/{model_name}`: a page of the model's keys, by status and search."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str) -> None:
+        overview = self.dashboard.service.overview
+
+        def read(viewer: Viewer) -> dict[str, Any]:
+            view = overview.keys(
+                model_name,
+                status=_text(req, "status"),
+                contains=_text(req, "q"),
+                after=_text(req, "after"),
+            )
+            return {"view": view}
+
+        self.dashboard.page(req, resp, "keys.html", read)
+
+
+class KeyPage:
+    """`/ui/models/{model_name}/keys/{key}`: a key's versions, aliases and scores."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str, key: str) -> None:
+        overview = self.dashboard.service.overview
+
+        def read(viewer: Viewer) -> dict[str, Any]:
+            view = overview.key(model_name, key, before=_text(req, "before"))
+            chart = line_chart([(f"v{s.version}", s.score) for s in view.scores])
+            return {"view": view, "chart": chart, "scores": view.scores}
+
+        self.dashboard.page(req, resp, "key.html", read)
+
+
+class VersionPage:
+    """`/ui/models/{model_name}/keys/{key}/versions/{n}`: everything about one version."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, model_name: str, key: str, n: str
+    ) -> None:
+        overview = self.dashboard.service.overview
+
+        def read(viewer: Viewer) -> dict[str, Any]:
+            version = overview.version(model_name, key, n)
+            return {"model": overview.model(model_name), "key": key, "v": version}
+
+        self.dashboard.page(req, resp, "version.html", read)
+
+
+class JobsPage:
+    """`/ui/jobs`: RUNNING versions with their elapsed time, and the latest failures."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        overview = self.dashboard.service.overview
+
+        def read(viewer: Viewer) -> dict[str, Any]:
+            running, failed = overview.jobs()
+            return {"running": running, "failed": failed}
+
+        self.dashboard.page(req, resp, "jobs.html", read)
+
+
+class LivePage:
+    """`/ui/live`: request rate, p50/p99 latency and error rates per model, refreshing."""
+
+    #: Seconds between the page's own refreshes.
+    REFRESH = 5
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        recent = self.dashboard.metrics.recent
+
+        def read(viewer: Viewer) -> dict[str, Any]:
+            rows = [(row, sparkline(row.series)) for row in recent.summary()]
+            return {
+                "rows": rows,
+                "window": recent.window,
+                "slot": recent.slot,
+                "refresh": self.REFRESH,
+                "pid": os.getpid(),
+                "at": time.strftime("%H:%M:%S", time.gmtime()),
+            }
+
+        self.dashboard.page(req, resp, "live.html", read)
+
+
+class ActionPage:
+    """`/ui/actions/{action}`: GET asks for confirmation, POST does it and shows the result."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    def _action(self, action: str) -> Action:
+        found = ACTIONS.get(action)
+        if found is None:
+            raise falcon.HTTPNotFound(description=f"no dashboard action {action!r}")
+        return found
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, action: str) -> None:
+        todo = self._action(action)
+        fields = {name: value for name, value in req.params.items() if isinstance(value, str)}
+
+        def read(viewer: Viewer) -> dict[str, Any]:
+            _target(self.dashboard.service, fields)
+            return {
+                "action": action,
+                "todo": todo,
+                "question": todo.confirm(fields),
+                "fields": fields,
+                "allowed": viewer.can(todo.scope),
+            }
+
+        self.dashboard.page(req, resp, "confirm.html", read)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, action: str) -> None:
+        todo = self._action(action)
+        dashboard = self.dashboard
+        try:
+            viewer = dashboard.viewer(req, resp)
+            fields = dashboard.form(req)
+        except _SignIn as sign_in:
+            dashboard.login_page(req, resp, sign_in.message)
+            return
+        except _Refused as refused:
+            dashboard.refused(resp, refused)
+            return
+        if not viewer.can(todo.scope):
+            dashboard.render(
+                resp,
+                "error.html",
+                falcon.HTTP_403,
+                viewer=viewer,
+                title="Forbidden",
+                message=f"{todo.title} needs a token with the {todo.scope!r} scope.",
+            )
+            return
+        try:
+            _target(dashboard.service, fields)
+            done = todo.run(dashboard.service, fields)
+        except MLServerError as exc:
+            dashboard.error_page(resp, viewer, exc)
+            return
+        dashboard.render(resp, "done.html", viewer=viewer, todo=todo, message=done, fields=fields)
+
+
+class LoginPage:
+    """`/ui/login`: a token, entered once, kept in a cookie; `/ui/logout` forgets it."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.dashboard.login_page(req, resp)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        dashboard = self.dashboard
+        try:
+            fields = dashboard.form(req)
+        except _Refused as refused:
+            dashboard.refused(resp, refused)
+            return
+        if dashboard.tokens is None:
+            dashboard.see_other(resp, PREFIX)
+            return
+        token = fields.get("token", "").strip()
+        scopes = dashboard.tokens.scopes_of(token) if token else None
+        if scopes is None:
+            dashboard.login_page(req, resp, "That token is not valid.")
+            return
+        if PAGE_SCOPE not in scopes:
+            dashboard.login_page(
+                req, resp, f"That token lacks the {PAGE_SCOPE!r} scope the dashboard needs."
+            )
+            return
+        dashboard.cookie(req, resp, TOKEN_COOKIE, token)
+        dashboard.see_other(resp, PREFIX)
+
+    def on_post_logout(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            self.dashboard.form(req)
+        except _Refused as refused:
+            self.dashboard.refused(resp, refused)
+            return
+        resp.unset_cookie(TOKEN_COOKIE, path=PREFIX)
+        self.dashboard.see_other(resp, f"{PREFIX}/login")
+
+
+class StaticFile:
+    """`/ui/static/ui.css`: the one stylesheet (served by the app: no CDN)."""
+
+    def __init__(self) -> None:
+        with open(os.path.join(_STATIC, "ui.css"), "rb") as handle:
+            self.css = handle.read()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        secure(resp)
+        resp.set_header("Cache-Control", "max-age=3600")
+        resp.content_type = "text/css; charset=utf-8"
+        resp.data = self.css
+
+
+def _text(req: falcon.Request, name: str) -> str | None:
+    value = req.params.get(name)
+    if isinstance(value, list):
+        raise InvalidPayload(f"{name} must be given once", name)
+    return value or None
+
+
+def _target(service: Service, fields: dict[str, str]) -> None:
+    """An action names a registered model and a key (400 otherwise)."""
+    for name in ("model", "key"):
+        if not fields.get(name):
+            raise InvalidPayload(f"missing parameter {name!r}", name)
+    service.registry.get(fields["model"])
+
+
+def routes(
+    service: Service, metrics: Metrics, tokens: Tokens | None
+) -> list[tuple[str, object, str | None]]:
+    """(template, resource, suffix) of every dashboard route, for `create_app`."""
+    dashboard = Dashboard(service, metrics, tokens)
+    login = LoginPage(dashboard)
+    return [
+        (PREFIX, ModelsPage(dashboard), None),
+        (f"{PREFIX}/login", login, None),
+        (f"{PREFIX}/logout", login, "logout"),
+        (f"{PREFIX}/jobs", JobsPage(dashboard), None),
+        (f"{PREFIX}/live", LivePage(dashboard), None),
+        (f"{PREFIX}/static/ui.css", StaticFile(), None),
+        (f"{PREFIX}/models/{{model_name}}", KeysPage(dashboard), None),
+        (f"{PREFIX}/models/{{model_name}}/keys/{{key}}", KeyPage(dashboard), None),
+        (
+            f"{PREFIX}/models/{{model_name}}/keys/{{key}}/versions/{{n}}",
+            VersionPage(dashboard),
+            None,
+        ),
+        (f"{PREFIX}/actions/{{action}}", ActionPage(dashboard), None),
+    ]
