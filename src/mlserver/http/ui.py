@@ -346,7 +346,8 @@ class Dashboard:
         template: str,
         read: Callable[[Viewer], dict[str, Any]],
     ) -> None:
-        """Render `template` with what `read` returns, or the login or error page instead."""
+        """Render `template` with what `read` returns (its "status" is the answer's code,
+        200 without), or the login or error page instead."""
         try:
             viewer = self.viewer(req, resp)
         except _SignIn as sign_in:
@@ -357,7 +358,8 @@ class Dashboard:
         except MLServerError as exc:
             self.error_page(resp, viewer, exc)
             return
-        self.render(resp, template, viewer=viewer, **context)
+        status = context.pop("status", falcon.HTTP_200)
+        self.render(resp, template, status, viewer=viewer, **context)
 
     def login_page(
         self, req: falcon.Request, resp: falcon.Response, message: str | None = None
@@ -523,12 +525,14 @@ class ActionPage:
 
         def read(viewer: Viewer) -> dict[str, Any]:
             _target(self.dashboard.service, fields)
+            allowed = viewer.can(todo.scope)
             return {
+                "status": falcon.HTTP_200 if allowed else falcon.HTTP_403,
                 "action": action,
                 "todo": todo,
                 "question": todo.confirm(fields),
                 "fields": fields,
-                "allowed": viewer.can(todo.scope),
+                "allowed": allowed,
             }
 
         self.dashboard.page(req, resp, "confirm.html", read)
