@@ -112,21 +112,27 @@ def screenshots(pages: dict[str, str], out: Path) -> list[Path]:
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(flag)
-    options.add_argument("--window-size=1280,900")
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     out.mkdir(parents=True, exist_ok=True)
     taken = []
     try:
         for name, url in pages.items():
+            _viewport(driver, 1280, 400)  # measured at its least, then shown whole
             driver.get(url)
             height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.set_window_size(1280, min(max(height + 40, 400), 2400))
+            _viewport(driver, 1280, min(height, 2400))
             path = out / f"ui-{name}.png"
             driver.save_screenshot(str(path))
             taken.append(path)
     finally:
         driver.quit()
     return taken
+
+
+def _viewport(driver: Any, width: int, height: int) -> None:
+    """The page's own size in CSS pixels, whatever the window around it."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
+import numpy as np
 import pytest
 from playhouse import db_url
 
@@ -300,7 +301,11 @@ def test_a_schema_2_database_migrates_to_3_and_answers_as_before(v2_url):
             body = {"x": facts["x"], "orient": "split", "model-key": key}
             if version is not None:
                 body["version"] = version
-            assert client.simulate_post("/sgd", json=body).json["y"] == expected
+            answered = client.simulate_post("/sgd", json=body).json["y"]
+            assert {**answered, "data": None} == {**expected, "data": None}
+            # NOTE: a dot product may round its last bit differently on another CPU's BLAS
+            # kernel than where the fixture was made; anything more is a real difference.
+            np.testing.assert_allclose(answered["data"], expected["data"], rtol=1e-14, atol=0)
         third = client.simulate_get(f"/sgd/{key}/versions/3").json
         assert third["lineage"] == {
             "data": None,

@@ -438,7 +438,7 @@ def test_a_keys_page_reads_by_the_key_index(store, store_url):
     """The query plan of a page walks the (model, key, version) index, not the table."""
     store.prepare()
     _bulk_keys(store_url)
-    sql = store._compile_keys(True, False, True)
+    sql = store._compile_keys(True, False, True, False)
     db = db_url.connect(store_url)
     with db.connection_context():
         if isinstance(db, peewee.PostgresqlDatabase):

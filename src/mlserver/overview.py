@@ -61,7 +61,7 @@ class KeyView:
     """A page of a key's versions (newest first), its aliases, and the scores of that page's
     versions, oldest first."""
 
-    model: ModelSummary
+    model: str
     key: str
     page: Page
     aliases: Mapping[str, int]
@@ -117,7 +117,7 @@ class Overview:
         page = self.lifecycle.versions(name, key=key, limit=PAGE, before=before or None)
         aliases = self.lifecycle.aliases(name, key=key)
         scores = tuple(s for v in reversed(page.items) if (s := score_of(v)) is not None)
-        return KeyView(self.model(name), key, page, aliases, scores)
+        return KeyView(name, key, page, aliases, scores)
 
     def version(self, name: str, key: Any, number: Any) -> Version:
         """One version of a key, with its aliases."""

@@ -297,7 +297,8 @@ class Dashboard:
                 falcon.HTTP_415, "Unsupported media type", "A dashboard form is urlencoded."
             )
         origin = req.get_header("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != req.host:
+        # NOTE: behind a proxy, the forwarded host is the one the browser saw.
+        if origin and urlsplit(origin).netloc not in (req.netloc, req.forwarded_host):
             raise _Refused(falcon.HTTP_403, "Forbidden", "A form from another site is refused.")
         if (req.content_length or 0) > _FORM_BYTES:
             raise _Refused(
@@ -460,7 +461,7 @@ class VersionPage:
 
         def read(viewer: Viewer) -> dict[str, Any]:
             version = overview.version(model_name, key, n)
-            return {"model": overview.model(model_name), "key": key, "v": version}
+            return {"model": model_name, "key": key, "v": version}
 
         self.dashboard.page(req, resp, "version.html", read)
 
