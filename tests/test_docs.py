@@ -52,7 +52,7 @@ SHELLS = {"sh", "bash", "shell", "console"}
 # Calls that listen on a port or serve forever (name.call): the statement holding the first
 # one, and those after it, are compiled but not run.
 SERVING = {("waitress", "serve"), ("waitress", "create_server"), ("server", "run")}
-SERVICE_ROUTES = {"health", "ready", "models", "openapi.json", "v2"}
+SERVICE_ROUTES = {"health", "ready", "models", "openapi.json", "v2", "ui"}
 NONE = "\N{EN DASH}"  # what the docs' tables show in an empty cell
 
 _FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)

@@ -162,3 +162,14 @@ def test_v2_clients_serves_a_pipeline_to_tritonclient():
     assert "model_version '1' answered version 1" in out
     assert "model_version 'candidate' answered version 2" in out
     assert "model_version '(served)' answered version 1" in out
+
+
+def test_dashboard_fills_a_server_and_every_page_answers():
+    """The dashboard example trains keys, fails one, leaves one running, and every page it
+    lists answers 200 with HTML."""
+    out = run("dashboard.py")
+    lines = re.findall(r"^(\w+)\s+(\d{3})\s+(\d+) bytes  (http://\S+)$", out, re.M)
+    assert [(name, status) for name, status, _, _ in lines] == [
+        (name, "200") for name in ("models", "keys", "key", "version", "jobs", "live", "confirm")
+    ]
+    assert all(int(size) > 1000 for _, _, size, _ in lines)
