@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import numpy as np
+import psycopg2
 import pytest
 from playhouse import db_url
 

@@ -30,7 +30,10 @@ ROOT = Path(__file__).parent.parent
 def _require_chromium() -> None:
     if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
         return
-    reason = f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
+    reason = (
+        f"headless Chromium needs {CHROMIUM} and {CHROMEDRIVER} "
+        "(apt-get install chromium chromium-driver)"
+    )
     if REQUIRE_BROWSER:
         pytest.fail(reason)
     pytest.skip(reason)
