@@ -100,6 +100,62 @@ def test_update_support_is_pinned():
         assert entry.wrapper().supports_update == entry.supports_update
 
 
+@by_name
+def test_entries_name_their_class_kind_and_update_truly(entry):
+    """Each entry's import path, kind and update method are those of its class (the entries
+    name them so that the catalog starts without importing every estimator)."""
+    from sklearn.base import ClassifierMixin, ClusterMixin, RegressorMixin
+    from sklearn.utils import all_estimators
+
+    assert (entry.import_path.split(".")[-1], entry.estimator) in all_estimators()
+    mixin = {"classifier": ClassifierMixin, "regressor": RegressorMixin}.get(
+        entry.kind, ClusterMixin
+    )
+    assert issubclass(entry.estimator, mixin)
+    assert entry.update is None or callable(getattr(entry.estimator, entry.update))
+    assert entry.wrapper().__doc__.startswith(entry.import_path)
+
+
+def test_serving_the_catalog_imports_an_estimator_only_once_it_is_used():
+    """Building and starting the catalog's app, /models and /openapi.json import no
+    estimator module; the first fit of a route imports its own only."""
+    code = """
+import sys
+from falcon import testing
+from mlserver import create_app
+from mlserver.catalog import catalog
+from mlserver.store import SQLStore
+heavy = ("sklearn.ensemble", "sklearn.svm", "sklearn.neighbors", "sklearn.neural_network",
+         "sklearn.tree", "sklearn.cluster", "sklearn.naive_bayes")
+app = create_app(catalog(), SQLStore(sys.argv[1]))
+client = testing.TestClient(app)
+assert client.simulate_get("/models").status_code == 200
+assert client.simulate_get("/openapi.json").status_code == 200
+print(",".join(m for m in heavy if m in sys.modules))
+x = {"columns": ["a"], "index": [0, 1, 2, 3], "data": [[0.0], [1.0], [2.0], [3.0]]}
+y = {"name": "t", "index": [0, 1, 2, 3], "data": [0, 1, 0, 1]}
+answer = client.simulate_put("/svc", json={"x": x, "y": y, "orient": "split"})
+assert answer.status_code == 202, answer.text
+print(",".join(m for m in heavy if m in sys.modules))
+app.close()
+"""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        done = subprocess.run(
+            [sys.executable, "-c", code, f"sqlite:///{folder}/models.db"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    before, after = done.stdout.splitlines()
+    assert before == ""
+    assert after == "sklearn.svm"
+
+
 def test_every_entry_uses_the_catalog_serializer():
     """Every entry stores its versions with the one catalog serializer (joblib for now)."""
     assert SERIALIZER == "joblib"

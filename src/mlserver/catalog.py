@@ -11,32 +11,8 @@ remove one.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, NamedTuple
-
-from sklearn.base import ClassifierMixin, ClusterMixin, RegressorMixin
-from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.ensemble import (
-    GradientBoostingClassifier,
-    GradientBoostingRegressor,
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.linear_model import (
-    ElasticNet,
-    Lasso,
-    LinearRegression,
-    LogisticRegression,
-    Ridge,
-    SGDClassifier,
-    SGDRegressor,
-)
-from sklearn.naive_bayes import GaussianNB
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
-from sklearn.neural_network import MLPClassifier, MLPRegressor
-from sklearn.svm import SVC, SVR
-from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from mlserver.registry import Registry
 from mlserver.wrapper import ModelWrapper, wrap_estimator
@@ -54,10 +30,19 @@ PARTIAL_FIT = "partial_fit"
 
 
 class CatalogEntry(NamedTuple):
-    """One built-in model: its route, its estimator class, how PATCH updates it."""
+    """One built-in model: its route, where its estimator class is imported from, its kind,
+    how PATCH updates it.
+
+    PERF: the class is named, not imported: serving the catalog imports an estimator's
+    module when a model of it is first made or loaded (ensemble, neighbors, svm, ... cost
+    ~0.1 s together at start-up otherwise).
+    """
 
     name: str
-    estimator: type
+    #: Where users import the estimator from, e.g. "sklearn.linear_model.Ridge".
+    import_path: str
+    #: classifier, regressor or clusterer (a test checks it against the class).
+    kind: str
     update: str | None = None
     serializer: str = SERIALIZER
 
@@ -67,59 +52,71 @@ class CatalogEntry(NamedTuple):
         return self.update is not None
 
     @property
-    def kind(self) -> str:
-        """classifier, regressor or clusterer."""
-        for mixin, kind in (
-            (ClassifierMixin, "classifier"),
-            (RegressorMixin, "regressor"),
-            (ClusterMixin, "clusterer"),
-        ):
-            if issubclass(self.estimator, mixin):
-                return kind
-        return "estimator"
-
-    @property
-    def import_path(self) -> str:
-        """Where users import the estimator from, e.g. sklearn.linear_model.Ridge."""
-        package = self.estimator.__module__.split("._")[0]
-        return f"{package}.{self.estimator.__qualname__}"
+    def estimator(self) -> type:
+        """The estimator class (importing its module)."""
+        module, _, name = self.import_path.rpartition(".")
+        return getattr(importlib.import_module(module), name)
 
     def wrapper(self) -> ModelWrapper:
         """A fresh wrapper for this entry."""
         return wrap_estimator(
-            self.estimator, self.name, serializer=self.serializer, update=self.update
+            self.import_path, self.name, serializer=self.serializer, update=self.update
         )
 
 
 #: Every built-in model, in the order `ml-server catalog` lists them.
 ENTRIES: tuple[CatalogEntry, ...] = (
     # regression
-    CatalogEntry("linear-regression", LinearRegression),
-    CatalogEntry("ridge", Ridge),
-    CatalogEntry("lasso", Lasso),
-    CatalogEntry("elastic-net", ElasticNet),
-    CatalogEntry("sgd-regressor", SGDRegressor, update=PARTIAL_FIT),
-    CatalogEntry("decision-tree-regressor", DecisionTreeRegressor),
-    CatalogEntry("random-forest-regressor", RandomForestRegressor),
-    CatalogEntry("gradient-boosting-regressor", GradientBoostingRegressor),
-    CatalogEntry("hist-gradient-boosting-regressor", HistGradientBoostingRegressor),
-    CatalogEntry("k-neighbors-regressor", KNeighborsRegressor),
-    CatalogEntry("svr", SVR),
-    CatalogEntry("mlp-regressor", MLPRegressor, update=PARTIAL_FIT),
+    CatalogEntry("linear-regression", "sklearn.linear_model.LinearRegression", "regressor"),
+    CatalogEntry("ridge", "sklearn.linear_model.Ridge", "regressor"),
+    CatalogEntry("lasso", "sklearn.linear_model.Lasso", "regressor"),
+    CatalogEntry("elastic-net", "sklearn.linear_model.ElasticNet", "regressor"),
+    CatalogEntry(
+        "sgd-regressor", "sklearn.linear_model.SGDRegressor", "regressor", update=PARTIAL_FIT
+    ),
+    CatalogEntry("decision-tree-regressor", "sklearn.tree.DecisionTreeRegressor", "regressor"),
+    CatalogEntry("random-forest-regressor", "sklearn.ensemble.RandomForestRegressor", "regressor"),
+    CatalogEntry(
+        "gradient-boosting-regressor", "sklearn.ensemble.GradientBoostingRegressor", "regressor"
+    ),
+    CatalogEntry(
+        "hist-gradient-boosting-regressor",
+        "sklearn.ensemble.HistGradientBoostingRegressor",
+        "regressor",
+    ),
+    CatalogEntry("k-neighbors-regressor", "sklearn.neighbors.KNeighborsRegressor", "regressor"),
+    CatalogEntry("svr", "sklearn.svm.SVR", "regressor"),
+    CatalogEntry(
+        "mlp-regressor", "sklearn.neural_network.MLPRegressor", "regressor", update=PARTIAL_FIT
+    ),
     # classification
-    CatalogEntry("logistic-regression", LogisticRegression),
-    CatalogEntry("sgd-classifier", SGDClassifier, update=PARTIAL_FIT),
-    CatalogEntry("gaussian-nb", GaussianNB, update=PARTIAL_FIT),
-    CatalogEntry("decision-tree-classifier", DecisionTreeClassifier),
-    CatalogEntry("random-forest-classifier", RandomForestClassifier),
-    CatalogEntry("gradient-boosting-classifier", GradientBoostingClassifier),
-    CatalogEntry("hist-gradient-boosting-classifier", HistGradientBoostingClassifier),
-    CatalogEntry("k-neighbors-classifier", KNeighborsClassifier),
-    CatalogEntry("svc", SVC),
-    CatalogEntry("mlp-classifier", MLPClassifier, update=PARTIAL_FIT),
+    CatalogEntry("logistic-regression", "sklearn.linear_model.LogisticRegression", "classifier"),
+    CatalogEntry(
+        "sgd-classifier", "sklearn.linear_model.SGDClassifier", "classifier", update=PARTIAL_FIT
+    ),
+    CatalogEntry("gaussian-nb", "sklearn.naive_bayes.GaussianNB", "classifier", update=PARTIAL_FIT),
+    CatalogEntry("decision-tree-classifier", "sklearn.tree.DecisionTreeClassifier", "classifier"),
+    CatalogEntry(
+        "random-forest-classifier", "sklearn.ensemble.RandomForestClassifier", "classifier"
+    ),
+    CatalogEntry(
+        "gradient-boosting-classifier", "sklearn.ensemble.GradientBoostingClassifier", "classifier"
+    ),
+    CatalogEntry(
+        "hist-gradient-boosting-classifier",
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        "classifier",
+    ),
+    CatalogEntry("k-neighbors-classifier", "sklearn.neighbors.KNeighborsClassifier", "classifier"),
+    CatalogEntry("svc", "sklearn.svm.SVC", "classifier"),
+    CatalogEntry(
+        "mlp-classifier", "sklearn.neural_network.MLPClassifier", "classifier", update=PARTIAL_FIT
+    ),
     # clustering
-    CatalogEntry("k-means", KMeans),
-    CatalogEntry("mini-batch-k-means", MiniBatchKMeans, update=PARTIAL_FIT),
+    CatalogEntry("k-means", "sklearn.cluster.KMeans", "clusterer"),
+    CatalogEntry(
+        "mini-batch-k-means", "sklearn.cluster.MiniBatchKMeans", "clusterer", update=PARTIAL_FIT
+    ),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 from abc import ABC, abstractmethod
@@ -94,7 +95,7 @@ class ModelWrapper(ABC):
 
 
 def wrap_estimator(
-    estimator: type,
+    estimator: type | str,
     name: str,
     *,
     serializer: str | Serializer = "joblib",
@@ -105,14 +106,22 @@ def wrap_estimator(
     `update` names the estimator method that learns from new data (e.g. "partial_fit");
     with it the model accepts PATCH. Unknown or ill-typed constructor arguments are caught
     in `make_model`, so they reach the client as a 400 instead of a failed job.
+
+    `estimator` may be the class's import path ("sklearn.ensemble.RandomForestClassifier"):
+    its module is then imported when the first model is made, not now (the catalog's way to
+    start without importing every estimator it offers).
     """
-    if update is not None and not callable(getattr(estimator, update, None)):
-        raise TypeError(f"{estimator.__name__} has no method {update!r}")
+    if isinstance(estimator, str):
+        path, class_name = estimator, estimator.rpartition(".")[2]
+    else:
+        path, class_name = _public_path(estimator), estimator.__name__
+        if update is not None and not callable(getattr(estimator, update, None)):
+            raise TypeError(f"{estimator.__name__} has no method {update!r}")
     namespace: dict[str, Any] = {
         "name": name,
         "serializer": serializer,
         "make_model": _make_estimator(estimator),
-        "__doc__": f"{_public_path(estimator)} served as {name!r}.",
+        "__doc__": f"{path} served as {name!r}.",
     }
     if update is not None:
         namespace["update"] = _updater(update)
@@ -122,12 +131,20 @@ def wrap_estimator(
     arguments = (estimator, name)
     options = {"serializer": serializer, "update": update}
     namespace["__reduce__"] = lambda self: (_rebuild, (arguments, options))
-    cls = type(f"{estimator.__name__}Wrapper", (ModelWrapper,), namespace)
+    cls = type(f"{class_name}Wrapper", (ModelWrapper,), namespace)
     return cls()
 
 
-def _rebuild(arguments: tuple[type, str], options: dict[str, Any]) -> ModelWrapper:
+def _rebuild(arguments: tuple[type | str, str], options: dict[str, Any]) -> ModelWrapper:
     return wrap_estimator(*arguments, **options)
+
+
+def _resolved(estimator: type | str) -> type:
+    """The class, imported from its path on first use (then found in sys.modules)."""
+    if not isinstance(estimator, str):
+        return estimator
+    module, _, name = estimator.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def _public_path(cls: type) -> str:
@@ -140,8 +157,9 @@ def _public_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _make_estimator(estimator: type):
+def _make_estimator(named: type | str):
     def make_model(self: ModelWrapper, **modkwargs: Any) -> Any:
+        estimator = _resolved(named)
         parameters = inspect.signature(estimator).parameters
         takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
         unknown = sorted(set(modkwargs) - set(parameters))
