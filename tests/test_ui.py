@@ -175,6 +175,7 @@ def test_unknown_model_key_and_version_are_404_pages(ui):
     for path, says in [
         ("/ui/models/nope", "unknown model"),
         ("/ui/models/logreg/keys/abc", "has no versions"),
+        ("/ui/actions/explode?model=logreg&key=abc", "no action 'explode'"),
     ]:
         page = ui.get(path)
         assert page.status_code == 404

@@ -514,14 +514,11 @@ class ActionPage:
     def __init__(self, dashboard: Dashboard) -> None:
         self.dashboard = dashboard
 
-    def _action(self, action: str) -> Action:
-        found = ACTIONS.get(action)
-        if found is None:
-            raise falcon.HTTPNotFound(description=f"no dashboard action {action!r}")
-        return found
-
     def on_get(self, req: falcon.Request, resp: falcon.Response, action: str) -> None:
-        todo = self._action(action)
+        todo = ACTIONS.get(action)
+        if todo is None:
+            self.dashboard.refused(resp, _unknown(action))
+            return
         fields = {name: value for name, value in req.params.items() if isinstance(value, str)}
 
         def read(viewer: Viewer) -> dict[str, Any]:
@@ -539,8 +536,11 @@ class ActionPage:
         self.dashboard.page(req, resp, "confirm.html", read)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, action: str) -> None:
-        todo = self._action(action)
+        todo = ACTIONS.get(action)
         dashboard = self.dashboard
+        if todo is None:
+            dashboard.refused(resp, _unknown(action))
+            return
         try:
             viewer = dashboard.viewer(req, resp)
             fields = dashboard.form(req)
@@ -623,6 +623,11 @@ class StaticFile:
         resp.set_header("Cache-Control", "max-age=3600")
         resp.content_type = "text/css; charset=utf-8"
         resp.data = self.css
+
+
+def _unknown(action: str) -> _Refused:
+    known = ", ".join(ACTIONS)
+    return _Refused(falcon.HTTP_404, "Not found", f"No action {action!r}; there are {known}.")
 
 
 def _text(req: falcon.Request, name: str) -> str | None:
