@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import falcon.testing
 import pytest
+import sklearn
 
 from mlserver import Registry
 from mlserver.http.auth import hash_token
@@ -131,8 +132,11 @@ def test_pages_show_models_keys_versions_and_jobs(ui):
         assert f"{score:.4g}" in page.text
     assert re.search(r"<td>served</td><td class=\"num\"><a [^>]+>2</a>", page.text)
 
-    version = ui.get(f"/ui/models/logreg/keys/{key}/versions/1")
     stored = _versions(ui, "logreg", key)[-1]
+    assert f"{stored['lineage']['rows']} × 3" in page.text  # rows × columns it learnt from
+    assert stored["lineage"]["data"][:12] in page.text
+    assert f"<td>{sklearn.__version__}</td>" in page.text
+    version = ui.get(f"/ui/models/logreg/keys/{key}/versions/1")
     assert stored["lineage"]["data"] in version.text
     assert stored["sha256"] in version.text
     assert "scikit-learn" in version.text
