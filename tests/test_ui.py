@@ -133,7 +133,8 @@ def test_pages_show_models_keys_versions_and_jobs(ui):
     assert re.search(r"<td>served</td><td class=\"num\"><a [^>]+>2</a>", page.text)
 
     stored = _versions(ui, "logreg", key)[-1]
-    assert f"{stored['lineage']['rows']} × 3" in page.text  # rows × columns it learnt from
+    times = "\N{MULTIPLICATION SIGN}"
+    assert f"{stored['lineage']['rows']} {times} 3" in page.text  # rows, columns it learnt
     assert stored["lineage"]["data"][:12] in page.text
     assert f"<td>{sklearn.__version__}</td>" in page.text
     version = ui.get(f"/ui/models/logreg/keys/{key}/versions/1")
