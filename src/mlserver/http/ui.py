@@ -185,6 +185,13 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _short(moment: datetime | None) -> str:
+    """A table's time: month, day and time of day in UTC (the full time is its title)."""
+    if moment is None:
+        return NONE
+    return moment.astimezone(timezone.utc).strftime("%m-%d %H:%M:%S")
+
+
 def _elapsed(moment: datetime | None) -> str:
     if moment is None:
         return NONE
@@ -253,6 +260,7 @@ class Dashboard:
             )
             env.filters.update(
                 when=_when,
+                short=_short,
                 elapsed=_elapsed,
                 duration=_duration,
                 latency=_latency,
