@@ -321,6 +321,10 @@ def test_with_auth_nothing_shows_without_a_token(store_url):
         auth = {"Authorization": f"Bearer {SECRETS['train']}"}
         key = _put(client, x, y, auth, name="secret-name")
         ui = Ui(client)
+        first = ui.get("/ui")  # the sign-in form's CSRF token is the cookie it sets
+        given = re.search(r'name="csrf" value="(\w+)"', first.text).group(1)
+        assert given == ui.cookies["mlserver_ui_csrf"]
+        assert first.headers["set-cookie"].count("mlserver_ui_csrf=") == 1
         for path in ("/ui", "/ui/jobs", "/ui/live", f"/ui/models/logreg/keys/{key}"):
             page = ui.get(path)
             assert page.status_code == 401

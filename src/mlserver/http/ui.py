@@ -279,10 +279,7 @@ class Dashboard:
 
     def viewer(self, req: falcon.Request, resp: falcon.Response) -> Viewer:
         """The viewer of a page (the login form answers instead when a token is needed)."""
-        csrf = req.cookies.get(CSRF_COOKIE) or ""
-        if len(csrf) != 32:
-            csrf = os.urandom(16).hex()
-            self.cookie(req, resp, CSRF_COOKIE, csrf)
+        csrf = self.csrf(req, resp)
         if self.tokens is None:
             return Viewer(_EVERY_SCOPE, False, csrf)
         token = req.cookies.get(TOKEN_COOKIE)
@@ -297,6 +294,15 @@ class Dashboard:
         if PAGE_SCOPE not in scopes:
             raise _SignIn(f"That token lacks the {PAGE_SCOPE!r} scope the dashboard needs.")
         return Viewer(scopes, True, csrf)
+
+    def csrf(self, req: falcon.Request, resp: falcon.Response) -> str:
+        """The browser's CSRF token: its cookie's, or a new one set once per answer."""
+        csrf = req.context.get("csrf") or req.cookies.get(CSRF_COOKIE) or ""
+        if len(csrf) != 32:
+            csrf = os.urandom(16).hex()
+            self.cookie(req, resp, CSRF_COOKIE, csrf)
+        req.context.csrf = csrf
+        return csrf
 
     def form(self, req: falcon.Request) -> dict[str, str]:
         """The fields of a POSTed form, after its CSRF check (403 unless it passes)."""
@@ -373,11 +379,7 @@ class Dashboard:
     def login_page(
         self, req: falcon.Request, resp: falcon.Response, message: str | None = None
     ) -> None:
-        csrf = req.cookies.get(CSRF_COOKIE) or ""
-        if len(csrf) != 32:
-            csrf = os.urandom(16).hex()
-            self.cookie(req, resp, CSRF_COOKIE, csrf)
-        viewer = Viewer(frozenset(), False, csrf)
+        viewer = Viewer(frozenset(), False, self.csrf(req, resp))
         self.render(resp, "login.html", falcon.HTTP_401, viewer=viewer, message=message)
 
     def refused(self, resp: falcon.Response, refused: _Refused) -> None:
@@ -527,7 +529,11 @@ class ActionPage:
         if todo is None:
             self.dashboard.refused(resp, _unknown(action))
             return
-        fields = {name: value for name, value in req.params.items() if isinstance(value, str)}
+        fields = {
+            name: value
+            for name, value in req.params.items()
+            if isinstance(value, str) and name != "csrf"
+        }
 
         def read(viewer: Viewer) -> dict[str, Any]:
             _target(self.dashboard.service, fields)
