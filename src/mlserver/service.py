@@ -462,7 +462,7 @@ class Service:
                 "operations": list(operations_of(wrapper)),
                 "update": wrapper.supports_update,
                 "methods": list(wrapper.methods),
-                "description": _first_line(type(wrapper).__doc__),
+                "description": first_line(type(wrapper).__doc__),
             }
             for wrapper in self.registry
         ]
@@ -619,6 +619,7 @@ class Service:
         return training_metadata(x, y, schema, libraries)
 
 
-def _first_line(text: str | None) -> str:
+def first_line(text: str | None) -> str:
+    """The first non-blank line of a text (a docstring's summary, an error's headline)."""
     lines = (text or "").strip().splitlines()
     return lines[0] if lines else ""

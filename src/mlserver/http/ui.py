@@ -32,7 +32,7 @@ from mlserver.http.answers import lineage
 from mlserver.http.charts import line_chart, sparkline
 from mlserver.http.errors import status_of
 from mlserver.http.metrics import Metrics
-from mlserver.service import Service
+from mlserver.service import Service, first_line
 from mlserver.store.base import SERVED, Status, Version
 
 if TYPE_CHECKING:
@@ -233,10 +233,6 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
-def _first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-
-
 class Dashboard:
     """Rendering, sessions and CSRF for every page; the templates load on the first page."""
 
@@ -266,7 +262,7 @@ class Dashboard:
                 latency=_latency,
                 size=_size,
                 pretty=_pretty,
-                first_line=_first_line,
+                first_line=first_line,
                 lineage=lineage,
                 percent=lambda share: f"{share * 100:.1f} %",
                 q=lambda text: quote(str(text), safe=""),
