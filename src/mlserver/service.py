@@ -45,7 +45,6 @@ from mlserver.jobs import Jobs, TrainingTask
 from mlserver.lifecycle import Lifecycle
 from mlserver.lineage import Lineage, fit_inputs, update_inputs
 from mlserver.loaded import Loaded, asked_method, serializer_for, verified_blob
-from mlserver.overview import Overview
 from mlserver.predictions import Prediction, model_output
 from mlserver.provenance import DEFAULT_TARGET, library_skew, training_metadata
 from mlserver.registry import Registry
@@ -64,6 +63,7 @@ from mlserver.wrapper import ModelWrapper
 
 if TYPE_CHECKING:
     from mlserver.importing import Imports
+    from mlserver.overview import Overview
 
 __all__ = ["OPERATIONS", "Service", "operations_of"]
 
@@ -147,6 +147,8 @@ class Service:
     @functools.cached_property
     def overview(self) -> Overview:
         """What the dashboard shows: models, keys, versions and jobs at a glance."""
+        from mlserver.overview import Overview  # PERF: loaded with the first dashboard page
+
         return Overview(self)
 
     # -- use cases -------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import falcon
 
 from mlserver.errors import Conflict, InvalidPayload, MLServerError
 from mlserver.http.answers import lineage
-from mlserver.http.charts import line_chart, sparkline
 from mlserver.http.errors import status_of
 from mlserver.http.metrics import Metrics
 from mlserver.service import Service, first_line
@@ -447,6 +446,8 @@ class KeyPage:
         overview = self.dashboard.service.overview
 
         def read(viewer: Viewer) -> dict[str, Any]:
+            from mlserver.http.charts import line_chart  # PERF: loaded with the first chart
+
             view = overview.key(model_name, key, before=_text(req, "before"))
             chart = line_chart([(f"v{s.version}", s.score) for s in view.scores])
             return {"view": view, "chart": chart, "scores": view.scores}
@@ -501,6 +502,8 @@ class LivePage:
         recent = self.dashboard.metrics.recent
 
         def read(viewer: Viewer) -> dict[str, Any]:
+            from mlserver.http.charts import sparkline  # PERF: loaded with the first chart
+
             rows = [(row, sparkline(row.series)) for row in recent.summary()]
             return {
                 "rows": rows,
