@@ -87,9 +87,9 @@ def create_app(
     `options` override single settings (`max_body_bytes=...`, `training_threads=...`,
     `model_cache_size=...`, `lease_seconds=...`); `executor` replaces the app's own thread pool.
     `tokens` (sha256 of a token -> its scopes; see `mlserver.http.auth.hash_token`) turns on
-    bearer-token auth; without it every route is open. The dashboard is served at `/ui`
-    unless `ui=False`. `signing_keys` (key id -> secret, the
-    first signs) signs every stored model and refuses to load one whose signature fails.
+    bearer-token auth; without it every route is open. `signing_keys` (key id -> secret, the
+    first signs) signs every stored model and refuses to load one whose signature fails. The
+    dashboard is served at `/ui` unless `ui=False`.
     """
     settings = (settings or Settings()).replace(**options)
     # Checked before the service starts its threads: a bad value leaves nothing running.
@@ -129,7 +129,7 @@ def create_app(
         app.add_route(template, resource, suffix=suffix)
     app.add_route("/{model}/{key}/versions/{n}/artifact", ArtifactResource(service))
     if settings.ui:
-        tokens_ = authenticator.tokens if authenticator is not None else None
-        for template, resource, suffix in ui.routes(service, metrics, tokens_):
+        ui_tokens = authenticator.tokens if authenticator is not None else None
+        for template, resource, suffix in ui.routes(service, metrics, ui_tokens):
             app.add_route(template, resource, suffix=suffix)
     return app

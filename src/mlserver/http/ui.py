@@ -16,23 +16,24 @@ routes and need the same scopes. Security:
 from __future__ import annotations
 
 import hmac
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import falcon
 
-from mlserver.errors import Conflict, InvalidPayload, MLServerError
+from mlserver.errors import InvalidPayload, MLServerError
 from mlserver.http.answers import lineage
+from mlserver.http.auth import SCOPES
 from mlserver.http.errors import status_of
 from mlserver.http.metrics import Metrics
+from mlserver.http.ui_actions import ACTIONS, target
+from mlserver.http.ui_format import FILTERS
 from mlserver.service import Service, first_line
-from mlserver.store.base import SERVED, Status, Version
+from mlserver.store.base import Status
 
 if TYPE_CHECKING:
     import jinja2
@@ -59,9 +60,7 @@ _HEADERS = {
     "Cache-Control": "no-store",
 }
 _STATIC = os.path.join(os.path.dirname(__file__), "static")
-_EVERY_SCOPE = frozenset({"predict", "train", "admin"})
-#: What a page shows for a value that is not there.
-NONE = "\N{EN DASH}"
+_EVERY_SCOPE = frozenset(SCOPES)
 
 
 @dataclass(frozen=True)
@@ -92,146 +91,6 @@ class _SignIn(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class Action:
-    """What a dashboard button does: the scope of its API route, and how to run it."""
-
-    title: str
-    scope: str
-    run: Callable[[Service, dict[str, str]], str]
-    confirm: Callable[[dict[str, str]], str]
-
-
-def _version_of(service: Service, p: dict[str, str]) -> Version:
-    return service.lifecycle.version(p["model"], key=p["key"], number=p.get("version"))
-
-
-def _move_alias(service: Service, p: dict[str, str]) -> str:
-    alias = p.get("alias") or SERVED
-    moved = service.lifecycle.set_alias(
-        p["model"], key=p["key"], alias=alias, version=p.get("version")
-    )
-    return f"Alias {alias!r} now points at version {moved.version}."
-
-
-def _cancel(service: Service, p: dict[str, str]) -> str:
-    found = _version_of(service, p)
-    if found.status is not Status.RUNNING:
-        raise Conflict(
-            f"version {found.version} is {found.status}: only a RUNNING job is cancelled"
-        )
-    service.lifecycle.delete_version(p["model"], key=p["key"], number=found.version)
-    return f"Version {found.version} was cancelled: it is FAILED (cancelled)."
-
-
-def _delete_version(service: Service, p: dict[str, str]) -> str:
-    found = _version_of(service, p)
-    if found.status is Status.RUNNING:
-        raise Conflict(f"version {found.version} is RUNNING: cancel it instead")
-    service.lifecycle.delete_version(p["model"], key=p["key"], number=found.version)
-    return f"Version {found.version} was deleted."
-
-
-def _refit(service: Service, p: dict[str, str]) -> str:
-    claim = service.lineage.refit(p["model"], key=p["key"], version=p.get("version") or None)
-    if claim.created:
-        return f"Refit started: version {claim.version.version} is RUNNING."
-    return f"Nothing started: version {claim.version.version} is {claim.version.status}."
-
-
-def _delete_key(service: Service, p: dict[str, str]) -> str:
-    deleted = service.delete(p["model"], key=p["key"])
-    return f"Deleted {deleted} version{'s' if deleted != 1 else ''} of the key."
-
-
-ACTIONS: dict[str, Action] = {
-    "alias": Action(
-        "Move an alias",
-        "train",
-        _move_alias,
-        lambda p: f"Point alias {p.get('alias') or SERVED!r} at version {p.get('version')}?",
-    ),
-    "cancel": Action(
-        "Cancel a job",
-        "train",
-        _cancel,
-        lambda p: f"Cancel the job of version {p.get('version')}? Its result is never stored.",
-    ),
-    "refit": Action(
-        "Refit",
-        "train",
-        _refit,
-        lambda p: f"Train a new version from the stored data of version {p.get('version')}?",
-    ),
-    "delete-version": Action(
-        "Delete a version",
-        "train",
-        _delete_version,
-        lambda p: f"Delete version {p.get('version')} and its stored model for good?",
-    ),
-    "delete-key": Action(
-        "Delete a key",
-        "admin",
-        _delete_key,
-        lambda p: "Delete every version of this key for good?",
-    ),
-}
-
-
-def _when(moment: datetime | None) -> str:
-    if moment is None:
-        return NONE
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _short(moment: datetime | None) -> str:
-    """A table's time: month, day and time of day in UTC (the full time is its title)."""
-    if moment is None:
-        return NONE
-    return moment.astimezone(timezone.utc).strftime("%m-%d %H:%M:%S")
-
-
-def _elapsed(moment: datetime | None) -> str:
-    if moment is None:
-        return NONE
-    return _duration((datetime.now(timezone.utc) - moment).total_seconds())
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return NONE
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
-
-
-def _latency(seconds: float | None) -> str:
-    if seconds is None:
-        return NONE
-    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
-
-
-def _size(count: int | None) -> str:
-    if count is None:
-        return NONE
-    size = float(count)
-    if size < 1024:
-        return f"{count} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024 or unit == "GiB":
-            break
-    return f"{size:.1f} {unit}"
-
-
-def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
-
-
 class Dashboard:
     """Rendering, sessions and CSRF for every page; the templates load on the first page."""
 
@@ -254,16 +113,9 @@ class Dashboard:
                 lstrip_blocks=True,
             )
             env.filters.update(
-                when=_when,
-                short=_short,
-                elapsed=_elapsed,
-                duration=_duration,
-                latency=_latency,
-                size=_size,
-                pretty=_pretty,
+                FILTERS,
                 first_line=first_line,
                 lineage=lineage,
-                percent=lambda share: f"{share * 100:.1f} %",
                 q=lambda text: quote(str(text), safe=""),
             )
             env.globals.update(PREFIX=PREFIX, Status=Status, urlencode=urlencode)
@@ -535,7 +387,7 @@ class ActionPage:
         }
 
         def read(viewer: Viewer) -> dict[str, Any]:
-            _target(self.dashboard.service, fields)
+            target(self.dashboard.service, fields)
             allowed = viewer.can(todo.scope)
             return {
                 "status": falcon.HTTP_200 if allowed else falcon.HTTP_403,
@@ -574,7 +426,7 @@ class ActionPage:
             )
             return
         try:
-            _target(dashboard.service, fields)
+            target(dashboard.service, fields)
             done = todo.run(dashboard.service, fields)
         except MLServerError as exc:
             dashboard.error_page(resp, viewer, exc)
@@ -648,14 +500,6 @@ def _text(req: falcon.Request, name: str) -> str | None:
     if isinstance(value, list):
         raise InvalidPayload(f"{name} must be given once", name)
     return value or None
-
-
-def _target(service: Service, fields: dict[str, str]) -> None:
-    """An action names a registered model and a key (400 otherwise)."""
-    for name in ("model", "key"):
-        if not fields.get(name):
-            raise InvalidPayload(f"missing parameter {name!r}", name)
-    service.registry.get(fields["model"])
 
 
 def routes(
