@@ -228,6 +228,8 @@ def test_serves_the_catalog_by_default(serve, sqlite_url):
     assert settled(server, "logistic-regression", key)["status"] == "FINISHED"
     expected = LogisticRegression().fit(x, y).predict(x)
     np.testing.assert_array_equal(predicted(server, "logistic-regression", key, x), expected)
+    dashboard = requests.get(f"{server.url}/ui/models/logistic-regression", timeout=10)
+    assert dashboard.status_code == 200 and key in dashboard.text  # the dashboard is on
     code, out, err = server.stop()
     assert (code, err) == (0, "")
     assert out.splitlines()[-1] == "mlserver: stopped"
@@ -264,21 +266,23 @@ def test_environment_configures_serve(serve, models_file, tmp_path):
 
 
 def test_flags_win_over_the_environment(serve, models_file, tmp_path, busy_port):
-    """Flags override MLSERVER_ variables: another TARGET, store and body limit."""
+    """Flags override MLSERVER_ variables: another TARGET, store, body limit and --no-ui."""
     env = server_environment(
         {
             "MLSERVER_TARGET": f"{models_file}:registry",
             "MLSERVER_STORE": f"sqlite:///{tmp_path / 'env.db'}",
             "MLSERVER_PORT": str(busy_port),
             "MLSERVER_MAX_BODY_BYTES": "1000",
+            "MLSERVER_UI": "true",
         }
     )
     store = f"sqlite:///{tmp_path / 'flag.db'}"
     server = serve(
         "mlserver.catalog:catalog",
-        *("--store", store, "--port", "0", "--max-body-bytes", "100000"),
+        *("--store", store, "--port", "0", "--max-body-bytes", "100000", "--no-ui"),
         env=env,
     )
+    assert requests.get(f"{server.url}/ui", timeout=10).status_code == 404  # --no-ui
     assert server.store == store
     assert server.models == [*(entry.name for entry in ENTRIES), "imported"]
     x, y = regression()
