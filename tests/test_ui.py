@@ -330,9 +330,13 @@ def test_with_auth_nothing_shows_without_a_token(store_url):
             assert page.status_code == 401
             assert 'name="token"' in page.text and key not in page.text
 
-        assert ui.sign_in("wrong").status_code == 401
-        lacking = ui.sign_in("train-only")
-        assert lacking.status_code == 401 and "lacks the 'predict' scope" in text_of(lacking.text)
+        wrong = ui.sign_in("wrong")
+        assert wrong.status_code == 401 and "not valid" in text_of(wrong.text)
+        lacking = ui.sign_in("train-only")  # valid, without the scope: 403, as the API says
+        assert lacking.status_code == 403 and "lacks the 'predict' scope" in text_of(lacking.text)
+        assert "mlserver_ui_token" not in ui.cookies
+        scoped = client.simulate_get("/ui", headers={"Authorization": "Bearer train-only"})
+        assert scoped.status_code == 403 and 'name="token"' in scoped.text
 
         signed = ui.sign_in(SECRETS["predict"])
         assert signed.status_code == 303 and signed.headers["location"].endswith("/ui")

@@ -84,11 +84,13 @@ class _Refused(Exception):
 
 
 class _SignIn(Exception):
-    """Raised by a page that needs a token it was not given: the login form answers."""
+    """Raised by a page that needs a token it was not given: the login form answers, 401
+    (no valid token) or 403 (a token without the scope), as the API would."""
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, status: str = falcon.HTTP_401) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status
 
 
 class Dashboard:
@@ -133,13 +135,7 @@ class Dashboard:
         scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
         if scheme.lower() == "bearer" and given.strip():
             token = given.strip()
-        if not token:
-            raise _SignIn()
-        scopes = self.tokens.scopes_of(token)
-        if scopes is None:
-            raise _SignIn("That token is not valid (any more): enter a valid one.")
-        if PAGE_SCOPE not in scopes:
-            raise _SignIn(f"That token lacks the {PAGE_SCOPE!r} scope the dashboard needs.")
+        scopes = self.scopes_of(token)
         return Viewer(scopes, True, csrf)
 
     def csrf(self, req: falcon.Request, resp: falcon.Response) -> str:
@@ -150,6 +146,18 @@ class Dashboard:
             self.cookie(req, resp, CSRF_COOKIE, csrf)
         req.context.csrf = csrf
         return csrf
+
+    def scopes_of(self, token: str | None) -> frozenset[str]:
+        """The scopes of a token that may see the pages (_SignIn for any other)."""
+        if not token or self.tokens is None:
+            raise _SignIn()
+        scopes = self.tokens.scopes_of(token)
+        if scopes is None:
+            raise _SignIn("That token is not valid (any more): enter a valid one.")
+        if PAGE_SCOPE not in scopes:
+            needs = f"That token lacks the {PAGE_SCOPE!r} scope the dashboard needs."
+            raise _SignIn(needs, falcon.HTTP_403)
+        return scopes
 
     def form(self, req: falcon.Request) -> dict[str, str]:
         """The fields of a POSTed form, after its CSRF check (403 unless it passes)."""
@@ -213,7 +221,7 @@ class Dashboard:
         try:
             viewer = self.viewer(req, resp)
         except _SignIn as sign_in:
-            self.login_page(req, resp, sign_in.message)
+            self.login_page(req, resp, sign_in)
             return
         try:
             context = read(viewer)
@@ -224,10 +232,11 @@ class Dashboard:
         self.render(resp, template, status, viewer=viewer, **context)
 
     def login_page(
-        self, req: falcon.Request, resp: falcon.Response, message: str | None = None
+        self, req: falcon.Request, resp: falcon.Response, sign_in: _SignIn | None = None
     ) -> None:
+        sign_in = sign_in or _SignIn()
         viewer = Viewer(frozenset(), False, self.csrf(req, resp))
-        self.render(resp, "login.html", falcon.HTTP_401, viewer=viewer, message=message)
+        self.render(resp, "login.html", sign_in.status, viewer=viewer, message=sign_in.message)
 
     def refused(self, resp: falcon.Response, refused: _Refused) -> None:
         viewer = Viewer(frozenset(), False, "")
@@ -410,7 +419,7 @@ class ActionPage:
             viewer = dashboard.viewer(req, resp)
             fields = dashboard.form(req)
         except _SignIn as sign_in:
-            dashboard.login_page(req, resp, sign_in.message)
+            dashboard.login_page(req, resp, sign_in)
             return
         except _Refused as refused:
             dashboard.refused(resp, refused)
@@ -454,14 +463,10 @@ class LoginPage:
             dashboard.see_other(resp, PREFIX)
             return
         token = fields.get("token", "").strip()
-        scopes = dashboard.tokens.scopes_of(token) if token else None
-        if scopes is None:
-            dashboard.login_page(req, resp, "That token is not valid.")
-            return
-        if PAGE_SCOPE not in scopes:
-            dashboard.login_page(
-                req, resp, f"That token lacks the {PAGE_SCOPE!r} scope the dashboard needs."
-            )
+        try:
+            dashboard.scopes_of(token)
+        except _SignIn as sign_in:
+            dashboard.login_page(req, resp, sign_in)
             return
         dashboard.cookie(req, resp, TOKEN_COOKIE, token)
         dashboard.see_other(resp, PREFIX)
