@@ -38,6 +38,7 @@ __all__ = [
     "SCOPES",
     "Authenticator",
     "Tokens",
+    "bearer_token",
     "hash_token",
     "load_token_file",
     "parse_tokens",
@@ -92,6 +93,12 @@ _ANY = frozenset[str]()
 def hash_token(token: str) -> str:
     """The sha256 hex digest of a token: what a token file or `tokens=` holds."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_token(req: falcon.Request) -> str:
+    """The token of an `Authorization: Bearer <token>` header ("" without one)."""
+    scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _is_ui(route: str | None) -> bool:
@@ -230,9 +237,8 @@ class Authenticator:
         required = required_scopes(req.method, req.uri_template, has_key=has_key)
         if required is None:
             return
-        scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(req)
+        if not token:
             raise falcon.HTTPUnauthorized(
                 title="Unauthorized",
                 description="this request needs an 'Authorization: Bearer <token>' header",

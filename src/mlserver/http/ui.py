@@ -27,7 +27,7 @@ import falcon
 
 from mlserver.errors import InvalidPayload, MLServerError
 from mlserver.http.answers import lineage
-from mlserver.http.auth import SCOPES
+from mlserver.http.auth import SCOPES, bearer_token
 from mlserver.http.errors import status_of
 from mlserver.http.metrics import Metrics
 from mlserver.http.ui_actions import ACTIONS, target
@@ -131,12 +131,8 @@ class Dashboard:
         csrf = self.csrf(req, resp)
         if self.tokens is None:
             return Viewer(_EVERY_SCOPE, False, csrf)
-        token = req.cookies.get(TOKEN_COOKIE)
-        scheme, _, given = (req.get_header("Authorization") or "").partition(" ")
-        if scheme.lower() == "bearer" and given.strip():
-            token = given.strip()
-        scopes = self.scopes_of(token)
-        return Viewer(scopes, True, csrf)
+        token = bearer_token(req) or req.cookies.get(TOKEN_COOKIE)
+        return Viewer(self.scopes_of(token), True, csrf)
 
     def csrf(self, req: falcon.Request, resp: falcon.Response) -> str:
         """The browser's CSRF token: its cookie's, or a new one set once per answer."""
@@ -265,22 +261,23 @@ def secure(resp: falcon.Response) -> None:
         resp.set_header(name, value)
 
 
-class ModelsPage:
-    """`/ui`: every model, what it supports and its keys by status."""
+class _Page:
+    """A dashboard resource: it renders through the app's one Dashboard."""
 
     def __init__(self, dashboard: Dashboard) -> None:
         self.dashboard = dashboard
+
+
+class ModelsPage(_Page):
+    """`/ui`: every model, what it supports and its keys by status."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         overview = self.dashboard.service.overview
         self.dashboard.page(req, resp, "models.html", lambda v: {"models": overview.models()})
 
 
-class KeysPage:
+class KeysPage(_Page):
     """`/ui/models/{model_name}`: a page of the model's keys, by status and search."""
-
-    def __init__(self, dashboard: Dashboard) -> None:
-        self.dashboard = dashboard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str) -> None:
         overview = self.dashboard.service.overview
@@ -297,11 +294,8 @@ class KeysPage:
         self.dashboard.page(req, resp, "keys.html", read)
 
 
-class KeyPage:
+class KeyPage(_Page):
     """`/ui/models/{model_name}/keys/{key}`: a key's versions, aliases and scores."""
-
-    def __init__(self, dashboard: Dashboard) -> None:
-        self.dashboard = dashboard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, model_name: str, key: str) -> None:
         overview = self.dashboard.service.overview
@@ -311,16 +305,13 @@ class KeyPage:
 
             view = overview.key(model_name, key, before=_text(req, "before"))
             chart = line_chart([(f"v{s.version}", s.score) for s in view.scores])
-            return {"view": view, "chart": chart, "scores": view.scores}
+            return {"view": view, "chart": chart}
 
         self.dashboard.page(req, resp, "key.html", read)
 
 
-class VersionPage:
+class VersionPage(_Page):
     """`/ui/models/{model_name}/keys/{key}/versions/{n}`: everything about one version."""
-
-    def __init__(self, dashboard: Dashboard) -> None:
-        self.dashboard = dashboard
 
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, model_name: str, key: str, n: str
@@ -334,11 +325,8 @@ class VersionPage:
         self.dashboard.page(req, resp, "version.html", read)
 
 
-class JobsPage:
+class JobsPage(_Page):
     """`/ui/jobs`: RUNNING versions with their elapsed time, and the latest failures."""
-
-    def __init__(self, dashboard: Dashboard) -> None:
-        self.dashboard = dashboard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         overview = self.dashboard.service.overview
@@ -350,14 +338,11 @@ class JobsPage:
         self.dashboard.page(req, resp, "jobs.html", read)
 
 
-class LivePage:
+class LivePage(_Page):
     """`/ui/live`: request rate, p50/p99 latency and error rates per model, refreshing."""
 
     #: Seconds between the page's own refreshes.
     REFRESH = 5
-
-    def __init__(self, dashboard: Dashboard) -> None:
-        self.dashboard = dashboard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         recent = self.dashboard.metrics.recent
@@ -378,11 +363,8 @@ class LivePage:
         self.dashboard.page(req, resp, "live.html", read)
 
 
-class ActionPage:
+class ActionPage(_Page):
     """`/ui/actions/{action}`: GET asks for confirmation, POST does it and shows the result."""
-
-    def __init__(self, dashboard: Dashboard) -> None:
-        self.dashboard = dashboard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, action: str) -> None:
         todo = ACTIONS.get(action)
@@ -443,11 +425,8 @@ class ActionPage:
         dashboard.render(resp, "done.html", viewer=viewer, todo=todo, message=done, fields=fields)
 
 
-class LoginPage:
+class LoginPage(_Page):
     """`/ui/login`: a token, entered once, kept in a cookie; `/ui/logout` forgets it."""
-
-    def __init__(self, dashboard: Dashboard) -> None:
-        self.dashboard = dashboard
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.dashboard.login_page(req, resp)
@@ -484,11 +463,12 @@ class LoginPage:
 class StaticFile:
     """`/ui/static/ui.css`: the one stylesheet (served by the app: no CDN)."""
 
-    def __init__(self) -> None:
-        with open(os.path.join(_STATIC, "ui.css"), "rb") as handle:
-            self.css = handle.read()
+    css: bytes | None = None
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.css is None:  # read on first use: building an app does no I/O
+            with open(os.path.join(_STATIC, "ui.css"), "rb") as handle:
+                self.css = handle.read()
         secure(resp)
         resp.set_header("Cache-Control", "max-age=3600")
         resp.content_type = "text/css; charset=utf-8"
